@@ -1,0 +1,242 @@
+"""Offline sample corpora from text already on this machine, for the quickstart and the tests.
+
+- domain: Python source files of the standard library (a narrow "domain" with its own vocabulary);
+- general: English prose found in installed packages: the long descriptions in ``*.dist-info/METADATA``
+  and docstrings of third-party modules.
+
+Nothing is read from the network or from the repository. The output is deterministic for a seed on a given
+machine and environment: files are listed in sorted order, shuffled with the seed, and each document's split is
+a hash of (seed, id), so it does not move when the corpus size changes.
+"""
+
+from __future__ import annotations
+
+import ast
+import email.parser
+import hashlib
+import random
+import re
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pipelines.io import atomic_directory, read_json, sha256_file, sha256_json, write_json_atomic
+from spt.config import CorporaConfig, CorpusLimits
+
+SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string())])
+SPLITS = ("train", "heldout")
+_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "__pycache__", "lib2to3"}
+_WORD = re.compile(r"[A-Za-z]+")
+_COMMON_ENGLISH = {"the", "and", "of", "to", "is", "in", "a", "for", "this", "that", "with", "be", "are"}
+
+
+@dataclass
+class CorpusStats:
+    """Counts for one corpus: what was kept per split, and what was skipped and why."""
+
+    documents: dict[str, int] = field(default_factory=lambda: {s: 0 for s in SPLITS})
+    bytes: dict[str, int] = field(default_factory=lambda: {s: 0 for s in SPLITS})
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def _cut(text: str, max_chars: int) -> str:
+    """Cuts at the last line break before ``max_chars`` so documents end on a whole line."""
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    newline = head.rfind("\n")
+    return head[: newline + 1] if newline > max_chars // 2 else head
+
+
+def is_english_prose(text: str) -> bool:
+    """A cheap test for English prose: mostly letters and spaces, and common function words."""
+    if not text:
+        return False
+    letters = sum(ch.isascii() and (ch.isalpha() or ch.isspace()) for ch in text)
+    words = [w.lower() for w in _WORD.findall(text)]
+    if len(words) < 30 or letters / len(text) < 0.8:
+        return False
+    return sum(w in _COMMON_ENGLISH for w in words) / len(words) >= 0.08
+
+
+def python_source_files(stdlib: Path) -> list[Path]:
+    """The standard library's ``.py`` files, sorted, without tests and bundled third-party code."""
+    return sorted(
+        p for p in stdlib.rglob("*.py") if not _SKIP_DIRS.intersection(p.relative_to(stdlib).parts[:-1])
+    )
+
+
+def domain_documents(stats: CorpusStats, stdlib: Path | None = None) -> Iterator[tuple[str, str]]:
+    """Yields (source, text) for each readable stdlib source file."""
+    stdlib = stdlib or Path(sysconfig.get_paths()["stdlib"])
+    for path in python_source_files(stdlib):
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            stats.skip("unreadable or not UTF-8")
+            continue
+        yield f"python-stdlib:{path.relative_to(stdlib).as_posix()}", text
+
+
+def _metadata_description(path: Path) -> str:
+    message = email.parser.Parser().parsestr(path.read_text(encoding="utf-8"))
+    return (message.get_payload() or message.get("Description") or "").strip()
+
+
+def _docstrings(source: str) -> Iterator[str]:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                yield doc
+
+
+def general_documents(stats: CorpusStats, seed: int, site_packages: Path | None = None) -> Iterator[tuple[str, str]]:
+    """Yields (source, text): package descriptions first, then module docstrings in a seeded order."""
+    site = site_packages or Path(sysconfig.get_paths()["purelib"])
+    for meta in sorted(site.glob("*.dist-info/METADATA")):
+        try:
+            yield f"pkg-metadata:{meta.parent.name}", _metadata_description(meta)
+        except (OSError, UnicodeDecodeError):
+            stats.skip("unreadable or not UTF-8")
+    modules = sorted(p for p in site.rglob("*.py") if "test" not in p.relative_to(site).as_posix())
+    random.Random(seed).shuffle(modules)
+    for path in modules:
+        try:
+            docs = list(_docstrings(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError, RecursionError):
+            stats.skip("unparsable module")
+            continue
+        for number, doc in enumerate(docs):
+            yield f"docstring:{path.relative_to(site).as_posix()}#{number}", doc
+
+
+def split_of(seed: int, doc_id: str, heldout_fraction: float) -> str:
+    """A document's split from a hash of (seed, id): stable when the corpus grows or shrinks."""
+    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
+    return "heldout" if int.from_bytes(digest[:8], "big") / 2**64 < heldout_fraction else "train"
+
+
+def collect(
+    documents: Iterable[tuple[str, str]],
+    limits: CorpusLimits,
+    keep: Callable[[str], bool],
+    stats: CorpusStats,
+    seed: int,
+    heldout_fraction: float,
+    name: str,
+) -> dict[str, list[dict]]:
+    """Filters, deduplicates and splits documents until the corpus limits are reached."""
+    rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    seen: set[str] = set()
+    total_bytes = 0
+    progress = tqdm(total=limits.max_documents, desc=f"corpus {name}", unit="doc", disable=None)
+    for source, raw in documents:
+        text = _cut(raw.strip().replace("\r\n", "\n"), limits.max_chars)
+        if not text.strip():
+            stats.skip("empty")
+            continue
+        if len(text) < limits.min_chars:
+            stats.skip("shorter than min_chars")
+            continue
+        if not keep(text):
+            stats.skip("failed the content filter")
+            continue
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest in seen:
+            stats.skip("duplicate")
+            continue
+        size = len(text.encode())
+        if total_bytes + size > limits.max_bytes:
+            stats.skip("over max_bytes")
+            continue
+        seen.add(digest)
+        doc_id = f"{name}-{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+        split = split_of(seed, doc_id, heldout_fraction)
+        rows[split].append({"id": doc_id, "text": text, "source": source})
+        stats.documents[split] += 1
+        stats.bytes[split] += size
+        total_bytes += size
+        progress.update(1)
+        if sum(stats.documents.values()) >= limits.max_documents:
+            break
+    progress.close()
+    return rows
+
+
+def _domain_rows(config: CorporaConfig, stats: CorpusStats) -> dict[str, list[dict]]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = list(domain_documents(stats, stdlib))
+    random.Random(config.seed).shuffle(files)
+    return collect(files, config.domain, lambda _: True, stats, config.seed, config.heldout_fraction, "domain")
+
+
+def _general_rows(config: CorporaConfig, stats: CorpusStats) -> dict[str, list[dict]]:
+    docs = general_documents(stats, config.seed)
+    return collect(docs, config.general, is_english_prose, stats, config.seed, config.heldout_fraction, "general")
+
+
+def _write_parquet(rows: list[dict], path: Path) -> None:
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    pq.write_table(table, path, compression="zstd", row_group_size=1024)
+
+
+def build_corpora(config: CorporaConfig) -> dict:
+    """Builds ``output_dir/{domain,general}/{train,heldout}.parquet`` and ``summary.json``.
+
+    A rerun with the same config finds the summary, checks the files' hashes, and does nothing.
+
+    Returns:
+        The summary: per corpus and split, documents and bytes; skipped documents by reason; file hashes.
+    """
+    out = Path(config.output_dir)
+    config_hash = sha256_json(config.model_dump(mode="json"))
+    previous = read_json(out / "summary.json")
+    if previous and previous.get("config_hash") == config_hash and _files_verify(out, previous):
+        previous["reused"] = True
+        return previous
+    summary: dict = {"config": config.model_dump(mode="json"), "config_hash": config_hash, "corpora": {}}
+    with atomic_directory(out) as tmp:
+        for name, make_rows in (("domain", _domain_rows), ("general", _general_rows)):
+            stats = CorpusStats()
+            rows = make_rows(config, stats)
+            (tmp / name).mkdir()
+            for split in SPLITS:
+                _write_parquet(rows[split], tmp / name / f"{split}.parquet")
+            summary["corpora"][name] = {
+                "documents": stats.documents,
+                "bytes": stats.bytes,
+                "skipped": dict(sorted(stats.skipped.items())),
+            }
+        summary["files"] = {
+            p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*.parquet"))
+        }
+        write_json_atomic(tmp / "summary.json", summary)
+    summary["reused"] = False
+    return summary
+
+
+def _files_verify(out: Path, summary: dict) -> bool:
+    files = summary.get("files") or {}
+    return bool(files) and all((out / n).exists() and sha256_file(out / n) == h for n, h in files.items())
+
+
+def format_summary(summary: dict) -> str:
+    """A small table: corpus, split, documents, bytes; then the skip counts."""
+    lines = [f"{'corpus':<8} {'split':<8} {'documents':>10} {'bytes':>12}"]
+    for name, info in summary["corpora"].items():
+        for split in SPLITS:
+            lines.append(f"{name:<8} {split:<8} {info['documents'][split]:>10,} {info['bytes'][split]:>12,}")
+        if info["skipped"]:
+            skipped = ", ".join(f"{reason}: {count}" for reason, count in info["skipped"].items())
+            lines.append(f"  {name} skipped: {skipped}")
+    return "\n".join(lines)

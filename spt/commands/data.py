@@ -1,0 +1,47 @@
+"""`spt corpora` and `spt tokenizer`: the offline sample corpora and the tokenizer."""
+
+from __future__ import annotations
+
+import argparse
+
+from spt.commands import add_config_arguments, print_config
+from spt.config import load_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    corpora = subparsers.add_parser(
+        "corpora", help="build the domain (Python source) and general (English) sample corpora from this machine"
+    )
+    add_config_arguments(corpora)
+    corpora.set_defaults(func=run_corpora, environment="any")
+
+    tokenizer = subparsers.add_parser("tokenizer", help="train a byte-level BPE tokenizer on parquet corpora")
+    add_config_arguments(tokenizer)
+    tokenizer.set_defaults(func=run_tokenizer, environment="any")
+
+
+def run_corpora(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides, kind="corpora")
+    if args.dry_run:
+        print_config(config)
+        return 0
+    from pipelines.corpora import build_corpora, format_summary
+
+    summary = build_corpora(config)
+    print(format_summary(summary))
+    state = "already built, reused" if summary["reused"] else "written"
+    print(f"corpora {state}: {config.output_dir}")
+    return 0
+
+
+def run_tokenizer(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides, kind="tokenizer")
+    if args.dry_run:
+        print_config(config)
+        return 0
+    from pipelines.tokenizer import load_tokenizer, train_tokenizer
+
+    folder = train_tokenizer(config)
+    tokenizer, _ = load_tokenizer(folder)
+    print(f"tokenizer: {tokenizer.get_vocab_size()} tokens in {folder}")
+    return 0

@@ -1,0 +1,50 @@
+"""Configs for the offline sample corpora and the tokenizer trainer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from spt.config.loader import StrictModel
+
+
+class CorpusLimits(StrictModel):
+    """Size and filtering of one sample corpus."""
+
+    max_documents: int = Field(2000, ge=1, description="documents kept at most, after filtering (documents)")
+    max_bytes: int = Field(20_000_000, ge=1, description="UTF-8 bytes kept at most over all documents (bytes)")
+    min_chars: int = Field(200, ge=1, description="shortest document kept (characters)")
+    max_chars: int = Field(20_000, ge=1, description="longer documents are cut at a line break below this (characters)")
+
+
+class CorporaConfig(StrictModel):
+    """`spt corpora`: builds a domain corpus (Python source) and a general English corpus from text on this machine."""
+
+    kind: Literal["corpora"] = Field(description="config kind (literal 'corpora')")
+    output_dir: str = Field(description="folder that receives domain/ and general/ parquet files (a path)")
+    seed: int = Field(0, ge=0, description="seed of the document shuffle and the held-out split (integer)")
+    heldout_fraction: float = Field(
+        0.05, ge=0.0, le=0.5, description="share of documents put in the held-out split (fraction)"
+    )
+    domain: CorpusLimits = Field(default_factory=CorpusLimits, description="the Python-source domain corpus")
+    general: CorpusLimits = Field(
+        default_factory=lambda: CorpusLimits(min_chars=300),
+        description="the English general corpus (package descriptions and docstrings)",
+    )
+
+
+class TokenizerConfig(StrictModel):
+    """`spt tokenizer`: trains a byte-level BPE tokenizer, or names an existing HF tokenizer folder."""
+
+    kind: Literal["tokenizer"] = Field(description="config kind (literal 'tokenizer')")
+    inputs: list[str] = Field(
+        min_length=1, description="parquet files or folders of them with a `text` column (paths)"
+    )
+    output_dir: str = Field(description="folder the tokenizer is saved to, loadable by AutoTokenizer (a path)")
+    vocab_size: int = Field(4096, ge=300, le=1_000_000, description="vocabulary size including special tokens (tokens)")
+    min_frequency: int = Field(2, ge=1, description="pairs seen fewer times are not merged (occurrences)")
+    max_documents: int | None = Field(None, ge=1, description="train on at most this many documents (documents)")
+    eos_token: str = Field("<|endoftext|>", min_length=1, description="end-of-document token (a string)")
+    pad_token: str = Field("<|pad|>", min_length=1, description="padding token (a string)")
+    model_max_length: int = Field(2048, ge=1, description="longest sequence the tokenizer advertises (tokens)")
