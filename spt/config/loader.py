@@ -153,7 +153,9 @@ def validation_problems(root: str, model: type[BaseModel], exc: ValidationError)
     for error in exc.errors():
         loc = [part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
         path = format_path(root, loc)
-        shown = error["type"] not in ("missing", "extra_forbidden") and loc
+        # A rule about a whole section (a model validator) names the section, not its contents.
+        whole_section = error["type"] == "value_error" and isinstance(error.get("input"), dict)
+        shown = error["type"] not in ("missing", "extra_forbidden") and loc and not whole_section
         value = f"={_format_value(error['input'])}" if shown else ""
         problems.append(f"{path}{value}: {_rule(error, model)}")
     return problems

@@ -1,0 +1,146 @@
+"""Configs for pretraining (`spt train`), finetuning (`spt finetune`) and WiSE-FT interpolation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from spt.config.common import RayRuntimeConfig
+from spt.config.loader import StrictModel
+
+
+class ModelConfig(StrictModel):
+    """A named preset, or explicit sizes (explicit values override the preset's)."""
+
+    preset: str | None = Field("tiny", description="preset name from training/presets.py, e.g. tiny, micro, 150m, 1b (a name)")
+    d_model: int | None = Field(None, ge=8, description="hidden size (units)")
+    n_layers: int | None = Field(None, ge=1, description="decoder layers (layers)")
+    n_heads: int | None = Field(None, ge=1, description="attention heads (heads)")
+    n_kv_heads: int | None = Field(None, ge=1, description="key/value heads for grouped-query attention (heads)")
+    ffn_hidden: int | None = Field(None, ge=8, description="SwiGLU hidden size (units)")
+
+    @model_validator(mode="after")
+    def _known_preset(self):
+        from training.presets import PRESETS
+
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"preset={self.preset!r}: unknown preset; one of {', '.join(PRESETS)}")
+        explicit = [self.d_model, self.n_layers, self.n_heads, self.n_kv_heads, self.ffn_hidden]
+        if self.preset is None and None in explicit:
+            raise ValueError("without a preset, d_model, n_layers, n_heads, n_kv_heads and ffn_hidden are required")
+        return self
+
+
+class OptimizerConfig(StrictModel):
+    """Decoupled AdamW."""
+
+    lr: float = Field(3e-3, gt=0, le=1, description="peak learning rate (per step)")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="decoupled weight decay per step (fraction)")
+    beta1: float = Field(0.9, ge=0, lt=1, description="Adam first-moment decay (fraction)")
+    beta2: float = Field(0.95, ge=0, lt=1, description="Adam second-moment decay (fraction)")
+    eps: float = Field(1e-8, gt=0, description="Adam epsilon (a small number)")
+    grad_clip_norm: float | None = Field(1.0, gt=0, description="clip gradients to this global L2 norm (norm)")
+
+
+class ScheduleConfig(StrictModel):
+    """Learning-rate schedule: warmup then cosine decay, or warmup-stable-decay (WSD)."""
+
+    kind: Literal["cosine", "wsd", "constant"] = Field("cosine", description="schedule shape (one of the literals)")
+    warmup_fraction: float = Field(0.05, ge=0, le=1, description="warmup share of the run (fraction of tokens)")
+    decay_fraction: float = Field(0.2, ge=0, le=1, description="WSD only: final decay share of the run (fraction of tokens)")
+    final_lr_ratio: float = Field(0.1, ge=0, le=1, description="final learning rate over peak (fraction)")
+
+
+class TrainConfig(StrictModel):
+    """`spt train`: pretrain a Llama-style model with Composer on a built mix."""
+
+    kind: Literal["train"] = Field(description="config kind (literal 'train')")
+    mix: str = Field(description="streams spec written by `spt mix build` (a path to streams.json)")
+    run_dir: str = Field(description="folder for curves, logs, checkpoints and the final model (a path)")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the model shape")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="the optimizer")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
+    duration_tokens: int | None = Field(
+        None, ge=1, description="tokens to train on (tokens); None = the mix's total_tokens"
+    )
+    global_batch_size: int = Field(16, ge=1, description="sequences per optimizer step over all workers (samples)")
+    microbatch_size: int | None = Field(
+        None, ge=1, description="sequences per forward pass on one worker (samples); None = the whole per-worker batch"
+    )
+    eval_every_tokens: int = Field(200_000, ge=1, description="evaluate held-out losses every this many tokens (tokens)")
+    eval_samples: int = Field(64, ge=1, description="held-out sequences evaluated per source at most (samples)")
+    checkpoint_every_tokens: int | None = Field(
+        None, ge=1, description="save a resumable checkpoint every this many tokens (tokens); None = at the end only"
+    )
+    autoresume: bool = Field(True, description="resume from the latest checkpoint in run_dir if there is one (a switch)")
+    seed: int = Field(0, ge=0, description="seed of weights, data order and dropout (integer)")
+    device: Literal["auto", "cpu", "gpu"] = Field("auto", description="where to train (one of the literals)")
+    deterministic: bool = Field(
+        False, description="torch deterministic algorithms (a switch); costs ~2.7x on CPU and is not needed there "
+        "for exact resumption, which the tests check"
+    )
+    precision: Literal["auto", "fp32", "amp_bf16"] = Field(
+        "auto", description="numeric precision: auto = fp32 on CPU, amp_bf16 on GPU (one of the literals)"
+    )
+    num_workers: int = Field(1, ge=1, description="Ray Train workers; 1 trains in this process (processes)")
+    dataloader_workers: int = Field(0, ge=0, description="DataLoader worker processes per training worker (processes)")
+    ray: RayRuntimeConfig = Field(default_factory=RayRuntimeConfig, description="the Ray cluster for num_workers > 1")
+
+    @model_validator(mode="after")
+    def _batches_divide(self):
+        if self.global_batch_size % self.num_workers:
+            raise ValueError(
+                f"global_batch_size={self.global_batch_size} does not divide across num_workers={self.num_workers}"
+            )
+        per_worker = self.global_batch_size // self.num_workers
+        if self.microbatch_size is not None and per_worker % self.microbatch_size:
+            raise ValueError(
+                f"microbatch_size={self.microbatch_size} does not divide the per-worker batch of {per_worker}"
+            )
+        return self
+
+
+class FinetuneConfig(StrictModel):
+    """`spt finetune`: continue from a pretraining run on domain data, with optional general replay."""
+
+    kind: Literal["finetune"] = Field(description="config kind (literal 'finetune')")
+    base_run: str = Field(description="run_dir of a finished `spt train` run (a path)")
+    mix: str | None = Field(None, description="streams spec to take domain/general data from (a path); None = the base run's")
+    run_dir: str = Field(description="folder for this finetune run (a path)")
+    replay_fraction: float = Field(0.0, ge=0, lt=1, description="share of general data mixed into finetuning (fraction of tokens)")
+    duration_tokens: int = Field(ge=1, description="most tokens to finetune on (tokens)")
+    optimizer: OptimizerConfig = Field(
+        default_factory=lambda: OptimizerConfig(lr=1e-3), description="the optimizer (fresh state)"
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: ScheduleConfig(kind="constant", warmup_fraction=0.0), description="the learning-rate schedule"
+    )
+    global_batch_size: int = Field(16, ge=1, description="sequences per optimizer step (samples)")
+    eval_every_tokens: int = Field(50_000, ge=1, description="evaluate every this many tokens (tokens)")
+    eval_samples: int = Field(64, ge=1, description="held-out sequences evaluated per source at most (samples)")
+    patience: int = Field(3, ge=1, description="stop after this many evaluations without improvement (evaluations)")
+    min_delta: float = Field(0.0, ge=0, description="smallest domain-loss drop that counts as improvement (nats)")
+    seed: int = Field(0, ge=0, description="seed of the data order (integer)")
+    device: Literal["auto", "cpu", "gpu"] = Field("auto", description="where to train (one of the literals)")
+
+
+class InterpolateConfig(StrictModel):
+    """`spt interpolate`: WiSE-FT, θ(α) = (1 − α)·θ_start + α·θ_end, evaluated for each α."""
+
+    kind: Literal["interpolate"] = Field(description="config kind (literal 'interpolate')")
+    start: str = Field(description="run_dir (or model folder) of the α = 0 end, e.g. the pretrained run (a path)")
+    end: str = Field(description="run_dir (or model folder) of the α = 1 end, e.g. the finetuned run (a path)")
+    mix: str = Field(description="streams spec whose held-out shards are evaluated (a path)")
+    alphas: list[float] = Field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], min_length=1, description="interpolation weights (fractions)"
+    )
+    eval_samples: int = Field(64, ge=1, description="held-out sequences evaluated per source at most (samples)")
+    output: str = Field(description="CSV table written with alpha, domain_loss, general_loss (a path)")
+
+    @model_validator(mode="after")
+    def _alphas_in_range(self):
+        bad = [a for a in self.alphas if not 0.0 <= a <= 1.0]
+        if bad:
+            raise ValueError(f"alphas={bad}: each must be between 0 and 1")
+        return self

@@ -1,0 +1,68 @@
+"""The tidy curve table of a run: one row per evaluation, with domain, general and per-source losses."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+from composer.core import Callback, State
+from composer.loggers import Logger
+
+METRIC = "LanguageCrossEntropy"
+
+
+def role_loss(losses: dict[str, float], roles: dict[str, str], role: str, weights: dict[str, int]) -> float | None:
+    """Mean loss of the sources with ``role``, weighted by their evaluated samples; None when there are none."""
+    names = [n for n, r in roles.items() if r == role and n in losses]
+    total = sum(weights.get(n, 1) for n in names)
+    return sum(losses[n] * weights.get(n, 1) for n in names) / total if names else None
+
+
+class CurveTable(Callback):
+    """After every evaluation, writes ``curves.csv``: tokens, domain_loss, general_loss, loss_<source>...
+
+    Rows are keyed by the batch they were measured at, so a resumed run that re-evaluates a step replaces the
+    row instead of duplicating it. Only rank 0 writes.
+    """
+
+    def __init__(self, path: str | Path, roles: dict[str, str], eval_samples: dict[str, int], tokens_per_batch: int):
+        self.path = Path(path)
+        self.roles, self.eval_samples, self.tokens_per_batch = roles, eval_samples, tokens_per_batch
+        self.rows: dict[int, dict] = {}
+        self.started = time.time()
+        if self.path.exists():
+            with self.path.open() as handle:
+                self.rows = {int(r["batch"]): r for r in csv.DictReader(handle)}
+
+    def eval_after_all(self, state: State, logger: Logger) -> None:
+        losses = {}
+        for label, metrics in state.eval_metrics.items():
+            if METRIC in metrics:
+                losses[label] = float(metrics[METRIC].compute())
+        batch = int(state.timestamp.batch)
+        row = {
+            "batch": batch,
+            "tokens": batch * self.tokens_per_batch,
+            "domain_loss": role_loss(losses, self.roles, "domain", self.eval_samples),
+            "general_loss": role_loss(losses, self.roles, "general", self.eval_samples),
+            "train_loss": float(state.loss) if state.loss is not None and hasattr(state.loss, "item") else None,
+            "wall_seconds": round(time.time() - self.started, 2),
+        }
+        row.update({f"loss_{name}": value for name, value in sorted(losses.items())})
+        self.rows[batch] = row
+        if int(os.environ.get("RANK", "0")) == 0:
+            self.write()
+
+    def write(self) -> None:
+        columns: list[str] = []
+        for row in self.rows.values():
+            columns += [c for c in row if c not in columns]
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            for batch in sorted(self.rows):
+                writer.writerow(self.rows[batch])
+        os.replace(tmp, self.path)
