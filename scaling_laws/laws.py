@@ -3,8 +3,9 @@
 A law is evaluated for many parameter vectors at once. ``theta`` always has shape ``(S, P)``: one row per start
 (or bootstrap replicate), in the law's *internal* coordinates, where a parameter marked ``log`` is stored as its
 logarithm (so positive quantities stay positive and the log-sum-exp forms are linear in them). ``inputs`` is a
-mapping from column name to a 1-D array of ``n`` rows. Predictions come back with shape ``(S, n)`` and Jacobians
-with shape ``(S, n, P)``.
+mapping from column name to a 1-D array of ``n`` rows. Predictions come back with shape ``(S, n)``; a Jacobian
+is a list of ``P`` arrays, one per parameter, each broadcastable to ``(S, n)`` (a list, not one stacked
+``(S, n, P)`` array, because stacking costs more than the whole law on a 4,500-start grid).
 
 This module holds the base class and the two classical laws (Chinchilla, data-constrained); the specialized
 pretraining laws live in :mod:`scaling_laws.spt_laws`.
@@ -13,8 +14,8 @@ pretraining laws live in :mod:`scaling_laws.spt_laws`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -103,17 +104,18 @@ class Law:
         return np.array(list(itertools.product(*axes)), dtype=float)
 
     # Subclasses implement one of the two; each defaults to the other.
-    def log_predict_jac(self, theta: np.ndarray, inputs: Inputs) -> tuple[np.ndarray, np.ndarray]:
-        """Log prediction ``(S, n)`` and its Jacobian wrt internal parameters ``(S, n, P)``."""
+    def log_predict_jac(self, theta: np.ndarray, inputs: Inputs) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Log prediction ``(S, n)`` and its Jacobian columns wrt the internal parameters."""
         pred, jac = self.predict_jac(theta, inputs)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(pred), jac / pred[..., None]
+            inverse = 1.0 / pred
+            return np.log(pred), [column * inverse for column in jac]
 
-    def predict_jac(self, theta: np.ndarray, inputs: Inputs) -> tuple[np.ndarray, np.ndarray]:
-        """Prediction ``(S, n)`` and its Jacobian wrt internal parameters ``(S, n, P)``."""
+    def predict_jac(self, theta: np.ndarray, inputs: Inputs) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Prediction ``(S, n)`` and its Jacobian columns wrt the internal parameters."""
         log_pred, jac = self.log_predict_jac(theta, inputs)
         pred = np.exp(log_pred)
-        return pred, jac * pred[..., None]
+        return pred, [column * pred for column in jac]
 
     def predict_many(self, theta: np.ndarray, inputs: Inputs) -> np.ndarray:
         """Predictions ``(S, n)`` for internal vectors ``(S, P)``."""
@@ -129,11 +131,16 @@ def _as_arrays(inputs: Inputs) -> dict[str, np.ndarray]:
 
 
 def _log_sum_exp(terms: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``log(sum(exp(t)))`` over a list of same-shaped arrays, and each term's softmax weight."""
-    peak = np.maximum.reduce(terms)
+    """``log(sum(exp(t)))`` over a list of broadcastable arrays, and each term's softmax weight."""
+    peak = terms[0]
+    for term in terms[1:]:
+        peak = np.maximum(peak, term)
     exps = [np.exp(t - peak) for t in terms]
-    total = sum(exps)
-    return peak + np.log(total), [e / total for e in exps]
+    total = exps[0] + exps[1]
+    for extra in exps[2:]:
+        total += extra
+    inverse = 1.0 / total
+    return peak + np.log(total), [e * inverse for e in exps]
 
 
 _EXPONENT_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -167,10 +174,8 @@ class Chinchilla(Law):
     def log_predict_jac(self, theta, inputs):
         log_n, log_d = np.log(inputs["params"]), np.log(inputs["tokens"])
         e, a, b, alpha, beta = (theta[:, i : i + 1] for i in range(5))
-        log_pred, (w_e, w_a, w_b) = _log_sum_exp([np.broadcast_to(e, (len(e), len(log_n))),
-                                                  a - alpha * log_n, b - beta * log_d])
-        jac = np.stack([w_e, w_a, w_b, -w_a * log_n, -w_b * log_d], axis=-1)
-        return log_pred, jac
+        log_pred, (w_e, w_a, w_b) = _log_sum_exp([e, a - alpha * log_n, b - beta * log_d])
+        return log_pred, [w_e, w_a, w_b, -w_a * log_n, -w_b * log_d]
 
 
 def _saturating(repeats: np.ndarray, log_star: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -204,15 +209,15 @@ class Muennighoff(Law):
     params = (
         Param("E", 1e-6, 1e2, log=True, grid=tuple(float(np.exp(v)) for v in (-1.0, 0.0, 1.0)),
               description="irreducible loss (nats/token)"),
-        Param("A", 1e-6, 1e15, log=True, grid=tuple(float(np.exp(v)) for v in (0.0, 7.0, 14.0, 21.0)),
+        Param("A", 1e-6, 1e15, log=True, grid=tuple(float(np.exp(v)) for v in (0.0, 10.0, 20.0)),
               description="model-size coefficient (nats/token)"),
-        Param("B", 1e-6, 1e15, log=True, grid=tuple(float(np.exp(v)) for v in (0.0, 7.0, 14.0, 21.0)),
+        Param("B", 1e-6, 1e15, log=True, grid=tuple(float(np.exp(v)) for v in (0.0, 10.0, 20.0)),
               description="data coefficient (nats/token)"),
         Param("alpha", 0.02, 3.0, grid=(0.2, 0.5, 1.0), description="model-size exponent"),
         Param("beta", 0.02, 3.0, grid=(0.2, 0.5, 1.0), description="data exponent"),
-        Param("R_D_star", 1e-2, 1e4, log=True, grid=(2.0, 10.0, 50.0),
+        Param("R_D_star", 1e-2, 1e4, log=True, grid=(5.0, 30.0),
               description="repetitions of the data after which repeated tokens are worth 1/e of new ones (epochs)"),
-        Param("R_N_star", 1e-2, 1e4, log=True, grid=(2.0, 10.0, 50.0),
+        Param("R_N_star", 1e-2, 1e4, log=True, grid=(2.0, 20.0),
               description="excess-parameter ratio with the same 1/e decay for model size (multiples of N_opt)"),
     )
 
@@ -249,12 +254,8 @@ class Muennighoff(Law):
         }
         dn = {k: dlogn_eff_dlogun * v for k, v in dlogun.items()}
 
-        shape = log_n_eff.shape
-        log_pred, (w_e, w_a, w_b) = _log_sum_exp(
-            [np.broadcast_to(e, shape), a - alpha * log_n_eff, b - beta * log_d_eff]
-        )
-        jac = np.stack(
-            [
+        log_pred, (w_e, w_a, w_b) = _log_sum_exp([e, a - alpha * log_n_eff, b - beta * log_d_eff])
+        jac = [
                 w_e,
                 w_a * (1.0 - alpha * dn["a"]),
                 w_b - w_a * alpha * dn["b"],
@@ -262,9 +263,7 @@ class Muennighoff(Law):
                 -w_b * log_d_eff - w_a * alpha * dn["beta"],
                 -w_b * beta * dlogd_eff_dr_d,
                 -w_a * alpha * dlogn_eff_dr_n,
-            ],
-            axis=-1,
-        )
+        ]
         return log_pred, jac
 
 

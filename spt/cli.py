@@ -14,7 +14,10 @@ from spt.errors import InputError
 COMMAND_MODULES = [
     "spt.commands.data",
     "spt.commands.model",
-    # "scaling_laws.cli",
+    "spt.commands.mix",
+    "spt.commands.rephrase",
+    "spt.commands.train",
+    "scaling_laws.cli",
 ]
 
 

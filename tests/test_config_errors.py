@@ -23,6 +23,7 @@ inputs: [{out}/in.parquet]
 output_dir: {out}/tok
 """
 
+KIND_NAMES = ", ".join(sorted(KINDS))
 ALLOWED_TOP = "kind, output_dir, seed, heldout_fraction, domain, general"
 ALLOWED_LIMITS = "max_documents, max_bytes, min_chars, max_chars"
 
@@ -40,8 +41,8 @@ CASES = [
      ["corpora.domain.max_documents=0: must be >= 1"]),
     ("section not a mapping", "corpora", CORPORA + "domain: 5\n", [], ["corpora.domain=5: must be a mapping"]),
     ("missing required", "corpora", "kind: corpora\n", [], ["corpora.output_dir: required"]),
-    ("missing kind", "corpora", "output_dir: x\n", [], ["kind: required; one of corpora, tokenizer"]),
-    ("unknown kind", "corpora", "kind: bogus\n", [], ["kind='bogus': must be one of corpora, tokenizer"]),
+    ("missing kind", "corpora", "output_dir: x\n", [], [f"kind: required; one of {KIND_NAMES}"]),
+    ("unknown kind", "corpora", "kind: bogus\n", [], [f"kind='bogus': must be one of {KIND_NAMES}"]),
     ("wrong kind for command", "corpora", TOKENIZER, [],
      ["kind='tokenizer': this command expects a 'corpora' config"]),
     ("empty file", "corpora", "", [], ["{path}: empty file, expected a mapping with a 'kind' key"]),

@@ -17,12 +17,20 @@ from pydantic import BaseModel
 
 from spt.config.common import RayRuntimeConfig
 from spt.config.corpora import CorporaConfig, CorpusLimits, TokenizerConfig
+from spt.config.rephrase import RephraseConfig, StyleLibrary
+from spt.config.mix import MixConfig
+from spt.config.train import FinetuneConfig, InterpolateConfig, ModelConfig, TrainConfig
 from spt.config.loader import ConfigError, StrictModel, apply_override, parse_override, read_yaml, validate
 
 #: Every config kind, by the value of its ``kind`` key. New kinds register here.
 KINDS: dict[str, type[BaseModel]] = {
     "corpora": CorporaConfig,
     "tokenizer": TokenizerConfig,
+    "rephrase": RephraseConfig, "styles": StyleLibrary,
+    "mix": MixConfig,
+    "train": TrainConfig,
+    "finetune": FinetuneConfig,
+    "interpolate": InterpolateConfig,
 }
 
 
@@ -53,7 +61,13 @@ __all__ = [
     "CorporaConfig",
     "CorpusLimits",
     "RayRuntimeConfig",
+    "RephraseConfig", "StyleLibrary",
     "StrictModel",
     "TokenizerConfig",
+    "TrainConfig",
+    "FinetuneConfig",
+    "InterpolateConfig",
+    "ModelConfig",
+    "MixConfig",
     "load_config",
 ]

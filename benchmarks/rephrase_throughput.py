@@ -1,0 +1,189 @@
+"""Output tokens/s of `spt rephrase` against raw `vllm.LLM.generate` on the same prompts, in one run.
+
+    .venv/generate/bin/python benchmarks/rephrase_throughput.py [--sample-fraction 0.03] [--max-tokens 96]
+        [--variants raw,spt,ray-data-llm]
+
+The prompts are the rows `spt rephrase` builds from the quickstart config (corpus sample -> filter -> chunks ->
+styles -> token ids). Each variant runs in its own process, one after the other:
+
+- raw: one ``vllm.LLM`` in-process, every prompt in one ``generate`` call (the engine's best case).
+- spt: the real ``spt rephrase`` command (Ray Data, the engine actor, shard commits, manifest).
+- ray-data-llm (optional): the same prompts through ``ray.data.llm``'s vLLM processor, the alternative engine
+  stage; compared end to end with spt, since both pay for Ray and an engine actor.
+
+Rates: output tokens over generation time. For raw that is the ``generate`` call; for spt it is from the engine
+being ready to the last shard committed, as in its manifest, so every pipeline cost during generation counts.
+Engine start-up (the same ~35 s model load for every variant here) is reported apart. Goal: spt/raw >= 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def overrides(args: argparse.Namespace, out_dir: Path) -> list[str]:
+    return [
+        f"input.sample_fraction={args.sample_fraction}",
+        f"sampling.max_tokens={args.max_tokens}",
+        f"engine.batch_size={args.batch_size}",
+        f"output.dir={out_dir}",
+        "output.documents_per_shard=128",
+    ]
+
+
+def build_rows(args: argparse.Namespace, out_dir: Path) -> tuple[list[dict], object]:
+    from pipelines.rephrase.expand import ExpandUnit
+    from pipelines.rephrase.runner import prepare
+    from spt.config import load_config
+
+    config = load_config(args.config, overrides(args, out_dir), kind="rephrase")
+    plan = prepare(config)
+    stage = ExpandUnit(plan.config, plan.styles, plan.weights, plan.model)
+    rows = [row for unit in plan.units for row in stage(unit.to_dict()) if row["kind"] == "row"]
+    return rows, plan
+
+
+def run_raw(args: argparse.Namespace, work: Path) -> dict:
+    from pipelines.engine import import_vllm, make_llm
+    from pipelines.rephrase.generate import sampling_params
+
+    rows, plan = build_rows(args, work / "unused")
+    vllm = import_vllm()
+    from vllm.inputs import TokensPrompt
+
+    engine = plan.config.engine
+    start = time.time()
+    llm = make_llm(plan.model, dtype=engine.dtype, max_model_len=engine.max_model_len,
+                   enforce_eager=engine.enforce_eager, seed=plan.config.sampling.seed)
+    ready = time.time()
+    sampling = plan.config.sampling.model_dump()
+    prompts = [TokensPrompt(prompt_token_ids=row["prompt_token_ids"]) for row in rows]
+    params = [sampling_params(vllm, sampling, row["max_tokens"]) for row in rows]
+    outputs = llm.generate(prompts, params, use_tqdm=False)
+    done = time.time()
+    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    return {"rows": len(rows), "output_tokens": tokens, "generation_seconds": done - ready,
+            "startup_seconds": ready - start, "wall_seconds": done - start}
+
+
+def run_spt(args: argparse.Namespace, work: Path) -> dict:
+    out_dir = work / "spt"
+    command = [sys.executable, "-m", "spt.cli", "rephrase", args.config, *overrides(args, out_dir)]
+    start = time.time()
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    wall = time.time() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"spt rephrase failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    run = manifest["runs"][-1]
+    return {"rows": run["rows"], "output_tokens": run["output_tokens"], "generation_seconds": run["generation_seconds"],
+            "startup_seconds": run["wall_seconds"] - run["generation_seconds"], "wall_seconds": wall}
+
+
+def run_ray_data_llm(args: argparse.Namespace, work: Path) -> dict:
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    from pipelines.rephrase.generate import engine_env
+
+    rows, plan = build_rows(args, work / "unused")
+    engine, sampling = plan.config.engine, plan.config.sampling
+    start = time.time()
+    os.environ.update(engine_env(engine.cpu_kv_cache_gib))
+    ray.init(address="local", _temp_dir=tempfile.mkdtemp(prefix="spt-ray-", dir="/tmp"), include_dashboard=False,
+             object_store_memory=512 * 1024 * 1024, logging_level="warning")
+    processor = build_processor(
+        vLLMEngineProcessorConfig(
+            model_source=plan.model,
+            engine_kwargs={"dtype": engine.dtype, "max_model_len": engine.max_model_len,
+                           "enforce_eager": engine.enforce_eager, "seed": sampling.seed},
+            batch_size=args.batch_size, concurrency=1, max_concurrent_batches=4,
+            chat_template_stage=False, tokenize_stage=False, detokenize_stage=False,
+            log_engine_metrics=False, placement_group_config={"bundles": [{"CPU": 1}]},
+        ),
+        preprocess=lambda row: {
+            "tokenized_prompt": row["prompt_token_ids"],
+            "sampling_params": {"temperature": sampling.temperature, "top_p": sampling.top_p,
+                                "repetition_penalty": sampling.repetition_penalty,
+                                "max_tokens": int(row["max_tokens"])},
+        },
+        postprocess=lambda row: {"output_tokens": row["num_generated_tokens"]},
+    )
+    data = ray.data.from_items([{"prompt_token_ids": r["prompt_token_ids"], "max_tokens": r["max_tokens"]}
+                                for r in rows])
+    first = None
+    tokens = 0
+    for batch in processor(data).iter_batches(batch_size=None):
+        first = first or time.time()
+        tokens += int(sum(batch["output_tokens"]))
+    done = time.time()
+    ray.shutdown()
+    return {"rows": len(rows), "output_tokens": tokens, "generation_seconds": None,
+            "startup_seconds": None, "wall_seconds": done - start}
+
+
+RUNNERS = {"raw": run_raw, "spt": run_spt, "ray-data-llm": run_ray_data_llm}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/rephrase/quickstart.yaml")
+    parser.add_argument("--sample-fraction", type=float, default=0.03, help="share of corpus documents (fraction)")
+    parser.add_argument("--max-tokens", type=int, default=96, help="output tokens per row at most (tokens)")
+    parser.add_argument("--batch-size", type=int, default=64, help="spt engine.batch_size (rows)")
+    parser.add_argument("--variants", default="raw,spt", help="comma list of raw, spt, ray-data-llm")
+    parser.add_argument("--only", choices=sorted(RUNNERS), help=argparse.SUPPRESS)  # one variant, in a child
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.chdir(REPO)
+    if args.only:
+        print("RESULT " + json.dumps(RUNNERS[args.only](args, Path(args.work))), flush=True)
+        return 0
+    from spt.environments import is_current, python_for
+
+    if not is_current("generate"):
+        return subprocess.call([str(python_for("generate")), *sys.argv])
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="spt-bench-") as work:
+        for variant in args.variants.split(","):
+            child = [sys.executable, __file__, "--only", variant, "--work", work, "--config", args.config,
+                     "--sample-fraction", str(args.sample_fraction), "--max-tokens", str(args.max_tokens),
+                     "--batch-size", str(args.batch_size)]
+            print(f"== {variant}", file=sys.stderr, flush=True)
+            proc = subprocess.run(child, capture_output=True, text=True)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                return 1
+            results[variant] = json.loads(lines[-1][len("RESULT "):])
+    print(f"{'variant':<14} {'rows':>5} {'out tokens':>10} {'gen s':>7} {'tok/s':>7} {'start s':>8} {'wall s':>7} "
+          f"{'e2e tok/s':>9}")
+    for name, r in results.items():
+        rate = r["output_tokens"] / r["generation_seconds"] if r["generation_seconds"] else float("nan")
+        r["tokens_per_second"] = rate
+        r["e2e_tokens_per_second"] = r["output_tokens"] / r["wall_seconds"]
+        start = f"{r['startup_seconds']:.1f}" if r["startup_seconds"] is not None else "-"
+        gen = f"{r['generation_seconds']:.1f}" if r["generation_seconds"] is not None else "-"
+        print(f"{name:<14} {r['rows']:>5} {r['output_tokens']:>10,} {gen:>7} {rate:>7.1f} {start:>8} "
+              f"{r['wall_seconds']:>7.1f} {r['e2e_tokens_per_second']:>9.1f}")
+    if "raw" in results and "spt" in results:
+        ratio = results["spt"]["tokens_per_second"] / results["raw"]["tokens_per_second"]
+        print(f"spt rephrase / raw LLM.generate output tokens/s: {ratio:.2f} (goal >= 0.9)")
+    if "spt" in results and "ray-data-llm" in results:
+        ratio = results["spt"]["e2e_tokens_per_second"] / results["ray-data-llm"]["e2e_tokens_per_second"]
+        print(f"spt rephrase (actor) / ray.data.llm processor, end-to-end output tokens/s: {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

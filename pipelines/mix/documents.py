@@ -1,0 +1,226 @@
+"""Input files of a mix source and the documents in them.
+
+Inputs are parquet files with a ``text`` column (the corpora and the rephrase output, whose rows carry an
+``error`` column that is null when fine) and jsonl files with a ``text`` field, local or on S3. A bad row is
+skipped and counted by reason, never fatal; a missing path or a file that is not parquet at all is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.io import sha256_file
+from pipelines.mix import storage
+
+SUFFIXES = (".parquet", ".jsonl")
+SPLITS = ("train", "heldout")
+
+# Reasons a row is skipped; they appear in plans and manifests.
+INVALID_JSON = "invalid JSON"
+INVALID_UTF8 = "invalid UTF-8"
+MISSING_TEXT = "missing text"
+NOT_A_STRING = "text not a string"
+EMPTY = "empty document"
+REPHRASE_ERROR = "rephrase error"
+
+
+class UnreadableFile(Exception):
+    """A file that cannot be parsed at all (not a row-level problem)."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file and an identifier of its content (``sha256:...`` locally, ``etag:...`` on S3)."""
+
+    location: str
+    content_id: str
+    origin: str = ""  # the config entry that named it, e.g. mix.sources[0].paths[1]
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """Where a file's documents go: all to one split, or held out by a hash of (seed, document)."""
+
+    split: str = "train"
+    heldout_fraction: float | None = None
+    seed: int = 0
+
+    def split_of(self, text: str) -> str:
+        if self.heldout_fraction is None:
+            return self.split
+        digest = hashlib.sha256(f"{self.seed}:".encode() + hashlib.sha256(text.encode()).digest()).digest()
+        held = int.from_bytes(digest[:8], "big") / 2**64 < self.heldout_fraction
+        return "heldout" if held else "train"
+
+
+def resolve_inputs(paths: list[str], where: str) -> tuple[list[InputFile], list[str]]:
+    """Expands files and folders (local or ``s3://``) into input files with content ids.
+
+    Args:
+        paths: the config's list of files and folders.
+        where: the config path of the list for messages, e.g. ``mix.sources[0].paths``.
+
+    Returns:
+        (files in order: each entry's files sorted by name, problems: one line per bad entry)
+    """
+    files: list[InputFile] = []
+    problems: list[str] = []
+    for index, item in enumerate(paths):
+        label = f"{where}[{index}]={item!r}"
+        if storage.is_remote(item):
+            found, problem = _remote_files(item)
+        else:
+            found, problem = _local_files(Path(item))
+        if problem:
+            problems.append(f"{label}: {problem}")
+        files.extend(InputFile(f.location, f.content_id, f"{where}[{index}]") for f in found)
+    return files, problems
+
+
+def _local_files(path: Path) -> tuple[list[InputFile], str | None]:
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES and not _hidden(p, path))
+        if not found:
+            return [], "folder has no .parquet or .jsonl files"
+        return [InputFile(str(p), "sha256:" + sha256_file(p)) for p in found], None
+    if path.is_file():
+        if path.suffix not in SUFFIXES:
+            return [], "not a .parquet or .jsonl file"
+        return [InputFile(str(path), "sha256:" + sha256_file(path))], None
+    return [], "no such file or folder"
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    # Temp files of writers that rename into place (".name.tmp-...") are not inputs.
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _remote_files(url: str) -> tuple[list[InputFile], str | None]:
+    if not url.endswith("/") and url.endswith(SUFFIXES):
+        etag = storage.object_etag(url)
+        return ([InputFile(url, f"etag:{etag}")], None) if etag else ([], "no such object")
+    prefix = url.rstrip("/") + "/"
+    objects = [(u, e) for u, e in storage.list_objects(prefix) if u.endswith(SUFFIXES)]
+    if not objects:
+        return [], "no .parquet or .jsonl objects under this prefix"
+    return [InputFile(u, f"etag:{e}") for u, e in objects], None
+
+
+def read_documents(location: str) -> tuple[list[str], Counter]:
+    """The usable documents of one file, in file order, and the skipped rows counted by reason.
+
+    Raises:
+        UnreadableFile: the file is not parquet (for ``.parquet``) or cannot be read at all.
+    """
+    skipped: Counter = Counter()
+    try:
+        if location.endswith(".parquet"):
+            source = location if not storage.is_remote(location) else pa.BufferReader(storage.read_bytes(location))
+            texts = _parquet_documents(source, skipped)
+        else:
+            texts = _jsonl_documents(storage.read_bytes(location), skipped)
+    except FileNotFoundError:
+        raise UnreadableFile("no such file") from None
+    except OSError as exc:
+        raise UnreadableFile(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    return texts, skipped
+
+
+def _parquet_documents(source, skipped: Counter) -> list[str]:
+    try:
+        handle = pq.ParquetFile(source)
+    except (pa.ArrowException, OSError) as exc:
+        raise UnreadableFile(f"not a readable parquet file ({str(exc).splitlines()[0]})") from None
+    names = handle.schema_arrow.names
+    if "text" not in names:
+        skipped[MISSING_TEXT] += handle.metadata.num_rows
+        return []
+    columns = ["text"] + (["error"] if "error" in names else [])
+    texts: list[str] = []
+    for group in range(handle.num_row_groups):
+        try:
+            table = handle.read_row_group(group, columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise UnreadableFile(f"not a readable parquet file ({str(exc).splitlines()[0]})") from None
+        errors = table.column("error").is_null().to_pylist() if "error" in columns else None
+        for row, value in enumerate(_column_values(table.column("text"))):
+            if errors is not None and not errors[row]:
+                skipped[REPHRASE_ERROR] += 1
+            elif value is None:
+                skipped[MISSING_TEXT] += 1
+            elif isinstance(value, _Bad):
+                skipped[value.reason] += 1
+            else:
+                _keep(value, texts, skipped)
+    return texts
+
+
+@dataclass(frozen=True)
+class _Bad:
+    """A value that cannot become a document, and why."""
+
+    reason: str
+
+
+def _column_values(column: pa.ChunkedArray) -> list:
+    """The values of a text column as Python strings, None for nulls, or _Bad for values that are not text."""
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            return column.to_pylist()
+        except UnicodeDecodeError:
+            # Parquet writers can store bytes that are not UTF-8 in a string column; decode row by row.
+            column = column.cast(pa.large_binary())
+    elif not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+        return [None if v is None else _Bad(NOT_A_STRING) for v in column.to_pylist()]
+    values = []
+    for raw in column.to_pylist():
+        try:
+            values.append(None if raw is None else raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            values.append(_Bad(INVALID_UTF8))
+    return values
+
+
+def _keep(text: str, texts: list[str], skipped: Counter) -> None:
+    if text.strip():
+        texts.append(text)
+    else:
+        skipped[EMPTY] += 1
+
+
+def _jsonl_documents(data: bytes, skipped: Counter) -> list[str]:
+    texts: list[str] = []
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue  # blank lines separate nothing in jsonl; they are not rows
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            skipped[INVALID_UTF8] += 1
+            continue
+        except ValueError:
+            skipped[INVALID_JSON] += 1
+            continue
+        if isinstance(row, dict) and row.get("error") is not None:
+            skipped[REPHRASE_ERROR] += 1
+        elif not isinstance(row, dict) or row.get("text") is None:
+            skipped[MISSING_TEXT] += 1
+        elif not isinstance(row["text"], str):
+            skipped[NOT_A_STRING] += 1
+        else:
+            _keep(row["text"], texts, skipped)
+    return texts
+
+
+def documents_table(location: str, rule: SplitRule) -> pa.Table:
+    """One file's usable documents with their split, as a table (``text``, ``split``) for the build pipeline."""
+    texts, _ = read_documents(location)
+    return pa.table({"text": pa.array(texts, pa.large_string()), "split": [rule.split_of(t) for t in texts]})

@@ -1,0 +1,234 @@
+"""The token plan of a mix: what a config means in tokens, samples and epochs, checked before anything is built.
+
+Per source i with share f_i of T = total_tokens and L = seq_len: the asked tokens are ``f_i * T``; the mix has
+``N = T // L`` samples, split by largest remainder so each source gets ``floor`` or ``ceil`` of ``f_i * T / L``
+samples and realizes its asked tokens to within one sample. A source's unique samples are its packed training
+tokens ``// L``; its epochs are samples / unique samples, which is also realized tokens / unique tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from pipelines.io import sha256_json
+from pipelines.mix import storage
+from pipelines.mix.documents import InputFile, SplitRule, resolve_inputs
+from pipelines.mix.tokens import FORMAT_VERSION, CountCache, SourceCounts, TokenizeStage, TokenizerInfo, count_files, tokenizer_info
+from spt.config.mix import MixConfig, MixSource
+from spt.errors import InputError
+
+_MISSING = ("no such file or folder", "no such object", "folder has no .parquet or .jsonl files",
+            "no .parquet or .jsonl objects under this prefix")
+
+
+@dataclass
+class SourcePlan:
+    """One source's inputs, identity and numbers in the plan."""
+
+    index: int
+    config: MixSource
+    fraction: Fraction
+    files: list[tuple[InputFile, SplitRule]] = field(default_factory=list)
+    count_key: str = ""
+    dir_name: str = ""
+    counts: SourceCounts | None = None
+    counts_from: str = ""  # "source" (a built source), "cache", or "tokenized" (counted now)
+    left_out: str | None = None  # why a fraction-0 source without data is not part of the mix
+    samples: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def label(self) -> str:
+        return f"mix.sources[{self.index}] {self.name!r}"
+
+
+@dataclass
+class MixPlan:
+    """The resolved mix: every source's plan, the tokenizer, and where things go."""
+
+    config: MixConfig
+    tokenizer: TokenizerInfo
+    sources: list[SourcePlan]
+    name: str = ""
+    tokenized_documents: int = 0
+
+    @property
+    def seq_len(self) -> int:
+        return self.config.seq_len
+
+    @property
+    def total_samples(self) -> int:
+        return self.config.total_tokens // self.config.seq_len
+
+    def used(self) -> list[SourcePlan]:
+        """Sources that are part of the mix (every source but fraction-0 ones without data)."""
+        return [s for s in self.sources if s.left_out is None]
+
+    def unique_samples(self, source: SourcePlan, split: str = "train") -> int:
+        return source.counts.tokens[split] // self.seq_len if source.counts else 0
+
+    def epochs(self, source: SourcePlan) -> float:
+        unique = self.unique_samples(source)
+        return source.samples / unique if unique else (0.0 if source.samples == 0 else math.inf)
+
+    def asked_tokens(self, source: SourcePlan) -> Fraction:
+        return source.fraction * self.config.total_tokens
+
+
+def sources_root(config: MixConfig) -> str:
+    return storage.join(config.output_dir, "sources")
+
+
+def mix_location(config: MixConfig, name: str, *parts: str) -> str:
+    return storage.join(config.output_dir, "mixes", name, *parts)
+
+
+def cache_folder(config: MixConfig) -> Path:
+    if config.cache_dir:
+        return Path(config.cache_dir)
+    if storage.is_remote(config.output_dir):
+        return Path(".spt/cache/mix")
+    return Path(config.output_dir) / "cache"
+
+
+def allocate_samples(fractions: list[Fraction], total_tokens: int, seq_len: int) -> list[int]:
+    """Splits ``total_tokens // seq_len`` samples by largest remainder of each share's exact quota (ties: order)."""
+    quotas = [f * total_tokens / seq_len for f in fractions]
+    samples = [math.floor(q) for q in quotas]
+    extra = total_tokens // seq_len - sum(samples)
+    order = sorted(range(len(quotas)), key=lambda i: (-(quotas[i] - samples[i]), i))
+    for i in order[: max(extra, 0)]:
+        samples[i] += 1
+    return samples
+
+
+def make_plan(config: MixConfig, count: bool = True) -> MixPlan:
+    """Resolves inputs, counts tokens (cached by content) and checks that the mix can be realized.
+
+    Args:
+        config: the validated mix config.
+        count: False stops after resolving inputs (no token counts, no checks that need them).
+
+    Raises:
+        InputError: every problem found, one line each (nothing is written before this returns).
+    """
+    tokenizer = tokenizer_info(config.tokenizer)
+    fractions = config.resolved_fractions()
+    sources = [SourcePlan(i, s, fractions[i]) for i, s in enumerate(config.sources)]
+    problems: list[str] = []
+    for source in sources:
+        problems += _resolve_source(config, source, tokenizer)
+    if problems:
+        raise InputError(problems)
+    plan = MixPlan(config, tokenizer, sources)
+    plan.name = config.name or "mix-" + sha256_json(_mix_identity(plan))[:12]
+    if not count:
+        return plan
+    _count(plan)
+    fractions_used = [s.fraction if s.left_out is None else Fraction(0) for s in sources]
+    for source, samples in zip(sources, allocate_samples(fractions_used, config.total_tokens, config.seq_len)):
+        source.samples = samples
+    problems = [p for s in plan.used() for p in _check(plan, s)]
+    if problems:
+        raise InputError(problems)
+    return plan
+
+
+def _resolve_source(config: MixConfig, source: SourcePlan, tokenizer: TokenizerInfo) -> list[str]:
+    spec = source.config
+    where = f"mix.sources[{source.index}]"
+    files, problems = resolve_inputs(spec.paths, f"{where}.paths")
+    heldout, heldout_problems = resolve_inputs(spec.heldout_paths or [], f"{where}.heldout_paths")
+    if source.fraction == 0 and problems and all(p.endswith(_MISSING) for p in problems):
+        # A fraction-0 source may name data that does not exist yet (e.g. rephrase output): it is left out.
+        source.left_out = "no data yet: " + "; ".join(problems)
+        return []
+    problems += heldout_problems
+    train_rule = SplitRule("train", spec.heldout_fraction, config.seed)
+    source.files = [(f, train_rule) for f in files] + [(f, SplitRule("heldout")) for f in heldout]
+    source.count_key = sha256_json(
+        {
+            "format": FORMAT_VERSION,
+            "inputs": [f.content_id for f in files],
+            "heldout_inputs": [f.content_id for f in heldout],
+            "heldout_fraction": spec.heldout_fraction,
+            "seed": config.seed,
+            "tokenizer": tokenizer.sha256,
+            "eos_token_id": tokenizer.eos_token_id,
+        }
+    )
+    layout = {"seq_len": config.seq_len, "dtype": tokenizer.dtype, "compression": config.build.compression,
+              "shard_size_bytes": config.build.shard_size_bytes}
+    source.dir_name = f"{spec.name}-{sha256_json({'counts': source.count_key, **layout})[:12]}"
+    return problems
+
+
+def _mix_identity(plan: MixPlan) -> dict:
+    config = plan.config
+    return {
+        "sources": [[s.name, s.config.role, s.dir_name, str(s.fraction), s.left_out is None] for s in plan.sources],
+        "total_tokens": config.total_tokens,
+        "seq_len": config.seq_len,
+    }
+
+
+def _count(plan: MixPlan) -> None:
+    """Fills every used source's counts: from its built source, the count cache, or by tokenizing now."""
+    config, cache = plan.config, CountCache(cache_folder(plan.config))
+    stage: TokenizeStage | None = None
+    problems: list[str] = []
+    for source in plan.used():
+        built = storage.read_json(storage.join(sources_root(config), source.dir_name, "source.json"))
+        if built and built.get("count_key") == source.count_key:
+            source.counts, source.counts_from = SourceCounts.from_json(built["counts"]), "source"
+            continue
+        cached = cache.get(source.count_key)
+        if cached is not None:
+            source.counts, source.counts_from = cached, "cache"
+            continue
+        if stage is None:
+            stage = TokenizeStage(plan.tokenizer.folder, plan.tokenizer.dtype, plan.tokenizer.eos_token_id)
+        counts, unreadable = count_files(source.files, stage, config.build.batch_documents, source.name)
+        problems += [f"{f.origin}={f.location!r}: {reason}" for f, reason in unreadable]
+        source.counts, source.counts_from = counts, "tokenized"
+        plan.tokenized_documents += sum(counts.documents.values())
+    if problems:
+        raise InputError(problems)
+
+
+def _check(plan: MixPlan, source: SourcePlan) -> list[str]:
+    counts, fraction = source.counts, float(source.fraction)
+    if fraction == 0:
+        return []
+    if counts.documents["train"] == 0:
+        skipped = sum(counts.skipped.values())
+        detail = ", ".join(f"{n} {reason}" for reason, n in counts.skipped.items())
+        why = f"{skipped} rows skipped: {detail}" if skipped else "no rows"
+        return [f"{source.label}: fraction {fraction:.6g} but no usable training documents ({why})"]
+    if plan.unique_samples(source) == 0:
+        return [
+            f"{source.label}: fraction {fraction:.6g} but its {counts.tokens['train']} training tokens make "
+            f"no sample of seq_len={plan.seq_len}"
+        ]
+    epochs, limit = plan.epochs(source), source.config.max_epochs
+    if limit is not None and epochs > limit * (1 + 1e-9):
+        return [
+            f"{source.label}: {epochs:.4g} epochs exceed max_epochs={limit:g} "
+            f"({source.samples} samples asked of {plan.unique_samples(source)} unique)"
+        ]
+    return []
+
+
+def commit_counts(plan: MixPlan) -> None:
+    """Caches counts that were tokenized in this run (called once the plan is known to be valid)."""
+    cache = CountCache(cache_folder(plan.config))
+    for source in plan.used():
+        if source.counts_from == "tokenized":
+            about = {"source": source.name, "inputs": [f.location for f, _ in source.files]}
+            cache.put(source.count_key, source.counts, about)

@@ -1,0 +1,113 @@
+"""Counts per unit, per style, per run and overall, and the printed summary.
+
+Definitions (also in the manifest): *documents* are source documents with at least one row in a style;
+*chunks* are rows (one per chunk and style); *tokens in/out* are prompt and generated tokens; *tokens/s* is
+output tokens over the run's generation time (from the first engine ready to the last commit, so every pipeline
+overhead counts); a style's tokens/s is its share of that rate.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any, Iterable
+
+STYLE_FIELDS = ("documents", "chunks", "prompt_tokens", "output_tokens", "errors")
+UNIT_FIELDS = ("documents", "kept", "chunks", "split", "truncated", "prompts_truncated", "document_tokens")
+
+
+def per_style(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per-style counts of one unit's output rows."""
+    stats: dict[str, Counter] = defaultdict(Counter)
+    sources: dict[str, set] = defaultdict(set)
+    for row in rows:
+        style = stats[row["style"]]
+        sources[row["style"]].add(row["source_id"])
+        style["chunks"] += 1
+        style["prompt_tokens"] += row["prompt_tokens"]
+        style["output_tokens"] += row["output_tokens"]
+        style["errors"] += row["error"] is not None
+    return {
+        name: {"documents": len(sources[name]), **{f: int(stats[name][f]) for f in STYLE_FIELDS[1:]}}
+        for name in sorted(stats)
+    }
+
+
+def add_styles(into: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:
+    for name, counts in more.items():
+        target = into.setdefault(name, {f: 0 for f in STYLE_FIELDS})
+        for key in STYLE_FIELDS:
+            target[key] += counts.get(key, 0)
+
+
+def totals(units: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Overall counts over committed units: documents, skips by reason, chunks, rows, tokens, per style."""
+    total: Counter = Counter()
+    skipped: Counter = Counter()
+    style_skipped: Counter = Counter()
+    styles: dict[str, dict[str, int]] = {}
+    count = 0
+    for info in units:
+        count += 1
+        stats = info.get("stats", {})
+        total.update({k: stats.get(k, 0) for k in UNIT_FIELDS})
+        skipped.update(stats.get("skipped", {}))
+        style_skipped.update(stats.get("style_skipped", {}))
+        total["rows"] += info.get("rows", 0)
+        total["errors"] += info.get("errors", 0)
+        add_styles(styles, info.get("per_style", {}))
+    result = {k: int(total[k]) for k in (*UNIT_FIELDS, "rows", "errors")}
+    result["prompt_tokens"] = sum(s["prompt_tokens"] for s in styles.values())
+    result["output_tokens"] = sum(s["output_tokens"] for s in styles.values())
+    result.update(units=count, skipped=dict(sorted(skipped.items())), style_skipped=dict(sorted(style_skipped.items())))
+    result["per_style"] = styles
+    return result
+
+
+def run_record(units: list[dict[str, Any]], generation_seconds: float, wall_seconds: float, **extra) -> dict[str, Any]:
+    """The manifest entry of one run: what it committed, and its rates."""
+    summary = totals(units)
+    rate = (lambda tokens: round(tokens / generation_seconds, 2)) if generation_seconds > 0 else (lambda _: 0.0)
+    for counts in summary["per_style"].values():
+        counts["tokens_per_second"] = rate(counts["output_tokens"])
+    summary.update(
+        generation_seconds=round(generation_seconds, 2),
+        wall_seconds=round(wall_seconds, 2),
+        tokens_per_second=rate(summary["output_tokens"]),
+        **extra,
+    )
+    return summary
+
+
+def format_summary(run: dict[str, Any], overall: dict[str, Any], units_total: int) -> str:
+    """The summary printed at the end of a run: this run per style, then the whole output folder."""
+    lines = [
+        f"this run: {run['units']} units, {run['documents']:,} documents read, {run['kept']:,} kept, "
+        f"{run['chunks']:,} chunks, {run['rows']:,} rows, {run['errors']:,} errors",
+    ]
+    if run["skipped"]:
+        lines.append("skipped documents: " + ", ".join(f"{k}: {v:,}" for k, v in run["skipped"].items()))
+    lines.append(
+        f"long documents: {run['split']:,} split, {run['truncated']:,} truncated; "
+        f"prompts truncated to fit: {run['prompts_truncated']:,}"
+    )
+    if run["style_skipped"]:
+        lines.append("style skips: " + ", ".join(f"{k}: {v:,}" for k, v in run["style_skipped"].items()))
+    header = f"{'style':<20} {'documents':>9} {'chunks':>7} {'tokens in':>10} {'tokens out':>10} {'tokens/s':>9} {'errors':>6}"
+    lines += ["", header]
+    for name, counts in run["per_style"].items():
+        lines.append(
+            f"{name:<20} {counts['documents']:>9,} {counts['chunks']:>7,} {counts['prompt_tokens']:>10,} "
+            f"{counts['output_tokens']:>10,} {counts.get('tokens_per_second', 0):>9.1f} {counts['errors']:>6,}"
+        )
+    lines.append(
+        f"{'total':<20} {run['kept']:>9,} {run['rows']:>7,} {run['prompt_tokens']:>10,} "
+        f"{run['output_tokens']:>10,} {run['tokens_per_second']:>9.1f} {run['errors']:>6,}"
+    )
+    lines += [
+        "",
+        f"time: {run['generation_seconds']:.1f} s generating, {run['wall_seconds']:.1f} s wall "
+        f"(start-up of Ray and the engine included)",
+        f"output folder: {overall['units']}/{units_total} units committed, {overall['rows']:,} rows, "
+        f"{overall['errors']:,} errors, {overall['output_tokens']:,} output tokens",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,348 @@
+"""`spt rephrase`: plan the work units, run them through Ray Data and vLLM, commit each unit exactly once.
+
+Pipeline (Ray Data, streaming)::
+
+    units (pending only) --map_batches(expand, tasks)--> prompt rows + one unit row per unit
+          --map_batches(GenerateStage, actors)--> rows with text --driver--> OutputDir.commit(unit)
+
+Where it runs is decided here only (:func:`ray_session`): a fresh local Ray with its own temp folder, or a
+cluster at ``ray.address``. The engine is an actor class in ``map_batches`` rather than ``ray.data.llm``'s
+processor: on this CPU the actor delivered the higher output tokens/s (see ``benchmarks/rephrase_throughput.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from pipelines.io import sha256_json
+from pipelines.rephrase import quality, report
+from pipelines.rephrase.commit import ORIGINAL, SCHEMA, OutputDir
+from pipelines.rephrase.expand import UNIT, ExpandUnit, expand_batch
+from pipelines.rephrase.sources import Unit, plan_units
+from spt.config.rephrase import RephraseConfig, StyleSpec, resolve_repo_path, resolve_styles
+
+#: Engine settings that change how fast a run goes but not what it writes; a rerun may change them.
+_RUNTIME_ENGINE = {"batch_size", "concurrency", "device", "enforce_eager", "cpu_kv_cache_gib", "gpu_memory_utilization",
+                   "tensor_parallel_size"}
+
+
+@dataclass
+class Plan:
+    """Everything a run needs, resolved and validated before anything is written."""
+
+    config: RephraseConfig
+    styles: dict[str, StyleSpec]
+    weights: dict[str, float]
+    model: str  # resolved folder, or a hub id
+    model_name: str  # what the `model` column says
+    units: list[Unit]
+    header: dict[str, Any]
+
+    def context(self) -> str:
+        """The JSON that rebuilds the expand stage in a Ray worker."""
+        return json.dumps({
+            "config": self.config.model_dump(mode="json"),
+            "styles": {k: v.model_dump(mode="json") for k, v in self.styles.items()},
+            "weights": self.weights,
+            "model": self.model,
+        }, sort_keys=True)
+
+
+def resolve_model(model: str) -> tuple[str, str]:
+    """(what vLLM loads, the name written to rows): a local folder (resolved) or a hub id (as is)."""
+    path = resolve_repo_path(model)
+    if path.exists() or model.startswith((".", "/", "~")):
+        return str(path), path.name
+    return model, model
+
+
+def prepare(config: RephraseConfig) -> Plan:
+    """Resolves styles, model and inputs and plans the units. Raises InputError/ConfigError on bad input."""
+    styles, weights = resolve_styles(config)
+    model, model_name = resolve_model(config.engine.model)
+    ExpandUnit(config, styles, weights, model)  # fails early on a missing model folder or tokenizer
+    units = plan_units(config.input, config.output.documents_per_shard)
+    settings = config.model_dump(mode="json")
+    # What the output depends on: not where it goes, not Ray, not speed settings; inputs as the planned units.
+    identity = {k: v for k, v in settings.items() if k not in ("ray", "output", "input", "engine")}
+    identity["engine"] = {k: v for k, v in settings["engine"].items() if k not in _RUNTIME_ENGINE}
+    identity["engine"]["model"] = model_name
+    identity["output"] = {k: v for k, v in settings["output"].items() if k != "dir"}
+    identity["input"] = {k: v for k, v in settings["input"].items() if k != "paths"}
+    identity["units"] = sha256_json([{**u.to_dict(), "index": None} for u in units])
+    identity["styles"] = {
+        "specs": {k: v.model_dump(mode="json") for k, v in styles.items()},
+        "weights": weights,
+        "per_document": config.styles.per_document,
+    }
+    header = {
+        "config_hash": sha256_json(identity),
+        "config": settings,
+        "styles": identity["styles"],
+        "model": model_name,
+        "units_total": len(units),
+    }
+    return Plan(config, styles, weights, model, model_name, units, header)
+
+
+def expected_keys(plan: Plan) -> set[tuple[str, int, str]]:
+    """Every (source_id, chunk, style) a complete run writes, computed without the engine (for checks)."""
+    stage = ExpandUnit(plan.config, plan.styles, plan.weights, plan.model)
+    return {
+        (row["source_id"], row["chunk"], row["style"])
+        for unit in plan.units for row in stage(unit.to_dict()) if row["kind"] != UNIT
+    }
+
+
+_STAGES: dict[str, ExpandUnit] = {}
+
+
+def _expand_task(units: pa.Table, context: str) -> pa.Table:
+    """Ray task body: rebuilds (once per worker process) the expand stage and runs it on a batch of units."""
+    stage = _STAGES.get(context)
+    if stage is None:
+        values = json.loads(context)
+        stage = ExpandUnit(
+            RephraseConfig.model_validate(values["config"]),
+            {k: StyleSpec.model_validate(v) for k, v in values["styles"].items()},
+            values["weights"],
+            values["model"],
+        )
+        _STAGES[context] = stage
+    return expand_batch(units, stage)
+
+
+def run_rephrase(config: RephraseConfig, progress: bool | None = None) -> dict[str, Any]:
+    """Runs (or resumes) a rephrasing job; prints and returns this run's report.
+
+    Raises:
+        InputError: bad inputs, model, styles or output folder, all found before anything is written.
+    """
+    started = time.time()
+    plan = prepare(config)
+    out = OutputDir(config.output.dir, plan.header)
+    try:
+        if out.removed:
+            print(f"rephrase: removed uncommitted files from a previous run: {', '.join(out.removed)}", file=sys.stderr)
+        pending = [unit for unit in plan.units if unit.index not in out.done()]
+        out.manifest["runs"].append({"started": round(started, 3), "status": "running", "units_pending": len(pending)})
+        run_units: list[dict] = []
+        generation = [None, None]  # first engine ready, last commit
+        if pending:
+            with ray_session(config, _previous_ray_dir(out)) as ray_dir:
+                out.manifest["runs"][-1]["ray_temp_dir"] = ray_dir
+                out.save()
+                _stream(plan, out, pending, run_units, generation, started, progress)
+        record = _record(run_units, generation, started)
+        out.manifest["runs"][-1].update(record, status="finished", finished=round(time.time(), 3))
+        out.manifest["runs"][-1].pop("ray_temp_dir", None)
+        out.manifest["complete"] = len(out.done()) == len(plan.units)
+        out.manifest["totals"] = report.totals(out.manifest["units"].values())
+        out.save()
+        print(report.format_summary(record, out.manifest["totals"], len(plan.units)))
+        print(f"rephrase output: {out.path} ({'complete' if out.manifest['complete'] else 'incomplete'})")
+        return record
+    finally:
+        out.close()
+
+
+def _log(message: str) -> None:
+    print(f"rephrase: {message}", file=sys.stderr, flush=True)
+
+
+def _record(run_units: list[dict], generation: list, started: float) -> dict:
+    seconds = (generation[1] - generation[0]) if generation[0] and generation[1] else 0.0
+    return report.run_record(run_units, max(seconds, 0.0), time.time() - started)
+
+
+def _stream(plan: Plan, out: OutputDir, pending: list[Unit], run_units: list, generation: list, started, progress):
+    import ray
+
+    from pipelines.rephrase.generate import GenerateStage
+
+    config = plan.config
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # units arrive in order: deterministic, little buffering
+    context.enable_progress_bars = False
+    gpu = config.engine.device == "gpu" or (
+        config.engine.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
+    )
+    engine = {**config.engine.model_dump(), "model": plan.model, "device": "gpu" if gpu else "cpu"}
+    dataset = ray.data.from_items([u.to_dict() for u in pending], override_num_blocks=len(pending))
+    # A CPU request unlike the engine's keeps Ray Data from fusing this stage into the engine actor: fused,
+    # every engine call would only see one unit's rows, and small batches waste most of the engine.
+    expand_cpus = 0.5 if config.ray.num_cpus != 0.5 else 0.25
+    dataset = dataset.map_batches(
+        _expand_task, fn_kwargs={"context": plan.context()}, batch_size=1, batch_format="pyarrow",
+        num_cpus=expand_cpus,
+    )
+    dataset = dataset.map_batches(
+        GenerateStage,
+        fn_constructor_kwargs={"engine": engine, "sampling": config.sampling.model_dump()},
+        batch_size=config.engine.batch_size,
+        batch_format="pyarrow",
+        concurrency=config.engine.concurrency,
+        num_cpus=config.ray.num_cpus,
+        num_gpus=(config.ray.num_gpus or config.engine.tensor_parallel_size) if gpu else 0,
+    )
+    seen_ids = out.committed_source_ids()
+    _log(f"pipeline built ({len(pending)} units pending); waiting for the engine to start")
+    buffered: dict[int, list[dict]] = {}
+    bar = tqdm(total=len(pending), desc="rephrase", unit="unit", disable=None if progress is None else not progress)
+    rows_done = tokens_done = 0
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in batch.to_pylist():
+            if generation[0] is None or row["engine_ready"] < generation[0]:
+                if generation[0] is None:
+                    _log(f"engine ready after {row['engine_ready'] - started:.1f} s")
+                generation[0] = row["engine_ready"]
+            if row["kind"] != UNIT:
+                buffered.setdefault(row["unit"], []).append(row)
+                continue
+            rows = buffered.pop(row["unit"], [])
+            if len(rows) != row["unit_rows"]:
+                raise RuntimeError(f"unit {row['unit']}: {len(rows)} rows arrived, {row['unit_rows']} expected")
+            info = _commit_unit(plan, out, plan.units[row["unit"]], rows, json.loads(row["unit_stats"]), seen_ids)
+            generation[1] = time.time()
+            run_units.append(info)
+            out.manifest["runs"][-1].update(_record(run_units, generation, started), status="running")
+            out.save()
+            rows_done += info["rows"]
+            tokens_done += sum(s["output_tokens"] for s in info["per_style"].values())
+            bar.update(1)
+            bar.set_postfix(rows=rows_done, tokens=tokens_done)
+    bar.close()
+
+
+def _commit_unit(plan: Plan, out: OutputDir, unit: Unit, rows: list[dict], stats: dict, seen_ids: set) -> dict:
+    """Builds the unit's shard and commits it; returns the manifest entry."""
+    config = plan.config
+    duplicates = {row["source_id"] for row in rows if row["source_id"] in seen_ids}
+    if duplicates:  # an id already committed by an earlier unit: keep the first, count the rest
+        rows = [row for row in rows if row["source_id"] not in duplicates]
+        stats["skipped"][quality.DUPLICATE_ID] = stats["skipped"].get(quality.DUPLICATE_ID, 0) + len(duplicates)
+        stats["kept"] -= len(duplicates)
+    seen_ids.update(row["source_id"] for row in rows)
+    schema = SCHEMA.append(ORIGINAL) if config.output.keep_original else SCHEMA
+    records = [
+        {
+            "id": row["id"], "source_id": row["source_id"], "chunk": row["chunk"], "style": row["style"],
+            "text": row["text"] if row["error"] is None else "", "prompt_tokens": row["prompt_tokens"],
+            "output_tokens": row["output_tokens"], "model": plan.model_name, "error": row["error"],
+            "finish_reason": row["finish_reason"], "original": row["original"],
+        }
+        for row in rows
+    ]
+    table = pa.Table.from_pylist(records, schema=schema)
+    info = {
+        "input": {"path": unit.path, "scheme": unit.scheme, "start": unit.start, "stop": unit.stop, "rows": unit.rows},
+        "rows": len(records),
+        "errors": sum(r["error"] is not None for r in records),
+        "stats": stats,
+        "per_style": report.per_style(records),
+        "run": len(out.manifest["runs"]) - 1,
+    }
+    out.commit(unit.index, table, info)
+    return out.manifest["units"][str(unit.index)]
+
+
+def _previous_ray_dir(out: OutputDir) -> str | None:
+    """The Ray temp folder of a run that died without cleaning up (recorded in the manifest), if any."""
+    for run in reversed(out.manifest["runs"][:-1]):
+        if run.get("status") == "running" and run.get("ray_temp_dir"):
+            run["status"] = "killed"
+            return run["ray_temp_dir"]
+    return None
+
+
+@contextmanager
+def ray_session(config: RephraseConfig, stale_dir: str | None = None) -> Iterator[str | None]:
+    """Connects to ``ray.address`` or starts a private local Ray (own temp folder, shut down at the end).
+
+    A local Ray started by a run that was killed dies with it (Ray's fate sharing); anything still alive under
+    that run's temp folder is ended by PID here and the folder removed.
+    """
+    import ray
+
+    from pipelines.rephrase.generate import engine_env
+
+    if stale_dir:
+        end_processes_using(stale_dir)
+        shutil.rmtree(stale_dir, ignore_errors=True)
+    env_vars = {**engine_env(config.engine.cpu_kv_cache_gib), **config.ray.env_vars}
+    previous_term = signal.getsignal(signal.SIGTERM)
+    if previous_term in (signal.SIG_DFL, None):
+        try:  # a plain SIGTERM (timeouts, schedulers) should still shut Ray down through the finally below
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        except ValueError:  # not the main thread
+            previous_term = None
+    temp_dir = None
+    try:
+        if ray.is_initialized():
+            yield None
+            return
+        if config.ray.address:
+            from spt.environments import ray_runtime_env
+
+            runtime_env = ray_runtime_env("generate", config.ray.py_executable, env_vars)
+            ray.init(address=config.ray.address, runtime_env=runtime_env, log_to_driver=True)
+        else:
+            for key, value in env_vars.items():
+                os.environ.setdefault(key, value)  # local workers inherit the driver's environment
+            temp_dir = tempfile.mkdtemp(prefix="spt-ray-", dir="/tmp")  # short: Ray's socket paths have a limit
+            _log(f"starting a local Ray (temp folder {temp_dir})")
+            ray.init(
+                address="local",
+                _temp_dir=temp_dir,
+                include_dashboard=False,
+                num_cpus=os.cpu_count(),
+                object_store_memory=512 * 1024 * 1024,
+                log_to_driver=True,
+                configure_logging=True,
+                logging_level="warning",
+            )
+        _log("Ray is up")
+        yield temp_dir
+    finally:
+        if ray.is_initialized() and (temp_dir or config.ray.address):
+            ray.shutdown()
+        if temp_dir:
+            end_processes_using(temp_dir)
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def end_processes_using(folder: str) -> list[int]:
+    """Ends (SIGKILL, by PID) this user's processes whose command line names ``folder``: the leftovers of a
+    private Ray whose driver was killed. The folder is unique per run, so nothing else matches."""
+    ended = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if folder in command:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                ended.append(int(entry.name))
+            except OSError:
+                pass
+    return ended

@@ -1,0 +1,126 @@
+"""Figures of a fit (matplotlib, Agg backend), each saved as PNG and SVG: loss curves, delta* vs budget, residuals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaling_laws.data import check_frame, law_inputs
+from scaling_laws.decisions import optimal_fraction
+from scaling_laws.fitting import predict
+from scaling_laws.result import FitResult
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, stem: Path) -> list[Path]:
+    """Saves ``stem.png`` and ``stem.svg``; returns both paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    for path in paths:
+        figure.savefig(path, dpi=120, bbox_inches="tight")
+    _pyplot().close(figure)
+    return paths
+
+
+def _group_column(fit: FitResult) -> str:
+    """Curves are drawn per domain fraction for SPT laws and per model size otherwise."""
+    inputs = fit.form.inputs
+    return "fraction" if "fraction" in inputs else ("params" if "params" in inputs else "tokens")
+
+
+def plot_loss_curves(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Path]:
+    """Observed loss vs tokens per group (fraction or model size) with the fitted curves and bootstrap bands.
+
+    Curves run over a token grid with the group's value and, for laws with more inputs (unique tokens for
+    ``muennighoff``, model size for ``spt-n``), one curve per combination of those inputs found in the data.
+    """
+    plt = _pyplot()
+    law = fit.form
+    target = fit.settings.get("loss_column", law.target)
+    checked = check_frame(table, law, target, residuals=fit.settings.get("residuals", "log"),
+                          free_params=0, source="data")
+    group = _group_column(fit)
+    others = [c for c in law.inputs if c not in ("tokens", group)]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, checked[group].nunique()))
+    for color, (value, rows) in zip(colors, checked.groupby(group)):
+        axes.scatter(rows["tokens"], rows[target], s=14, color=color, label=f"{group}={value:g}")
+        for _, curve_rows in (rows.groupby(others) if others else [(None, rows)]):
+            tokens = np.geomspace(curve_rows["tokens"].min(), curve_rows["tokens"].max(), 60)
+            inputs = {c: np.full_like(tokens, curve_rows[c].iloc[0]) for c in law.inputs if c != "tokens"}
+            if "unique_tokens" in inputs:  # a run never sees more unique tokens than it trains on
+                tokens = np.geomspace(max(curve_rows["tokens"].min(), inputs["unique_tokens"][0]),
+                                      curve_rows["tokens"].max(), 60)
+            inputs["tokens"] = tokens
+            curve = predict(fit, inputs)
+            axes.plot(tokens, curve["predicted"], color=color, linewidth=1.0)
+            if "lower" in curve:
+                axes.fill_between(tokens, curve["lower"], curve["upper"], color=color, alpha=0.2, linewidth=0)
+    axes.set(xscale="log", xlabel="tokens", ylabel=target, title=f"{fit.law} fit")
+    axes.legend(fontsize=7, ncol=2)
+    return save_figure(figure, stem)
+
+
+def plot_optimal_fraction(fit: FitResult, budgets, stem: Path, **search) -> list[Path]:
+    """delta* vs token budget, with its bootstrap band when the fit has replicates.
+
+    Args:
+        fit: An SPT fit.
+        budgets: Token budgets (x axis).
+        stem: Output path without suffix.
+        **search: Passed to :func:`optimal_fraction` (``low``, ``high``, ``widen``, ``params``).
+    """
+    plt = _pyplot()
+    choices = [optimal_fraction(fit, float(t), **search) for t in budgets]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot(budgets, [c.fraction for c in choices], marker="o", color="C0", label="delta*")
+    if choices[0].fraction_interval is not None:
+        low, high = zip(*(c.fraction_interval for c in choices))
+        axes.fill_between(budgets, low, high, color="C0", alpha=0.25, linewidth=0,
+                          label=f"{100 * fit.level:g}% bootstrap band")
+    axes.set(xscale="log", xlabel="total tokens T", ylabel="optimal domain fraction delta*",
+             title="optimal domain fraction vs budget")
+    axes.legend(fontsize=8)
+    return save_figure(figure, stem)
+
+
+def plot_residuals(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Path]:
+    """Residuals (in the fit's residual space) vs the law's budget, colored by group."""
+    plt = _pyplot()
+    law = fit.form
+    target = fit.settings.get("loss_column", law.target)
+    space = fit.settings.get("residuals", "log")
+    checked = check_frame(table, law, target, residuals=space, free_params=0, source="data")
+    inputs = law_inputs(checked, law)
+    observed, predicted = checked[target].to_numpy(), predict(fit, inputs)["predicted"]
+    residual = np.log(observed) - np.log(predicted) if space == "log" else observed - predicted
+    group = _group_column(fit)
+    figure, axes = plt.subplots(figsize=(6, 4))
+    points = axes.scatter(law.budget(inputs), residual, c=checked[group], s=14, cmap="viridis")
+    figure.colorbar(points, ax=axes, label=group)
+    axes.axhline(0.0, color="grey", linewidth=0.8)
+    axes.set(xscale="log", xlabel=law.budget_column, ylabel=f"{space} residual (observed - fitted)",
+             title=f"{fit.law} residuals")
+    return save_figure(figure, stem)
+
+
+def plot_all(fit: FitResult, table: pd.DataFrame, out_dir: Path, budgets=None, **search) -> list[Path]:
+    """Every figure that applies to the fit's law; returns the written paths."""
+    out_dir = Path(out_dir)
+    paths = plot_loss_curves(fit, table, out_dir / "loss_curves") + plot_residuals(fit, table, out_dir / "residuals")
+    if "fraction" in fit.form.inputs:
+        if budgets is None:
+            low, high = fit.data_ranges["tokens"]
+            budgets = np.geomspace(low, high, 7)
+        paths += plot_optimal_fraction(fit, list(budgets), out_dir / "optimal_fraction", **search)
+    return paths

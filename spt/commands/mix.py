@@ -1,0 +1,56 @@
+"""`spt mix plan` and `spt mix build`: a declarative data mix, shown in tokens and epochs, then built."""
+
+from __future__ import annotations
+
+import argparse
+
+from spt.commands import add_config_arguments, print_config
+from spt.config import load_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    mix = subparsers.add_parser("mix", help="plan and build a token-exact data mix (MDS shards + Streaming streams)")
+    actions = mix.add_subparsers(dest="mix_command", metavar="ACTION", required=True)
+
+    plan = actions.add_parser(
+        "plan", help="count tokens (cached) and print per source: fraction, tokens asked, unique tokens, epochs"
+    )
+    add_config_arguments(plan)
+    plan.set_defaults(func=run_plan, environment="train")
+
+    build = actions.add_parser(
+        "build", help="tokenize with Ray Data, write MDS shards per source (reused) and the mix's streams spec"
+    )
+    add_config_arguments(build)
+    build.set_defaults(func=run_build, environment="train")
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides, kind="mix")
+    if args.dry_run:
+        print_config(config)
+        return 0
+    from pipelines.mix.build import write_plan
+    from pipelines.mix.report import format_plan
+
+    plan, location = write_plan(config)
+    print(format_plan(plan))
+    print(f"plan written: {location}")
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides, kind="mix")
+    if args.dry_run:
+        print_config(config)
+        return 0
+    from pipelines.mix.build import build_mix
+    from pipelines.mix.report import format_plan
+
+    report = build_mix(config)
+    print(format_plan(report["plan"]))
+    built = ", ".join(report["built"]) or "none"
+    reused = ", ".join(report["reused"]) or "none"
+    print(f"sources built: {built}; reused: {reused}")
+    print(f"streams spec: {report['spec']}")
+    return 0

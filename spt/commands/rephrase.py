@@ -1,0 +1,36 @@
+"""`spt rephrase CONFIG`: synthetic rephrasings of seed documents with vLLM on Ray Data (generate environment)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from spt.commands import add_config_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    rephrase = subparsers.add_parser(
+        "rephrase", help="rephrase documents into many styles with vLLM on Ray Data (resumable, exactly once)"
+    )
+    add_config_arguments(rephrase)
+    rephrase.set_defaults(func=run, environment="generate")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spt.config import load_config
+    from spt.config.rephrase import resolve_styles
+
+    config = load_config(args.config, args.overrides, kind="rephrase")
+    styles, weights = resolve_styles(config)
+    if args.dry_run:
+        resolved = {
+            "config": config.model_dump(mode="json"),
+            "styles": {name: style.model_dump(mode="json") for name, style in styles.items()},
+            "weights": weights,
+        }
+        print(json.dumps(resolved, indent=2))
+        return 0
+    from pipelines.rephrase.runner import run_rephrase
+
+    run_rephrase(config)
+    return 0

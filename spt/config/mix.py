@@ -1,0 +1,161 @@
+"""Config of a declarative data mix (`spt mix plan` / `spt mix build`).
+
+A mix states, per source, the share of all ``total_tokens`` it supplies. A small domain set given a large share
+is repeated: its epochs are ``total_tokens * fraction / unique tokens``. The plan shows that before any compute
+is spent; the build writes one MDS dataset per source (content-addressed, reused across mixes) and a streams
+spec that realizes the asked token counts to within one sample per source.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from spt.config.common import RayRuntimeConfig
+from spt.config.loader import StrictModel
+
+#: Two fractions that differ by less than this are equal (YAML decimals such as 0.1 + 0.2 + 0.7).
+FRACTION_TOLERANCE = 1e-6
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def exact_fraction(value: float) -> Fraction:
+    """The decimal a user wrote (0.3 -> 3/10), not the binary float nearest to it."""
+    return Fraction(repr(float(value)))
+
+
+class MixSource(StrictModel):
+    """One source of documents and the share of the mix's tokens it supplies."""
+
+    name: str = Field(min_length=1, description="the source's name: letters, digits, '_', '-', '.' (a name)")
+    role: Literal["general", "synthetic", "domain"] = Field(
+        description="the part the source plays in specialized pretraining (one of the literals)"
+    )
+    paths: list[str] = Field(
+        min_length=1,
+        description="parquet or jsonl files, or folders of them, local or s3:// (paths); rows need a `text` "
+        "column, and rows with a non-null `error` column (rephrase output) are skipped",
+    )
+    fraction: float | Literal["remainder"] = Field(
+        "remainder",
+        description="share of total_tokens taken from this source (fraction); 'remainder' (the default, "
+        "allowed on one source) takes what the others leave",
+    )
+    max_epochs: float | None = Field(
+        None, gt=0, description="refuse the mix if this source would be repeated more often than this (epochs)"
+    )
+    heldout_paths: list[str] | None = Field(
+        None, min_length=1, description="files or folders of held-out documents for evaluation (paths)"
+    )
+    heldout_fraction: float | None = Field(
+        None,
+        ge=0.0,
+        le=0.5,
+        description="share of this source's documents held out for evaluation, chosen by a hash of the seed "
+        "and the document (fraction); exclusive with heldout_paths",
+    )
+
+    @field_validator("fraction", mode="before")
+    @classmethod
+    def _fraction_in_range(cls, value):
+        # One rule for the number-or-'remainder' union, instead of one error per union branch.
+        if value == "remainder":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("must be a number between 0 and 1, or 'remainder'")
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("must be between 0 and 1")
+        return float(value)
+
+
+class MixBuildOptions(StrictModel):
+    """How `spt mix build` tokenizes and writes; none of it changes the tokens, only the shard files' layout."""
+
+    workers: int = Field(2, ge=1, description="concurrent tokenizer tasks in the Ray Data pipeline (workers)")
+    batch_documents: int = Field(256, ge=1, description="documents per batched encode call (documents)")
+    shard_size_bytes: int = Field(
+        1 << 26, ge=1 << 12, lt=1 << 32, description="an MDS shard is closed when it would grow past this (bytes)"
+    )
+    compression: Literal["zstd", "gz"] | None = Field(
+        None, description="MDS shard compression, or none (one of the literals)"
+    )
+
+
+class MixConfig(StrictModel):
+    """`spt mix plan|build`: a token-exact mix of sources, compiled to MDS shards and a Streaming streams spec."""
+
+    kind: Literal["mix"] = Field(description="config kind (literal 'mix')")
+    name: str | None = Field(
+        None,
+        description="the mix's folder under output_dir/mixes/ (a name); None = 'mix-' and a hash of the mix",
+    )
+    output_dir: str = Field(description="folder for sources/, mixes/ and the count cache, local or s3:// (a path)")
+    tokenizer: str = Field(description="HF tokenizer folder with tokenizer.json, e.g. from `spt tokenizer` (a path)")
+    total_tokens: int = Field(ge=1, description="tokens the whole mix supplies per pass, T (tokens)")
+    seq_len: int = Field(2048, ge=2, le=1 << 20, description="length of every packed training sample (tokens)")
+    global_batch_size: int = Field(
+        16, ge=1, description="sequences per optimizer step; total_tokens must fill at least one batch (samples)"
+    )
+    seed: int = Field(0, ge=0, description="seed of the held-out split by document hash (integer)")
+    sources: list[MixSource] = Field(min_length=1, description="the sources and their token fractions")
+    build: MixBuildOptions = Field(default_factory=MixBuildOptions, description="the tokenize-and-write pipeline")
+    ray: RayRuntimeConfig = Field(
+        default_factory=RayRuntimeConfig,
+        description="where the build's Ray Data pipeline runs; num_cpus is per tokenizer task",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="local folder of the token-count cache (a path); None = output_dir/cache when output_dir "
+        "is local, else .spt/cache/mix",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for problem in _problems(self):
+            raise ValueError(problem)
+        return self
+
+    def resolved_fractions(self) -> list[Fraction]:
+        """Each source's exact share of total_tokens, with the remainder filled in and the sum scaled to 1."""
+        fixed = [exact_fraction(s.fraction) for s in self.sources if s.fraction != "remainder"]
+        rest = max(Fraction(0), 1 - sum(fixed, Fraction(0)))
+        shares = [rest if s.fraction == "remainder" else exact_fraction(s.fraction) for s in self.sources]
+        total = sum(shares, Fraction(0))
+        return [share / total for share in shares] if total else shares
+
+
+def _label(index: int, source: MixSource) -> str:
+    return f"sources[{index}] {source.name!r}"
+
+
+def _problems(config: MixConfig):
+    """Cross-field rules, first problem first (the formatter prefixes each with ``mix:``)."""
+    if config.name is not None and not _NAME.match(config.name):
+        yield f"name={config.name!r} must be a folder name: letters, digits, '_', '-', '.'"
+    seen: dict[str, int] = {}
+    for index, source in enumerate(config.sources):
+        if not _NAME.match(source.name):
+            yield f"{_label(index, source)}: name must be letters, digits, '_', '-', '.'"
+        if source.name in seen:
+            yield f"source name {source.name!r} is used by sources[{seen[source.name]}] and sources[{index}]"
+        seen.setdefault(source.name, index)
+        if source.heldout_paths is not None and source.heldout_fraction is not None:
+            yield f"{_label(index, source)}: give heldout_paths or heldout_fraction, not both"
+    remainder = [i for i, s in enumerate(config.sources) if s.fraction == "remainder"]
+    if len(remainder) > 1:
+        named = ", ".join(f"sources[{i}]" for i in remainder)
+        yield f"only one source may take the remainder; {named} give no fraction"
+    fixed = sum((exact_fraction(s.fraction) for s in config.sources if s.fraction != "remainder"), Fraction(0))
+    if remainder and fixed > 1 + FRACTION_TOLERANCE:
+        yield f"fractions sum to {float(fixed):.6g} before the remainder source sources[{remainder[0]}], expected at most 1"
+    if not remainder and abs(fixed - 1) > FRACTION_TOLERANCE:
+        yield f"fractions sum to {float(fixed):.6g}, expected 1"
+    batch_tokens = config.global_batch_size * config.seq_len
+    if config.total_tokens < batch_tokens:
+        yield (
+            f"total_tokens={config.total_tokens} is less than one batch of {batch_tokens} tokens "
+            f"(global_batch_size={config.global_batch_size} x seq_len={config.seq_len})"
+        )

@@ -1,0 +1,129 @@
+"""Decisions from fits: delta* where it is known in closed form, compute multipliers, compute-optimal N and D."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaling_laws import FitResult, compute_optimal, get_law, optimal_fraction, synthetic
+from spt.errors import InputError
+
+BUDGET_EXPONENT = 0.3
+
+
+def closed_form_params(a2: float) -> dict:
+    """SPT parameters where L(delta) = A T^b + k0 - k3 delta + a1 delta^a2 T^bg (equal exponents, a3 = k1 = 0).
+
+    Then dL/ddelta = 0 gives delta* = (k3 / (a1 a2 T^bg)) ** (1 / (a2 - 1)).
+    """
+    return {"A_train": 30.0, "b_train_s": -0.12, "b_train_g": -0.12, "b_gap_s": BUDGET_EXPONENT,
+            "b_gap_g": BUDGET_EXPONENT, "a1": 0.003, "a2": a2, "a3": 0.0, "k0": 1.0, "k1": 0.0, "k2": 0.01,
+            "k3": 0.3}
+
+
+def spt_fit(params: dict, fractions=(0.0, 0.5), samples=None) -> FitResult:
+    return FitResult(law="spt", params=params, objective=0.0, n_points=0,
+                     data_ranges={"tokens": [1e8, 1e10], "fraction": list(fractions)}, samples=samples)
+
+
+@pytest.mark.parametrize("a2", [1.5, 2.0, 3.0])
+@pytest.mark.parametrize("tokens", [1e8, 1e9, 1e10])
+def test_optimal_fraction_matches_the_closed_form(a2, tokens):
+    p = closed_form_params(a2)
+    expected = (p["k3"] / (p["a1"] * a2 * tokens ** BUDGET_EXPONENT)) ** (1.0 / (a2 - 1.0))
+    assert 0.0 < expected < 0.5
+    choice = optimal_fraction(spt_fit(p), tokens)
+    assert choice.fraction == pytest.approx(expected, rel=1e-6)
+    law = get_law("spt")
+    assert choice.loss == pytest.approx(law.loss_at(p, tokens, expected), rel=1e-12)
+    # delta = 0 (A_gap = 0, C_train = k0) reaches that loss at T0 = ((L* - k0) / A) ** (1/b).
+    matched_tokens = ((choice.loss - p["k0"]) / p["A_train"]) ** (1.0 / p["b_train_g"])
+    assert choice.compute_multiplier == pytest.approx(matched_tokens / tokens, rel=1e-6)
+    assert choice.compute_multiplier > 1.0
+
+
+def test_search_stays_in_the_fitted_range_unless_widened():
+    p = {**closed_form_params(2.0), "a1": 1e-12}  # no overfitting: more domain data is always better
+    assert optimal_fraction(spt_fit(p, fractions=(0.0, 0.3)), 1e9).fraction == pytest.approx(0.3)
+    assert optimal_fraction(spt_fit(p, fractions=(0.0, 0.3)), 1e9, widen=True).fraction == pytest.approx(1.0)
+    assert optimal_fraction(spt_fit(p), 1e9, low=0.05, high=0.2).fraction == pytest.approx(0.2)
+
+
+def test_zero_fraction_is_optimal_when_domain_data_only_hurts():
+    p = {**closed_form_params(2.0), "k3": -0.5, "a1": 0.01}
+    choice = optimal_fraction(spt_fit(p), 1e9)
+    assert choice.fraction == pytest.approx(0.0, abs=1e-9)
+    assert choice.compute_multiplier == pytest.approx(1.0)
+
+
+def test_multiplier_is_infinite_when_general_data_never_catches_up():
+    p = {**closed_form_params(2.0), "b_train_s": 0.0, "b_train_g": 0.0}  # delta = 0 loss does not fall with T
+    assert optimal_fraction(spt_fit(p), 1e9).compute_multiplier == float("inf")
+
+
+def test_bootstrap_samples_give_intervals_around_the_estimate():
+    p = closed_form_params(2.0)
+    law = get_law("spt")
+    rng = np.random.default_rng(0)
+    samples = np.tile([p[name] for name in law.names], (40, 1))
+    samples[:, law.names.index("k3")] *= np.exp(rng.normal(0.0, 0.1, 40))
+    choice = optimal_fraction(spt_fit(p, samples=samples), 1e9)
+    low, high = choice.fraction_interval
+    assert low < choice.fraction < high
+    assert choice.multiplier_interval[0] < choice.compute_multiplier < choice.multiplier_interval[1]
+    assert choice.to_dict()["fraction_interval"] == [low, high]
+
+
+def test_spt_n_needs_a_model_size_and_uses_it():
+    fit = FitResult(law="spt-n", params=synthetic.SPT_N, objective=0.0, n_points=0,
+                    data_ranges={"fraction": [0.0, 0.4]})
+    with pytest.raises(InputError, match="law spt-n needs the model size"):
+        optimal_fraction(fit, 1e9)
+    # gamma_N > 0: larger models memorize faster, so they want less domain data.
+    assert optimal_fraction(fit, 1e9, params=3e8).fraction < optimal_fraction(fit, 1e9, params=3e7).fraction
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"low": 0.4, "high": 0.2}, r"fraction range \[0.4, 0.2\]: must satisfy 0 <= low < high <= 1"),
+        ({"high": 1.5}, r"fraction range \[0.0, 1.5\]: must satisfy 0 <= low < high <= 1"),
+    ],
+)
+def test_bad_fraction_ranges_are_rejected(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        optimal_fraction(spt_fit(closed_form_params(2.0)), 1e9, **kwargs)
+
+
+def test_bad_budgets_and_laws_are_rejected():
+    with pytest.raises(InputError, match=r"tokens=-1.0: must be a positive number of tokens"):
+        optimal_fraction(spt_fit(closed_form_params(2.0)), -1.0)
+    chinchilla = FitResult(law="chinchilla", params=synthetic.CHINCHILLA, objective=0.0, n_points=0)
+    with pytest.raises(InputError, match="optimal fraction needs an spt fit; this fit is law chinchilla"):
+        optimal_fraction(chinchilla, 1e9)
+    with pytest.raises(InputError, match="compute-optimal sizes need a chinchilla or muennighoff fit"):
+        compute_optimal(spt_fit(closed_form_params(2.0)), 1e21)
+
+
+def test_compute_optimal_sizes_minimize_loss_on_the_flop_budget():
+    p = synthetic.CHINCHILLA
+    fit = FitResult(law="chinchilla", params=p, objective=0.0, n_points=0)
+    flops = 1e21
+    best = compute_optimal(fit, flops)
+    assert 6 * best["params"] * best["tokens"] == pytest.approx(flops, rel=1e-12)
+    sizes = np.geomspace(best["params"] / 10, best["params"] * 10, 20001)
+    law = get_law("chinchilla")
+    losses = law.predict(p, {"params": sizes, "tokens": flops / (6 * sizes)})
+    assert sizes[np.argmin(losses)] == pytest.approx(best["params"], rel=1e-3)
+    assert best["loss"] == pytest.approx(losses.min(), rel=1e-9)
+
+
+def test_compute_optimal_intervals_from_bootstrap():
+    p = synthetic.CHINCHILLA
+    rng = np.random.default_rng(1)
+    samples = np.array([[p[k] for k in ("E", "A", "B", "alpha", "beta")]] * 30)
+    samples[:, 3] += rng.normal(0, 0.01, 30)
+    fit = FitResult(law="chinchilla", params=p, objective=0.0, n_points=0, samples=samples)
+    best = compute_optimal(fit, 1e21)
+    assert best["params_interval"][0] < best["params"] < best["params_interval"][1]
+    assert best["tokens_interval"][0] < best["tokens"] < best["tokens_interval"][1]

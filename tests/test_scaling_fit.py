@@ -1,0 +1,136 @@
+"""Real SciPy/NumPy fits on synthetic tables drawn from known parameters: recovery within stated tolerances.
+
+Every recovery test also checks that the fit's objective is no worse than the objective at the true
+parameters, i.e. that the search found the optimum and remaining differences are due to the noise.
+Tolerances are relative errors, about twice the largest error seen over four noise seeds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaling_laws import extrapolation_check, fit, get_law, optimal_fraction, predict, synthetic
+from scaling_laws.data import law_inputs
+from scaling_laws.objective import Objective, value_and_grad
+from scaling_laws.result import FitResult
+
+
+def objective_at(law_name, params, table, objective=None):
+    law = get_law(law_name)
+    objective = objective or Objective(residuals=law.residuals)
+    values = table[law.target].to_numpy(dtype=float)
+    theta = law.to_internal(params)[None, :]
+    return value_and_grad(law, theta, law_inputs(table, law), values, np.ones(len(values)), objective)[0][0]
+
+
+def assert_recovered(result, true, tolerance):
+    errors = {k: abs(result.params[k] - v) / abs(v) for k, v in true.items()}
+    too_far = {k: round(e, 4) for k, e in errors.items() if e > tolerance[k]}
+    assert not too_far, f"relative errors above tolerance: {too_far}"
+
+
+def test_chinchilla_recovery():
+    table = synthetic.chinchilla_table(noise=0.003, seed=1)
+    result = fit(table, "chinchilla", n_starts=300)
+    assert result.objective <= objective_at("chinchilla", synthetic.CHINCHILLA, table) * (1 + 1e-9)
+    assert_recovered(result, synthetic.CHINCHILLA, {"E": 0.02, "A": 0.2, "B": 0.15, "alpha": 0.04, "beta": 0.03})
+    assert result.settings["n_starts"] == 300 and result.settings["converged"]
+
+
+def test_chinchilla_mse_objective_recovers_too():
+    table = synthetic.chinchilla_table(noise=0.003, seed=2)
+    objective = Objective(kind="mse", residuals="linear")
+    result = fit(table, "chinchilla", n_starts=300, objective=objective)
+    assert result.settings["objective"] == "mse" and result.settings["residuals"] == "linear"
+    assert result.objective <= objective_at("chinchilla", synthetic.CHINCHILLA, table, objective) * (1 + 1e-9)
+    assert_recovered(result, synthetic.CHINCHILLA, {"E": 0.03, "A": 0.3, "B": 0.3, "alpha": 0.06, "beta": 0.05})
+
+
+def test_muennighoff_recovery_joint():
+    table = synthetic.muennighoff_table(noise=0.003, seed=0)
+    result = fit(table, "muennighoff", n_starts=150)
+    assert result.objective <= objective_at("muennighoff", synthetic.MUENNIGHOFF, table) * (1 + 1e-9)
+    assert_recovered(result, synthetic.MUENNIGHOFF, {"E": 0.01, "A": 0.08, "B": 0.05, "alpha": 0.02,
+                                                     "beta": 0.01, "R_D_star": 0.1, "R_N_star": 0.1})
+
+
+def test_muennighoff_with_the_base_held_fixed():
+    table = synthetic.muennighoff_table(noise=0.003, seed=1)
+    base = {k: synthetic.MUENNIGHOFF[k] for k in ("E", "A", "B", "alpha", "beta")}
+    result = fit(table, "muennighoff", fixed=base)
+    assert result.fixed == sorted(base)
+    for name, value in base.items():
+        assert result.params[name] == pytest.approx(value, rel=1e-12)
+    assert_recovered(result, synthetic.MUENNIGHOFF, {**{k: 1e-9 for k in base}, "R_D_star": 0.1, "R_N_star": 0.1})
+
+
+def test_spt_recovery_and_its_decisions():
+    table = synthetic.spt_table(noise=0.0005, seed=0)
+    result = fit(table, "spt", n_starts=64)
+    assert result.objective <= objective_at("spt", synthetic.SPT, table) * (1 + 1e-9)
+    # a3 and k3 (the gap's curvature in delta and the floor's slope) trade off against each other on this grid.
+    assert_recovered(result, synthetic.SPT, {
+        "A_train": 0.06, "b_train_s": 0.06, "b_train_g": 0.04, "b_gap_s": 0.06, "b_gap_g": 0.1, "a1": 0.4,
+        "a2": 0.2, "a3": 0.8, "k0": 0.06, "k1": 0.2, "k2": 0.35, "k3": 1.0})
+    # What the fit is for is recovered tightly: the loss surface and delta*.
+    law = get_law("spt")
+    tokens, fraction = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 1e10, 25), np.linspace(0, 0.5, 26)))
+    inputs = {"tokens": tokens, "fraction": fraction}
+    np.testing.assert_allclose(law.predict(result.params, inputs), law.predict(synthetic.SPT, inputs), rtol=2e-3)
+    truth = FitResult(law="spt", params=synthetic.SPT, objective=0.0, n_points=0, data_ranges=result.data_ranges)
+    for budget in (1e8, 1e9, 1e10):
+        assert optimal_fraction(result, budget).fraction == pytest.approx(
+            optimal_fraction(truth, budget).fraction, abs=0.01)
+
+
+def test_spt_fit_reads_another_loss_column():
+    table = synthetic.spt_table(noise=0.0005, seed=3, target="domain_loss", num_budgets=6)
+    result = fit(table, "spt", loss_column="domain_loss", n_starts=16)
+    assert result.settings["loss_column"] == "domain_loss" and result.n_points == len(table)
+
+
+def test_spt_n_extension_recovery():
+    table = synthetic.spt_n_table(noise=0.0005, seed=0)
+    result = fit(table, "spt", n_starts=64)  # several model sizes: spt becomes spt-n
+    assert result.law == "spt-n" and result.constants == {"N_ref": 1e8}
+    assert result.objective <= objective_at("spt-n", synthetic.SPT_N, table) * (1 + 1e-9)
+    assert_recovered(result, synthetic.SPT_N, {
+        "A_train": 0.06, "b_train_s": 0.06, "b_train_g": 0.04, "b_gap_s": 0.06, "b_gap_g": 0.1, "a1": 0.4,
+        "a2": 0.25, "a3": 0.9, "k0": 0.06, "k1": 0.25, "k2": 0.35, "k3": 1.0,
+        "A_N": 0.08, "alpha_N": 0.08, "gamma_N": 0.05})
+
+
+def test_finetune_gain_recovery():
+    table = synthetic.finetune_gain_table(noise=0.001, seed=0)
+    result = fit(table, "finetune-gain")
+    assert result.settings["residuals"] == "linear"
+    assert result.objective <= objective_at("finetune-gain", synthetic.FINETUNE_GAIN, table) * (1 + 1e-9)
+    assert_recovered(result, synthetic.FINETUNE_GAIN, {"a": 0.25, "b": 0.25, "c": 0.12})
+
+
+def test_bootstrap_intervals_cover_the_fit_and_give_prediction_bands():
+    table = synthetic.chinchilla_table(n=120, noise=0.005, seed=4)
+    result = fit(table, "chinchilla", n_starts=100, bootstrap_replicates=30, seed=4)
+    assert result.samples.shape == (30, 5) and np.isfinite(result.samples).all()
+    for name, (low, high) in result.intervals.items():
+        assert low <= result.params[name] <= high, name
+    inputs = {"params": np.array([1e8, 1e9]), "tokens": np.array([1e10, 1e11])}
+    band = predict(result, inputs)
+    assert np.all(band["lower"] <= band["predicted"]) and np.all(band["predicted"] <= band["upper"])
+    again = FitResult.from_dict(result.to_dict())
+    assert again.intervals == result.intervals and again.params == result.params
+
+
+def test_bootstrap_is_reproducible_with_a_seed():
+    table = synthetic.chinchilla_table(n=60, noise=0.005, seed=5)
+    first = fit(table, "chinchilla", n_starts=40, bootstrap_replicates=5, seed=7)
+    second = fit(table, "chinchilla", n_starts=40, bootstrap_replicates=5, seed=7)
+    np.testing.assert_array_equal(first.samples, second.samples)
+
+
+def test_extrapolation_check_reports_small_error_for_a_correct_law():
+    table = synthetic.chinchilla_table(n=200, noise=0.003, seed=6)
+    report = extrapolation_check(table, "chinchilla", holdout=0.25, n_starts=100)
+    assert report["n_holdout"] == 50 and report["n_fit"] == 150
+    assert report["mean_abs_rel_error"] < 0.01 and report["max_abs_rel_error"] < 0.03

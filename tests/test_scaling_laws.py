@@ -1,0 +1,160 @@
+"""Law forms, objectives and the batched optimizer, checked against direct formulas and finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaling_laws import LAWS, Chinchilla, Muennighoff, Objective, SPTOverfit, get_law, synthetic
+from scaling_laws.objective import value_and_grad
+from scaling_laws.optimize import minimize_batched
+
+RNG = np.random.default_rng(0)
+N_ROWS = 30
+INPUTS = {
+    "params": np.exp(RNG.uniform(np.log(1e7), np.log(1e10), N_ROWS)),
+    "tokens": np.exp(RNG.uniform(np.log(1e8), np.log(1e11), N_ROWS)),
+    "fraction": RNG.choice([0.0, 0.01, 0.1, 0.3, 1.0], N_ROWS),
+}
+INPUTS["unique_tokens"] = INPUTS["tokens"] / np.exp(RNG.uniform(0.0, 3.0, N_ROWS))
+TRUE = {
+    "chinchilla": synthetic.CHINCHILLA,
+    "muennighoff": synthetic.MUENNIGHOFF,
+    "spt": synthetic.SPT,
+    "spt-n": synthetic.SPT_N,
+    "finetune-gain": synthetic.FINETUNE_GAIN,
+}
+
+
+def stacked(jac, shape):
+    return np.stack([np.broadcast_to(column, shape) for column in jac], axis=-1)
+
+
+@pytest.mark.parametrize("name", list(LAWS))
+@pytest.mark.parametrize("space", ["log", "linear"])
+def test_jacobian_matches_central_differences(name, space):
+    law = get_law(name)
+    theta = law.to_internal(TRUE[name])[None, :]
+    function = law.log_predict_jac if space == "log" else law.predict_jac
+    value, jac = function(theta, INPUTS)
+    analytic = stacked(jac, value.shape)
+    numeric = np.empty_like(analytic)
+    for i in range(theta.shape[1]):
+        step = 1e-6 * max(1.0, abs(theta[0, i]))
+        up, down = theta.copy(), theta.copy()
+        up[0, i] += step
+        down[0, i] -= step
+        numeric[..., i] = (function(up, INPUTS)[0] - function(down, INPUTS)[0]) / (2 * step)
+    scale = np.abs(analytic).max(axis=(0, 1)) + 1e-12
+    assert np.max(np.abs(numeric - analytic) / scale) < 1e-5
+
+
+def test_chinchilla_predicts_the_formula_and_has_the_4500_start_grid():
+    law = Chinchilla()
+    p = synthetic.CHINCHILLA
+    expected = p["E"] + p["A"] / INPUTS["params"] ** p["alpha"] + p["B"] / INPUTS["tokens"] ** p["beta"]
+    np.testing.assert_allclose(law.predict(p, INPUTS), expected, rtol=1e-12)
+    assert law.start_grid(INPUTS, expected).shape == (4500, 5)
+
+
+def test_muennighoff_is_chinchilla_for_one_epoch_below_the_optimal_size():
+    p = synthetic.MUENNIGHOFF
+    n_opt = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / p["alpha"]) * 1e10 ** (p["beta"] / p["alpha"])
+    inputs = {"params": np.array([0.5 * n_opt]), "tokens": np.array([1e10]), "unique_tokens": np.array([1e10])}
+    chinchilla = Chinchilla().predict({k: p[k] for k in Chinchilla().names}, inputs)
+    np.testing.assert_allclose(Muennighoff().predict(p, inputs), chinchilla, rtol=1e-12)
+
+
+def test_muennighoff_repeated_data_is_worth_less_than_fresh_data():
+    p = synthetic.MUENNIGHOFF
+    law = Muennighoff()
+    fresh = law.predict(p, {"params": [1e8], "tokens": [4e10], "unique_tokens": [4e10]})
+    repeated = law.predict(p, {"params": [1e8], "tokens": [4e10], "unique_tokens": [1e10]})
+    one_epoch = law.predict(p, {"params": [1e8], "tokens": [1e10], "unique_tokens": [1e10]})
+    assert fresh < repeated < one_epoch
+    # Far beyond R*_D epochs, more repetition buys (almost) nothing: D' saturates at U_D (1 + R*_D).
+    saturated = law.predict(p, {"params": [1e8], "tokens": [1e10 * 1e4], "unique_tokens": [1e10]})
+    limit = Chinchilla().predict({k: p[k] for k in Chinchilla().names},
+                                 {"params": [1e8], "tokens": [1e10 * (1 + p["R_D_star"])]})
+    np.testing.assert_allclose(saturated, limit, rtol=1e-9)
+
+
+def test_spt_at_zero_fraction_has_no_gap_and_finite_gradients():
+    p = synthetic.SPT
+    law = SPTOverfit()
+    tokens = np.geomspace(1e8, 1e10, 5)
+    inputs = {"tokens": tokens, "fraction": np.zeros(5)}
+    expected = p["A_train"] * tokens ** p["b_train_g"] + p["k0"] - p["k1"] * np.log(p["k2"])
+    np.testing.assert_allclose(law.predict(p, inputs), expected, rtol=1e-12)
+    value, jac = law.log_predict_jac(law.to_internal(p)[None, :], inputs)
+    assert np.all(np.isfinite(stacked(jac, value.shape)))
+
+
+def test_spt_matches_the_written_formula_at_a_positive_fraction():
+    p = synthetic.SPT
+    t, d = 3e9, 0.2
+    b_train = d * p["b_train_s"] + (1 - d) * p["b_train_g"]
+    b_gap = d * p["b_gap_s"] + (1 - d) * p["b_gap_g"]
+    a_gap = p["a1"] * d ** p["a2"] * np.exp(p["a3"] * d)
+    c_train = p["k0"] - p["k1"] * np.log(d + p["k2"]) - p["k3"] * d
+    expected = p["A_train"] * t ** b_train + c_train + a_gap * t ** b_gap
+    assert SPTOverfit().loss_at(p, t, d) == pytest.approx(expected, rel=1e-12)
+
+
+def test_spt_n_reduces_to_spt_at_the_reference_size_with_shifted_floor():
+    p = synthetic.SPT_N
+    inputs = {"tokens": INPUTS["tokens"], "fraction": INPUTS["fraction"], "params": np.full(N_ROWS, 1e8)}
+    spt = {**{k: p[k] for k in SPTOverfit().names}, "k0": p["k0"] + p["A_N"]}
+    np.testing.assert_allclose(get_law("spt-n").predict(p, inputs), SPTOverfit().predict(spt, inputs), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["huber", "mse"])
+@pytest.mark.parametrize("space", ["log", "linear"])
+def test_objective_gradient_matches_differences(kind, space):
+    law = Chinchilla()
+    target = law.predict(synthetic.CHINCHILLA, INPUTS) * np.exp(RNG.normal(0, 0.01, N_ROWS))
+    theta = law.to_internal(synthetic.CHINCHILLA)[None, :] + 0.01
+    weights = RNG.integers(0, 3, N_ROWS).astype(float)
+    objective = Objective(kind=kind, residuals=space)
+    _, grad = value_and_grad(law, theta, INPUTS, target, weights, objective)
+    for i in range(5):
+        up, down = theta.copy(), theta.copy()
+        up[0, i] += 1e-7
+        down[0, i] -= 1e-7
+        numeric = (value_and_grad(law, up, INPUTS, target, weights, objective)[0]
+                   - value_and_grad(law, down, INPUTS, target, weights, objective)[0]) / 2e-7
+        assert numeric[0] == pytest.approx(grad[0, i], rel=1e-4, abs=1e-9)
+
+
+def test_huber_objective_is_the_sum_of_huber_losses():
+    law = Chinchilla()
+    theta = law.to_internal(synthetic.CHINCHILLA)[None, :]
+    residual = np.array([0.0, 5e-4, -2e-3, 0.1] * 5)[:N_ROWS // 2]
+    inputs = {k: v[: len(residual)] for k, v in INPUTS.items()}
+    target = law.predict(synthetic.CHINCHILLA, inputs) * np.exp(residual)
+    value, _ = value_and_grad(law, theta, inputs, target, np.ones(len(residual)), Objective())
+    delta = 1e-3
+    expected = np.where(np.abs(residual) <= delta, 0.5 * residual**2, delta * (np.abs(residual) - delta / 2)).sum()
+    assert value[0] == pytest.approx(expected, rel=1e-8)
+
+
+def test_objective_marks_invalid_predictions_infinite():
+    law = SPTOverfit()
+    p = {**synthetic.SPT, "k0": -50.0}  # negative predicted loss: no log residual
+    value, grad = value_and_grad(law, law.to_internal(p)[None, :], {"tokens": INPUTS["tokens"],
+                                 "fraction": INPUTS["fraction"]}, np.ones(N_ROWS), np.ones(N_ROWS), Objective())
+    assert value[0] == np.inf and np.all(grad == 0)
+
+
+def test_batched_lbfgs_solves_independent_bounded_quadratics():
+    centers = RNG.uniform(-2, 2, (50, 3))
+    scales = np.array([1.0, 10.0, 100.0])
+
+    def fun_grad(x, rows):
+        diff = x - centers[rows]
+        return np.sum(scales * diff**2, axis=1), 2 * scales * diff
+
+    lower, upper = np.full(3, -1.0), np.full(3, 1.0)
+    result = minimize_batched(fun_grad, np.zeros((50, 3)), lower, upper, gtol=1e-12, ftol=0.0)
+    np.testing.assert_allclose(result.x, np.clip(centers, lower, upper), atol=1e-6)
+    assert result.converged.all()
