@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "spt.commands.mix",
     "spt.commands.rephrase",
     "spt.commands.train",
+    "spt.commands.sweep",
     "scaling_laws.cli",
 ]
 

@@ -40,3 +40,44 @@ def tree(path: Path) -> list[str]:
 def _quiet_threads(monkeypatch):
     # Two cores: keep BLAS/torch from oversubscribing when tests start subprocesses.
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+
+
+@pytest.fixture(scope="session")
+def tiny_corpora(tmp_path_factory) -> Path:
+    """Small sample corpora and a 512-token tokenizer, built by spt itself (shared by the mix-consuming tests).
+
+    Layout: ``corpora/{domain,general}/{train,heldout}.parquet`` and ``tok/``.
+    """
+    from pipelines.corpora import build_corpora
+    from pipelines.tokenizer import train_tokenizer
+    from spt.config import load_config
+
+    root = tmp_path_factory.mktemp("tiny")
+    corpora = root / "corpora"
+    build_corpora(load_config(REPO / "configs/corpora/quickstart.yaml", [
+        f"output_dir={corpora}", "domain.max_documents=40", "general.max_documents=300", "heldout_fraction=0.1"]))
+    train_tokenizer(load_config(REPO / "configs/tokenizer/quickstart.yaml", [
+        f"inputs=[{corpora}/domain/train.parquet,{corpora}/general/train.parquet]", f"output_dir={root}/tok",
+        "vocab_size=512"]))
+    return root
+
+
+def two_source_mix_yaml(root: Path, out: Path, total_tokens: int, seq_len: int, batch: int, name: str,
+                        domain_fraction: float = 0.3) -> str:
+    """A mix of the tiny corpora: the Python-source domain at ``domain_fraction`` and English for the rest."""
+    corpora = root / "corpora"
+    return f"""
+kind: mix
+name: {name}
+output_dir: {out}
+tokenizer: {root}/tok
+total_tokens: {total_tokens}
+seq_len: {seq_len}
+global_batch_size: {batch}
+sources:
+  - {{name: domain, role: domain, paths: [{corpora}/domain/train.parquet],
+      heldout_paths: [{corpora}/domain/heldout.parquet], fraction: {domain_fraction}}}
+  - {{name: general, role: general, paths: [{corpora}/general/train.parquet],
+      heldout_paths: [{corpora}/general/heldout.parquet], fraction: remainder}}
+build: {{workers: 1}}
+"""

@@ -14,43 +14,20 @@ from pathlib import Path
 import pytest
 
 from spt.config import load_config
-from tests.conftest import tree
+from tests.conftest import tree, two_source_mix_yaml
 
 BATCH, SEQ = 16, 64
 TOKENS_PER_BATCH = BATCH * SEQ
 
 
 @pytest.fixture(scope="module")
-def mix_spec(tmp_path_factory) -> Path:
-    """Sample corpora -> tokenizer -> a two-source mix, all built by spt itself at tiny scale."""
-    from pipelines.corpora import build_corpora
+def mix_spec(tiny_corpora) -> Path:
+    """A two-source mix of 60 batches built by spt from the tiny corpora."""
     from pipelines.mix.build import build_mix
-    from pipelines.tokenizer import train_tokenizer
 
-    root = tmp_path_factory.mktemp("mix")
-    corpora = root / "corpora"
-    build_corpora(load_config("configs/corpora/quickstart.yaml", [
-        f"output_dir={corpora}", "domain.max_documents=40", "general.max_documents=300", "heldout_fraction=0.1"]))
-    train_tokenizer(load_config("configs/tokenizer/quickstart.yaml", [
-        f"inputs=[{corpora}/domain/train.parquet,{corpora}/general/train.parquet]", f"output_dir={root}/tok",
-        "vocab_size=512"]))
-    (root / "mix.yaml").write_text(f"""
-kind: mix
-name: test
-output_dir: {root}/mix
-tokenizer: {root}/tok
-total_tokens: {60 * TOKENS_PER_BATCH}
-seq_len: {SEQ}
-global_batch_size: {BATCH}
-sources:
-  - {{name: domain, role: domain, paths: [{corpora}/domain/train.parquet],
-      heldout_paths: [{corpora}/domain/heldout.parquet], fraction: 0.3}}
-  - {{name: general, role: general, paths: [{corpora}/general/train.parquet],
-      heldout_paths: [{corpora}/general/heldout.parquet], fraction: remainder}}
-build: {{workers: 1}}
-""")
-    result = build_mix(load_config(root / "mix.yaml"))
-    return Path(result["spec"])
+    path = tiny_corpora / "train-mix.yaml"
+    path.write_text(two_source_mix_yaml(tiny_corpora, tiny_corpora / "mix", 60 * TOKENS_PER_BATCH, SEQ, BATCH, "test"))
+    return Path(build_mix(load_config(path))["spec"])
 
 
 def train_yaml(tmp_path: Path, mix: Path, run_dir: Path, **extra) -> Path:

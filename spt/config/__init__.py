@@ -19,6 +19,7 @@ from spt.config.common import RayRuntimeConfig
 from spt.config.corpora import CorporaConfig, CorpusLimits, TokenizerConfig
 from spt.config.rephrase import RephraseConfig, StyleLibrary
 from spt.config.mix import MixConfig
+from spt.config.sweep import SweepConfig, SweepGrid
 from spt.config.train import FinetuneConfig, InterpolateConfig, ModelConfig, TrainConfig
 from spt.config.loader import ConfigError, StrictModel, apply_override, parse_override, read_yaml, validate
 
@@ -31,6 +32,7 @@ KINDS: dict[str, type[BaseModel]] = {
     "train": TrainConfig,
     "finetune": FinetuneConfig,
     "interpolate": InterpolateConfig,
+    "sweep": SweepConfig,
 }
 
 
@@ -65,6 +67,8 @@ __all__ = [
     "StrictModel",
     "TokenizerConfig",
     "TrainConfig",
+    "SweepConfig",
+    "SweepGrid",
     "FinetuneConfig",
     "InterpolateConfig",
     "ModelConfig",

@@ -1,0 +1,66 @@
+"""Config of a sweep (`spt sweep`): a grid of domain fractions δ, model presets, token budgets and seeds."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from spt.config.loader import StrictModel
+
+
+class SweepGrid(StrictModel):
+    """The grid; every combination is one cell (one mix, one training run, optionally one finetune)."""
+
+    domain_fraction: list[float] = Field(min_length=1, description="values of δ, the domain share of tokens (fractions)")
+    preset: list[str] | None = Field(None, min_length=1, description="model presets (names); None = the train config's")
+    total_tokens: list[int] | None = Field(
+        None, min_length=1, description="pretraining budgets T (tokens); None = the mix config's total_tokens"
+    )
+    seed: list[int] = Field(default_factory=lambda: [0], min_length=1, description="training seeds (integers)")
+
+    @field_validator("domain_fraction")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        bad = [v for v in values if not 0.0 <= v <= 1.0]
+        if bad:
+            raise ValueError(f"each must be between 0 and 1, got {bad}")
+        if len(set(values)) != len(values):
+            raise ValueError("values must be distinct")
+        return values
+
+    @field_validator("total_tokens")
+    @classmethod
+    def _positive(cls, values: list[int] | None) -> list[int] | None:
+        if values is not None and any(v < 1 for v in values):
+            raise ValueError("each must be >= 1")
+        return values
+
+
+class SweepResources(StrictModel):
+    """What one cell asks Ray for."""
+
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per cell (CPUs)")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per cell (GPUs)")
+
+
+class SweepConfig(StrictModel):
+    """`spt sweep`: train every cell of a grid on Ray and collect one tidy results table."""
+
+    kind: Literal["sweep"] = Field(description="config kind (literal 'sweep')")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the sweep's name (a name)")
+    mix: str = Field(description="base mix config; its sources must already build (a path to a YAML file)")
+    train: str = Field(description="base train config; mix and run_dir are set per cell (a path to a YAML file)")
+    finetune: str | None = Field(
+        None, description="finetune config run after each cell's training; base_run is set per cell (a path)"
+    )
+    domain_source: str = Field("domain", description="the mix source whose fraction is δ (a source name)")
+    grid: SweepGrid = Field(description="the grid of cells")
+    output_dir: str = Field(description="folder for cells/, results.csv|parquet and curves.csv|parquet (a path)")
+    resources: SweepResources = Field(default_factory=SweepResources, description="the resources of one cell")
+    max_concurrent: int = Field(1, ge=1, description="cells running at once at most (cells)")
+    max_retries: int = Field(0, ge=0, description="retries of a cell that crashed; bad input is not retried (retries)")
+    address: str | None = Field(None, description="Ray address; None = the job's cluster or a local Ray (an address)")
+    on_failure: Literal["continue", "stop"] = Field(
+        "continue", description="what a failed cell does to the others (one of the literals)"
+    )

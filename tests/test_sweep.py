@@ -1,0 +1,101 @@
+"""Sweeps as Ray jobs on a real local Ray head, one results table, reruns that skip finished cells."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import tree, two_source_mix_yaml
+from tests.ray_head import free_ports, ray_head
+
+BATCH, SEQ = 8, 64
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tiny_corpora, tmp_path_factory) -> Path:
+    """A working directory with a base mix, a base train config and a sweep over δ and two presets."""
+    from pipelines.mix.build import build_mix
+    from spt.config import load_config
+
+    work = tmp_path_factory.mktemp("sweep-work")
+    out = tmp_path_factory.mktemp("sweep-out")
+    (work / "mix.yaml").write_text(two_source_mix_yaml(tiny_corpora, out / "mix", 40 * BATCH * SEQ, SEQ, BATCH, "base"))
+    build_mix(load_config(work / "mix.yaml"))  # the sources; cells only write new streams specs
+    (work / "train.yaml").write_text(json.dumps({
+        "kind": "train", "mix": "set-per-cell", "run_dir": "set-per-cell", "global_batch_size": BATCH,
+        "eval_every_tokens": 10 * BATCH * SEQ, "eval_samples": 16, "optimizer": {"lr": 0.01}}))
+    (work / "sweep.yaml").write_text(json.dumps({
+        "kind": "sweep", "name": "t", "mix": "mix.yaml", "train": "train.yaml",
+        "grid": {"domain_fraction": [0.2, 0.5], "preset": ["tiny", "huge"]},
+        "output_dir": str(out / "sweep"), "max_concurrent": 2, "max_retries": 1}))
+    return work
+
+
+def test_sweep_job_on_a_real_ray_head(sweep_dir, spt_bin):
+    results_path = None
+    with ray_head() as (address, gcs_address, token_file, env):
+        command = [spt_bin, "submit", "--address", address, "--token-file", str(token_file), "--follow",
+                   "--working-dir", str(sweep_dir), "--", "spt", "sweep", "sweep.yaml"]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        # two cells fail on purpose, so the sweep (and the job) report failure, after finishing the others
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "submitted job spt-sweep-" in proc.stdout and ": FAILED" in proc.stdout
+
+        output_dir = json.loads((sweep_dir / "sweep.yaml").read_text())["output_dir"]
+        results_path = Path(output_dir) / "results.csv"
+        results = pd.read_csv(results_path).set_index("run_id")
+        ok = results[results.status == "ok"]
+        failed = results[results.status == "failed"]
+        assert sorted(ok.index) == ["delta0.2-tiny-T20480-seed0", "delta0.5-tiny-T20480-seed0"]
+        assert sorted(failed.index) == ["delta0.2-huge-T20480-seed0", "delta0.5-huge-T20480-seed0"]
+        assert all("unknown preset" in error for error in failed.error)
+        assert all(Path(p).exists() for p in results.log_path)
+        assert ok.domain_loss.notna().all() and ok.general_loss.notna().all() and (ok.params > 0).all()
+        assert set(ok.domain_fraction) == {0.2, 0.5}
+        curves = pd.read_csv(Path(output_dir) / "curves.csv")
+        assert sorted(curves.groupby("run_id").size().items()) == [(r, 4) for r in sorted(ok.index)]
+
+        # Rerun in-process against the same cluster: finished cells are skipped, only failed ones retried.
+        summaries = sorted(Path(output_dir).glob("cells/*tiny*/run/summary.json"))
+        stamps = [p.stat().st_mtime_ns for p in summaries]
+        rerun = subprocess.run([spt_bin, "sweep", "sweep.yaml", "--address", gcs_address], env=env,
+                               capture_output=True, text=True, timeout=600, cwd=sweep_dir)
+        assert "2 cells done, 2 to run" in rerun.stdout + rerun.stderr
+        assert [p.stat().st_mtime_ns for p in summaries] == stamps
+        again = pd.read_csv(results_path).set_index("run_id")
+        pd.testing.assert_frame_equal(again.loc[ok.index, ["domain_loss", "general_loss"]],
+                                      ok[["domain_loss", "general_loss"]])
+
+
+def test_unreachable_address_fails_fast(tmp_path, spt_bin):
+    (port,) = free_ports(1)
+    start = time.time()
+    proc = subprocess.run([spt_bin, "submit", "--address", f"http://127.0.0.1:{port}", "--", "spt", "jobs", "list",
+                           "--address", "x"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: cannot reach the Ray cluster at http://127.0.0.1:{port} "
+                                   f"(127.0.0.1:{port}: Connection refused); is it running?")
+    assert time.time() - start < 30
+
+
+def test_submit_refuses_a_non_spt_command(run_cli):
+    code, _, err = run_cli("submit", "--address", "http://127.0.0.1:1", "--", "python", "x.py")
+    assert (code, err.strip()) == (2, "error: submit: give the command after --, starting with spt "
+                                      "(e.g. -- spt sweep configs/x.yaml)")
+
+
+def test_bad_sweep_config_writes_nothing(tmp_path, run_cli):
+    out = tmp_path / "out"
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps({"kind": "sweep", "name": "x", "mix": "m.yaml", "train": "t.yaml",
+                                "grid": {"domain_fraction": [0.1, 1.5]}, "output_dir": str(out)}))
+    code, _, err = run_cli("sweep", path)
+    assert (code, err.strip()) == (2, "error: sweep.grid.domain_fraction=[0.1, 1.5]: each must be between 0 and 1, "
+                                      "got [1.5]")
+    assert tree(out) == []
