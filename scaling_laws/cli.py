@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling_laws.data import check_frame, read_table, resolve_law, summarize
+from scaling_laws.data import check_frame, resolve_law, summarize
 from scaling_laws.laws import Muennighoff
 from scaling_laws.objective import Objective
 from scaling_laws.registry import LAWS
 from scaling_laws.result import FitResult, write_atomic
+from scaling_laws.sweeps import FitData, read_fit_data
 from spt.errors import InputError
 
 
@@ -23,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit = subparsers.add_parser("fit", help="fit a scaling law (chinchilla, muennighoff, spt) to a CSV of runs")
     fit.add_argument("--law", required=True, choices=list(LAWS),
                      help="law form; spt becomes spt-n when the data has several model sizes in 'params'")
-    fit.add_argument("--data", required=True, type=Path, help="CSV with the law's columns")
+    fit.add_argument("--data", required=True, type=Path,
+                     help="CSV with the law's columns, or a sweep output folder (fits its curves.csv with "
+                          "fraction := domain_fraction, loss := domain_loss)")
+    fit.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction "
+                     "(domain_fraction for a sweep's curves.csv)")
     fit.add_argument("--out", type=Path, help="fit JSON to write")
     fit.add_argument("--bootstrap", type=int, default=0, metavar="K", help="bootstrap refits for intervals")
     fit.add_argument("--seed", type=int, default=0, help="seed of the start subset and the bootstrap")
@@ -43,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     pred = subparsers.add_parser("predict", help="add a predicted_loss column to a CSV from a fit JSON")
     pred.add_argument("--fit", required=True, type=Path, help="fit JSON")
-    pred.add_argument("--data", required=True, type=Path, help="CSV with the law's input columns")
+    pred.add_argument("--data", required=True, type=Path, help="CSV with the law's input columns, or a sweep folder")
+    pred.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction")
     pred.add_argument("--out", type=Path, help="CSV to write (default: print to stdout)")
     pred.add_argument("--dry-run", action="store_true", help="check the inputs and print a summary; write nothing")
     pred.set_defaults(func=run_predict, environment="any")
@@ -55,7 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     best.add_argument("--max-fraction", type=float, help="largest fraction searched (default: the fitted range)")
     best.add_argument("--widen", action="store_true", help="search [0, 1] instead of the fitted fractions")
     best.add_argument("--params", type=float, help="model size N (parameters), for spt-n fits")
-    best.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    best.add_argument("--domain-tokens", type=float, metavar="D",
+                      help="size |D| of your domain set (tokens): also print the epochs T*delta*/|D|")
+    output = best.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    output.add_argument("--lines", action="store_true", help="print one 'delta_star tokens=... value=... low=... "
+                        "high=...' line per budget (the notebook prints the same lines)")
     best.add_argument("--dry-run", action="store_true", help="print the resolved search; compute nothing")
     best.set_defaults(func=run_optimal_fraction, environment="any")
 
@@ -68,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     plot = subparsers.add_parser("plot", help="plot a fit: loss curves, delta* vs budget, residuals (PNG and SVG)")
     plot.add_argument("--fit", required=True, type=Path, help="fit JSON")
-    plot.add_argument("--data", required=True, type=Path, help="the CSV that was fitted")
+    plot.add_argument("--data", required=True, type=Path, help="the CSV (or sweep folder) that was fitted")
+    plot.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction")
     plot.add_argument("--out-dir", required=True, type=Path, help="folder for the figures")
     plot.add_argument("--tokens", type=float, nargs="+", metavar="T", help="budgets of the delta* plot")
     plot.add_argument("--widen", action="store_true", help="search delta* over [0, 1]")
@@ -83,7 +95,15 @@ def _print_arguments(args: argparse.Namespace) -> None:
             print(f"  {key}: {value}")
 
 
-def _fit_options(args: argparse.Namespace, law) -> dict:
+def _read_data(args: argparse.Namespace) -> FitData:
+    """``--data`` (a CSV or a sweep folder); notes on what a sweep folder left out go to stderr."""
+    data = read_fit_data(args.data, args.fraction_column)
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return data
+
+
+def _fit_options(args: argparse.Namespace, law, default_loss: str | None = None) -> dict:
     fixed = None
     if args.fix is not None:
         if not isinstance(law, Muennighoff):
@@ -101,7 +121,7 @@ def _fit_options(args: argparse.Namespace, law) -> dict:
         raise InputError(f"--huber-delta {args.huber_delta}: must be positive")
     objective = Objective(kind=args.objective, huber_delta=args.huber_delta,
                           residuals=args.residuals or law.residuals)
-    return {"loss_column": args.loss_column or law.target, "objective": objective, "fixed": fixed,
+    return {"loss_column": args.loss_column or default_loss or law.target, "objective": objective, "fixed": fixed,
             "n_starts": args.starts, "staged": not args.no_staged, "seed": args.seed, "source": str(args.data)}
 
 
@@ -109,9 +129,10 @@ def run_fit(args: argparse.Namespace) -> int:
     """`spt fit`: checks the table, fits (optionally bootstraps and checks extrapolation), writes the JSON."""
     from scaling_laws.fitting import extrapolation_check, fit
 
-    table = read_table(args.data)
+    data = _read_data(args)
+    table = data.table
     law = resolve_law(args.law, table)
-    options = _fit_options(args, law)
+    options = _fit_options(args, law, data.loss_column)
     free = len(law.params) - len(options["fixed"] or {})
     checked = check_frame(table, law, options["loss_column"], residuals=options["objective"].residuals,
                           free_params=free, source=str(args.data))
@@ -164,7 +185,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from scaling_laws.fitting import predict_table
 
     result = FitResult.load(args.fit)
-    table = read_table(args.data)
+    table = _read_data(args).table
     checked = check_frame(table, result.form, target=None, source=str(args.data))
     if args.dry_run:
         print(f"spt predict (dry run): law {result.law}")
@@ -198,6 +219,8 @@ def run_optimal_fraction(args: argparse.Namespace) -> int:
     low, high = fraction_range(result, args.min_fraction, args.max_fraction, args.widen)
     if "params" in result.form.inputs and args.params is None:
         raise InputError(f"law {result.law} needs --params (the model size, in parameters)")
+    if args.domain_tokens is not None and not (np.isfinite(args.domain_tokens) and args.domain_tokens > 0):
+        raise InputError(f"--domain-tokens {args.domain_tokens:g}: must be a positive number of tokens")
     if args.dry_run:
         print(f"spt optimal-fraction (dry run): law {result.law}, fractions searched [{low:g}, {high:g}]")
         _print_arguments(args)
@@ -207,17 +230,22 @@ def run_optimal_fraction(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.to_dict() for c in choices], indent=2))
         return 0
+    if args.lines:
+        print("\n".join(c.line(args.domain_tokens) for c in choices))
+        return 0
     level = f"{100 * result.level:g}%"
     print(f"law {result.law}: fractions searched [{low:g}, {high:g}]" +
           (f", model size {args.params:g}" if args.params else ""))
+    epochs = args.domain_tokens is not None
     print(f"{'tokens':>10}  {'delta*':>8}  {level + ' interval':>20}  {'loss':>8}  {'multiplier':>10}  "
-          f"{level + ' interval':>20}")
+          f"{level + ' interval':>20}" + (f"  {'epochs':>8}" if epochs else ""))
     for c in choices:
         interval = f"[{c.fraction_interval[0]:.4g}, {c.fraction_interval[1]:.4g}]" if c.fraction_interval else "-"
         spread = (f"[{c.multiplier_interval[0]:.3g}x, {c.multiplier_interval[1]:.3g}x]"
                   if c.multiplier_interval else "-")
         print(f"{c.tokens:>10.4g}  {c.fraction:>8.4g}  {interval:>20}  {c.loss:>8.4f}  "
-              f"{c.compute_multiplier:>9.3g}x  {spread:>20}")
+              f"{c.compute_multiplier:>9.3g}x  {spread:>20}"
+              + (f"  {c.domain_epochs(args.domain_tokens):>8.4g}" if epochs else ""))
     return 0
 
 
@@ -247,7 +275,7 @@ def run_compute_optimal(args: argparse.Namespace) -> int:
 def run_plot(args: argparse.Namespace) -> int:
     """`spt plot`: loss curves, residuals and (SPT fits) delta* vs budget, as PNG and SVG."""
     result = FitResult.load(args.fit)
-    table = read_table(args.data)
+    table = _read_data(args).table
     target = result.settings.get("loss_column", result.form.target)
     checked = check_frame(table, result.form, target, residuals=result.settings.get("residuals", "log"),
                           free_params=0, source=str(args.data))

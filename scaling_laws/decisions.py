@@ -42,6 +42,24 @@ class FractionChoice:
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
+    def domain_epochs(self, domain_tokens: float) -> float:
+        """Epochs over a domain set of ``domain_tokens`` tokens that delta* implies: ``T delta* / |D|``."""
+        return self.tokens * self.fraction / domain_tokens
+
+    def line(self, domain_tokens: float | None = None) -> str:
+        """One machine-readable line; the notebook and ``spt optimal-fraction --lines`` print the same text.
+
+        ``delta_star tokens=1e+09 value=0.1234 low=0.1 high=0.2 loss=3.1 multiplier=1.5 multiplier_low=1.2
+        multiplier_high=2.1`` (``low``/``high`` are ``nan`` without bootstrap), plus ``epochs=...`` when
+        ``domain_tokens`` is given.
+        """
+        low, high = self.fraction_interval or (float("nan"), float("nan"))
+        m_low, m_high = self.multiplier_interval or (float("nan"), float("nan"))
+        text = (f"delta_star tokens={self.tokens:.6g} value={self.fraction:.6g} low={low:.6g} high={high:.6g} "
+                f"loss={self.loss:.6g} multiplier={self.compute_multiplier:.6g} multiplier_low={m_low:.6g} "
+                f"multiplier_high={m_high:.6g}")
+        return text if domain_tokens is None else f"{text} epochs={self.domain_epochs(domain_tokens):.6g}"
+
 
 def _require_fraction_law(fit: FitResult) -> None:
     if "fraction" not in fit.form.inputs:

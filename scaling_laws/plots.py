@@ -71,17 +71,18 @@ def plot_loss_curves(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Pa
     return save_figure(figure, stem)
 
 
-def plot_optimal_fraction(fit: FitResult, budgets, stem: Path, **search) -> list[Path]:
+def plot_optimal_fraction(fit: FitResult, budgets, stem: Path, choices=None, **search) -> list[Path]:
     """delta* vs token budget, with its bootstrap band when the fit has replicates.
 
     Args:
         fit: An SPT fit.
         budgets: Token budgets (x axis).
         stem: Output path without suffix.
+        choices: The :class:`FractionChoice` at each budget when already computed (default: computed here).
         **search: Passed to :func:`optimal_fraction` (``low``, ``high``, ``widen``, ``params``).
     """
     plt = _pyplot()
-    choices = [optimal_fraction(fit, float(t), **search) for t in budgets]
+    choices = choices or [optimal_fraction(fit, float(t), **search) for t in budgets]
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.plot(budgets, [c.fraction for c in choices], marker="o", color="C0", label="delta*")
     if choices[0].fraction_interval is not None:
@@ -90,6 +91,31 @@ def plot_optimal_fraction(fit: FitResult, budgets, stem: Path, **search) -> list
                           label=f"{100 * fit.level:g}% bootstrap band")
     axes.set(xscale="log", xlabel="total tokens T", ylabel="optimal domain fraction delta*",
              title="optimal domain fraction vs budget")
+    axes.legend(fontsize=8)
+    return save_figure(figure, stem)
+
+
+def plot_compute_multiplier(choices, stem: Path, level: float = 0.95) -> list[Path]:
+    """The compute multiplier of delta* vs token budget (log scale), with its bootstrap band when known.
+
+    Args:
+        choices: :class:`FractionChoice` per budget (from :func:`optimal_fraction`).
+        stem: Output path without suffix.
+        level: Coverage of the band (the fit's ``level``), for the legend.
+    """
+    plt = _pyplot()
+    budgets = [c.tokens for c in choices]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.plot(budgets, [c.compute_multiplier for c in choices], marker="o", color="C1", label="compute multiplier")
+    if choices[0].multiplier_interval is not None:
+        low, high = zip(*(c.multiplier_interval for c in choices))
+        # An infinite upper end (delta = 0 never reaches the loss) is drawn to the top of the axes.
+        axes.fill_between(budgets, low, np.where(np.isfinite(high), high, 1e12), color="C1", alpha=0.25,
+                          linewidth=0, label=f"{100 * level:g}% bootstrap band")
+    axes.axhline(1.0, color="grey", linewidth=0.8)
+    top = max([c.compute_multiplier for c in choices if np.isfinite(c.compute_multiplier)] + [1.0])
+    axes.set(xscale="log", yscale="log", ylim=(None, 100 * top), xlabel="total tokens T",
+             ylabel="tokens delta=0 needs / T", title="compute multiplier of delta* over no domain data")
     axes.legend(fontsize=8)
     return save_figure(figure, stem)
 

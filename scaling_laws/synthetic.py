@@ -72,3 +72,34 @@ def finetune_gain_table(noise: float = 0.002, seed: int = 0, params: dict = FINE
     """12 budgets (1e8..1e11) with additive noise on the gain."""
     rng = np.random.default_rng(seed)
     return _noisy("finetune-gain", params, {"tokens": np.geomspace(1e8, 1e11, 12)}, noise, rng, target="gain")
+
+
+def spt_sweep(fractions=(0.0, 0.2, 0.5), total_tokens: float = 1e9, evaluations: int = 8, seeds=(0,),
+              noise: float = 0.002, seed: int = 0, params: dict = SPT, preset: str = "micro",
+              model_params: float = 7e5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A sweep's ``results`` and ``curves`` tables in the sweep runner's format, drawn from the SPT law.
+
+    One run per fraction and seed, evaluated every ``total_tokens / evaluations`` tokens. The domain loss follows
+    the law with log-normal noise; the general loss is the law's delta = 0 loss at the run's general tokens
+    ``(1 - delta) T`` (more domain data, less general data); the fine-tuned loss is a placeholder 2% below.
+    """
+    law = get_law("spt")
+    rng = np.random.default_rng(seed)
+    tokens = np.arange(1, evaluations + 1) * (total_tokens / evaluations)
+    results, curves = [], []
+    for fraction in fractions:
+        for run_seed in seeds:
+            run_id = f"d{fraction:g}-s{run_seed}"
+            domain = law.loss_at(params, tokens, fraction) * np.exp(rng.normal(0.0, noise, evaluations))
+            general = law.loss_at(params, (1.0 - fraction) * tokens + 1.0, 0.0) * np.exp(
+                rng.normal(0.0, noise, evaluations))
+            run = {"run_id": run_id, "domain_fraction": fraction, "preset": preset, "params": model_params,
+                   "seed": run_seed}
+            curves += [{**run, "tokens": t, "domain_loss": d, "general_loss": g}
+                       for t, d, g in zip(tokens, domain, general)]
+            results.append({**run, "tokens": total_tokens, "domain_loss": domain[-1], "general_loss": general[-1],
+                            "finetune_domain_loss": 0.98 * domain[-1], "wall_seconds": total_tokens / 1e7,
+                            "status": "ok", "error": "", "log_path": f"runs/{run_id}/train.log"})
+    from scaling_laws.sweeps import CURVES_COLUMNS, RESULTS_COLUMNS
+
+    return pd.DataFrame(results)[list(RESULTS_COLUMNS)], pd.DataFrame(curves)[list(CURVES_COLUMNS)]

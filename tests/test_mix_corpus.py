@@ -184,3 +184,37 @@ def test_heldout_by_fraction_follows_seed_and_document_hash():
             assert rule.split_of(text) == expected
     held = sum(SplitRule("train", 0.25, 0).split_of(t) == "heldout" for t in texts)
     assert 30 <= held <= 70  # about a quarter of 200
+
+
+def test_packed_shards_match_streamings_own_encoder(tmp_path):
+    import numpy as np
+    from streaming import MDSWriter
+
+    from pipelines.mix.pack import SplitWriter
+
+    rng = np.random.default_rng(0)
+    pieces = [rng.integers(0, 60_000, size=n).astype(np.uint16) for n in (5, 40, 1, 77, 300, 13)]
+    writer = SplitWriter(tmp_path / "ours", 16, "uint16", None, 1 << 9)
+    for piece in pieces:
+        writer.add(piece, 1)
+    stats = writer.close()
+    stream = np.concatenate(pieces)
+    assert stats == {"documents": 6, "tokens": 436, "samples": 27, "dropped_tokens": 4}
+    with MDSWriter(out=str(tmp_path / "theirs"), columns={"tokens": "ndarray:uint16"}, size_limit=1 << 9) as plain:
+        for start in range(0, 27 * 16, 16):
+            plain.write({"tokens": stream[start : start + 16]})
+    ours = sorted(p.name for p in (tmp_path / "ours").iterdir())
+    assert ours == sorted(p.name for p in (tmp_path / "theirs").iterdir()) and len(ours) > 2
+    for name in ours:
+        assert (tmp_path / "ours" / name).read_bytes() == (tmp_path / "theirs" / name).read_bytes()
+
+
+def test_a_split_without_a_full_sample_writes_nothing(tmp_path):
+    import numpy as np
+
+    from pipelines.mix.pack import SplitWriter
+
+    writer = SplitWriter(tmp_path / "none", 16, "uint16", None, 1 << 12)
+    writer.add(np.arange(15, dtype=np.uint16), 2)
+    assert writer.close() == {"documents": 2, "tokens": 15, "samples": 0, "dropped_tokens": 15}
+    assert not (tmp_path / "none").exists()

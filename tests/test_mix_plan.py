@@ -64,7 +64,7 @@ def test_counts_are_cached_by_content(corpus, tmp_path, run_cli):
     cached = sorted(p.name for p in (tmp_path / "out" / "cache").iterdir())
     assert len(cached) == 3
     # another δ and T: the same counts, read from the cache
-    code, _, err = run_cli("mix", "plan", path, "sources[0].fraction=0.5", "total_tokens=4000")
+    code, _, err = run_cli("mix", "plan", path, "sources[0].fraction=0.5", "sources[0].max_epochs=5", "total_tokens=4000")
     assert code == 0, err
     plan = json.loads((tmp_path / "out" / "mixes" / "test" / "plan.json").read_text())
     assert {row["counts_from"] for row in plan["sources"]} == {"cache"}
@@ -121,7 +121,7 @@ def test_fraction_zero_source_without_data_is_left_out(corpus, tmp_path, run_cli
 def test_dry_run_prints_the_resolved_config_and_writes_nothing(corpus, tmp_path, run_cli):
     for action in ("plan", "build"):
         path = write_mix(tmp_path / "mix.yaml", mix_dict(corpus, tmp_path / "out"))
-        code, out, err = run_cli("mix", action, path, "--dry-run", "seed=7")
+        code, out, err = run_cli("mix", action, path, "seed=7", "--dry-run")
         assert code == 0, err
         resolved = json.loads(out)
         assert resolved["seed"] == 7 and resolved["sources"][1]["fraction"] == "remainder"

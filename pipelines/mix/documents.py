@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,8 @@ def resolve_inputs(paths: list[str], where: str) -> tuple[list[InputFile], list[
 
 
 def _local_files(path: Path) -> tuple[list[InputFile], str | None]:
+    # Absolute: Ray workers read these files, and their working directory need not be ours.
+    path = Path(os.path.abspath(path))
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES and not _hidden(p, path))
         if not found:

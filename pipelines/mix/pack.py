@@ -39,22 +39,31 @@ class SplitWriter:
         data = np.concatenate([self._rest, tokens.astype(self.dtype, copy=False)]) if len(self._rest) else tokens
         full = len(data) // self.seq_len
         if full:
-            writer = self._open()
+            writer = self._open(data[: self.seq_len])
             for sample in data[: full * self.seq_len].reshape(full, self.seq_len):
                 writer.write({TOKENS_COLUMN: sample})
             self.samples += full
         self._rest = np.array(data[full * self.seq_len :], dtype=self.dtype)
 
-    def _open(self):
+    def _open(self, first: np.ndarray):
         if self._writer is None:
             from streaming import MDSWriter
 
-            self._writer = MDSWriter(
+            writer = MDSWriter(
                 out=str(self.folder),
                 columns={TOKENS_COLUMN: f"ndarray:{self.dtype.name}"},
                 compression=self.compression,
                 size_limit=self.shard_size_bytes,
             )
+            # Every sample has the same shape and dtype, so its MDS bytes are one fixed prefix (column size and
+            # ndarray header) and the raw ids. Take the prefix from Streaming's own encoder, check it on the first
+            # sample, and skip the per-sample encoder, which costs more than tokenizing in the driver's budget.
+            reference = writer.encode_sample({TOKENS_COLUMN: first})
+            prefix = reference[: len(reference) - first.nbytes]
+            if prefix + first.tobytes() != reference:  # pragma: no cover - a Streaming format change
+                raise RuntimeError("unexpected MDS encoding of a fixed-length token sample")
+            writer.encode_sample = lambda sample: prefix + sample[TOKENS_COLUMN].tobytes()
+            self._writer = writer
         return self._writer
 
     def close(self) -> dict:

@@ -7,6 +7,7 @@ the process (a test fixture, a notebook) is used as it is and left running.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ _STORAGE_VARIABLES = ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS
                       "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")
 
 #: Target size of the pipeline's blocks (bytes): a few hundred documents of text each.
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 19
 
 
 def _import_ray():
@@ -42,12 +43,13 @@ def ray_session(config: MixConfig) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if config.ray.address:
-        ray.init(address=config.ray.address, log_to_driver=False)
+        ray.init(address=config.ray.address, **quiet)
     else:
         per_worker = max(1, math.ceil(config.ray.num_cpus))
         # One CPU beyond the tokenizer tasks, for the read tasks that feed them.
-        ray.init(num_cpus=config.build.workers * per_worker + 1, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=config.build.workers * per_worker + 1, include_dashboard=False, **quiet)
     try:
         yield
     finally:
@@ -86,6 +88,10 @@ def tokenized_tables(
     context.enable_progress_bars = False
     # Small blocks: Ray Data hands a whole block to one task, so one big file in one block would use one worker.
     context.target_max_block_size = BLOCK_BYTES
+    # Our own progress bar says how far the build is; Ray Data's per-dataset INFO lines would repeat it.
+    data_logger = logging.getLogger("ray.data")
+    saved_level = data_logger.level
+    data_logger.setLevel(logging.WARNING)
     try:
         items = [
             {"source": index, "location": f.location, "split": rule.split,
@@ -121,3 +127,4 @@ def tokenized_tables(
     finally:
         (context.execution_options.preserve_order, context.enable_progress_bars,
          context.target_max_block_size) = saved
+        data_logger.setLevel(saved_level)

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from spt.config.rephrase import RephraseChunking
 
 
+_FILL = 0.85
+
+
 @dataclass
 class Chunks:
     """A document's chunks and what happened to it."""
@@ -41,6 +44,9 @@ def _boundary_score(text: str, cut: int) -> float:
 def chunk_document(text: str, starts: list[int], config: RephraseChunking) -> Chunks:
     """Splits ``text`` given the character offset where each of its tokens starts.
 
+    Cuts are chosen together (dynamic programming over candidate boundaries), maximizing boundary quality with
+    a penalty for pieces far from the balanced length, under the hard limit of ``max_tokens`` per piece.
+
     Args:
         text: the cleaned document.
         starts: start offset of every token of ``text`` (from the rephraser's tokenizer), ascending.
@@ -55,38 +61,84 @@ def chunk_document(text: str, starts: list[int], config: RephraseChunking) -> Ch
     if total <= limit:
         result.texts = [text]
         return result
-    needed = math.ceil(total / limit)
-    allowed = 1 if config.long_documents == "truncate" else min(needed, config.max_chunks_per_document)
-    result.truncated = allowed < needed
-    # Balanced pieces when everything fits; full-size pieces when the tail is dropped anyway.
-    target = limit if result.truncated else math.ceil(total / needed)
-    position = 0
-    while position < total and len(result.texts) < allowed:
-        left = allowed - len(result.texts)
-        if total - position <= limit and not result.truncated:
-            cut = total
-        else:
-            hard = min(position + limit, total)
-            earliest = position + max(target // 2, 1)
-            if not result.truncated:
-                # Never leave more than the remaining pieces can carry, so nothing is dropped.
-                earliest = max(earliest, total - (left - 1) * limit)
-            ideal = min(position + target, hard)
-            candidates = range(min(earliest, hard), hard + 1)
-            cut = max(
-                candidates,
-                key=lambda i: (
-                    _boundary_score(text, starts[i] if i < total else len(text)),
-                    -abs(i - ideal),
-                ),
-            )
-        end = starts[cut] if cut < total else len(text)
-        piece = text[starts[position]:end].strip()
+    # Plan pieces at ~85% of the limit when allowed: the slack lets cuts move to paragraph and sentence ends.
+    fewest = math.ceil(total / limit)
+    if config.long_documents == "truncate":
+        pieces = 1
+    else:
+        pieces = min(math.ceil(total / (limit * _FILL)), config.max_chunks_per_document)
+    result.truncated = pieces < fewest
+    end = total
+    if result.truncated:
+        # Keep what the pieces can hold, ending at the best boundary in the last quarter of that span.
+        hard = pieces * limit
+        end = max(range(hard - limit // 4, hard + 1), key=lambda i: (_score_at(text, starts, i), i))
+    cuts = _best_cuts(text, starts, end, pieces, limit)
+    bounds = [0, *cuts, end]
+    for lo, hi in zip(bounds, bounds[1:]):
+        piece = text[starts[lo]:_offset(text, starts, hi)].strip()
         if piece:
             result.texts.append(piece)
-        position = max(cut, position + 1)
     result.split = len(result.texts) > 1
     return result
+
+
+def _offset(text: str, starts: list[int], index: int) -> int:
+    return starts[index] if index < len(starts) else len(text)
+
+
+def _score_at(text: str, starts: list[int], index: int) -> float:
+    return _boundary_score(text, _offset(text, starts, index))
+
+
+def _candidates(text: str, starts: list[int], end: int, limit: int) -> tuple[list[int], dict[int, float]]:
+    """Token indexes where a piece may end: sentence or better; words, then any token, only in long gaps."""
+    score = {i: _score_at(text, starts, i) for i in range(1, end)}
+    points = [0, *(i for i in range(1, end) if score[i] >= 2), end]
+    chosen = set(points)
+    for a, b in zip(points, points[1:]):
+        if b - a > limit // 2:
+            words = [i for i in range(a + 1, b) if score[i] >= 1]
+            chosen.update(words)
+            edges = [a, *words, b]
+            for c, d in zip(edges, edges[1:]):
+                if d - c > limit // 4:  # no spaces either (code, tables, long URLs): any token will do
+                    chosen.update(range(c + 1, d))
+    return sorted(chosen), score
+
+
+def _best_cuts(text: str, starts: list[int], end: int, pieces: int, limit: int) -> list[int]:
+    """The ``pieces - 1`` interior cuts in [0, end) with the best total score (see :func:`chunk_document`)."""
+    if pieces <= 1:
+        return []
+    candidates, score = _candidates(text, starts, end, limit)
+    target = end / pieces
+    position = {c: k for k, c in enumerate(candidates)}
+    inf = float("inf")
+    cost = [[inf] * len(candidates) for _ in range(pieces + 1)]
+    back = [[-1] * len(candidates) for _ in range(pieces + 1)]
+    cost[0][0] = 0.0
+    for piece in range(1, pieces + 1):
+        for k, cut in enumerate(candidates):
+            if cut == 0 or (piece == pieces) != (cut == end):
+                continue
+            gain = 0.0 if cut == end else score[cut]
+            j = k - 1
+            while j >= 0 and cut - candidates[j] <= limit:
+                if cost[piece - 1][j] < inf:
+                    balance = 4.0 * ((cut - candidates[j] - target) / target) ** 2
+                    value = cost[piece - 1][j] + balance - gain
+                    if value < cost[piece][k]:
+                        cost[piece][k], back[piece][k] = value, j
+                j -= 1
+    k = position[end]
+    if cost[pieces][k] == inf:  # cannot happen with enough candidates; fall back to even cuts
+        return [round(end * i / pieces) for i in range(1, pieces)]
+    cuts = []
+    for piece in range(pieces, 1, -1):
+        k = back[piece][k]
+        cuts.append(candidates[k])
+    return sorted(cuts)
 
 
 def token_starts(offsets: list[tuple[int, int]]) -> list[int]:

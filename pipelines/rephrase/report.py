@@ -94,7 +94,7 @@ def format_summary(run: dict[str, Any], overall: dict[str, Any], units_total: in
         lines.append("style skips: " + ", ".join(f"{k}: {v:,}" for k, v in run["style_skipped"].items()))
     header = f"{'style':<20} {'documents':>9} {'chunks':>7} {'tokens in':>10} {'tokens out':>10} {'tokens/s':>9} {'errors':>6}"
     lines += ["", header]
-    for name, counts in run["per_style"].items():
+    for name, counts in sorted(run["per_style"].items()):
         lines.append(
             f"{name:<20} {counts['documents']:>9,} {counts['chunks']:>7,} {counts['prompt_tokens']:>10,} "
             f"{counts['output_tokens']:>10,} {counts.get('tokens_per_second', 0):>9.1f} {counts['errors']:>6,}"

@@ -101,10 +101,12 @@ def prepare(config: RephraseConfig) -> Plan:
 def expected_keys(plan: Plan) -> set[tuple[str, int, str]]:
     """Every (source_id, chunk, style) a complete run writes, computed without the engine (for checks)."""
     stage = ExpandUnit(plan.config, plan.styles, plan.weights, plan.model)
-    return {
-        (row["source_id"], row["chunk"], row["style"])
-        for unit in plan.units for row in stage(unit.to_dict()) if row["kind"] != UNIT
-    }
+    keys: set[tuple[str, int, str]] = set()
+    for unit in plan.units:
+        rows = [row for row in stage(unit.to_dict()) if row["kind"] != UNIT]
+        earlier = {source for source, _, _ in keys}
+        keys.update((r["source_id"], r["chunk"], r["style"]) for r in rows if r["source_id"] not in earlier)
+    return keys
 
 
 _STAGES: dict[str, ExpandUnit] = {}
@@ -138,14 +140,27 @@ def run_rephrase(config: RephraseConfig, progress: bool | None = None) -> dict[s
         if out.removed:
             print(f"rephrase: removed uncommitted files from a previous run: {', '.join(out.removed)}", file=sys.stderr)
         pending = [unit for unit in plan.units if unit.index not in out.done()]
+        for stale in _mark_killed_runs(out):
+            # A killed run's private Ray dies with its driver (fate sharing); end whatever did not, by PID.
+            end_processes_using(stale)
+            shutil.rmtree(stale, ignore_errors=True)
         out.manifest["runs"].append({"started": round(started, 3), "status": "running", "units_pending": len(pending)})
         run_units: list[dict] = []
         generation = [None, None]  # first engine ready, last commit
-        if pending:
-            with ray_session(config, _previous_ray_dir(out)) as ray_dir:
-                out.manifest["runs"][-1]["ray_temp_dir"] = ray_dir
-                out.save()
-                _stream(plan, out, pending, run_units, generation, started, progress)
+        try:
+            if pending:
+                def remember(ray_dir: str) -> None:  # before Ray starts, so a kill at any point can be cleaned up
+                    out.manifest["runs"][-1]["ray_temp_dir"] = ray_dir
+                    out.save()
+
+                with ray_session(config, remember):
+                    _stream(plan, out, pending, run_units, generation, started, progress)
+        except BaseException as exc:
+            # Committed units stay committed; the next run picks up the rest.
+            out.manifest["runs"][-1].update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            out.manifest["runs"][-1].pop("ray_temp_dir", None)
+            out.save()
+            raise
         record = _record(run_units, generation, started)
         out.manifest["runs"][-1].update(record, status="finished", finished=round(time.time(), 3))
         out.manifest["runs"][-1].pop("ray_temp_dir", None)
@@ -259,29 +274,27 @@ def _commit_unit(plan: Plan, out: OutputDir, unit: Unit, rows: list[dict], stats
     return out.manifest["units"][str(unit.index)]
 
 
-def _previous_ray_dir(out: OutputDir) -> str | None:
-    """The Ray temp folder of a run that died without cleaning up (recorded in the manifest), if any."""
-    for run in reversed(out.manifest["runs"][:-1]):
-        if run.get("status") == "running" and run.get("ray_temp_dir"):
+def _mark_killed_runs(out: OutputDir) -> list[str]:
+    """Marks runs that never finished (killed) and returns the private Ray temp folders they left behind."""
+    stale = []
+    for run in out.manifest["runs"]:
+        if run.get("status") == "running":
             run["status"] = "killed"
-            return run["ray_temp_dir"]
-    return None
+            if run.get("ray_temp_dir"):
+                stale.append(run.pop("ray_temp_dir"))
+    return stale
 
 
 @contextmanager
-def ray_session(config: RephraseConfig, stale_dir: str | None = None) -> Iterator[str | None]:
+def ray_session(config: RephraseConfig, on_temp_dir=lambda path: None) -> Iterator[str | None]:
     """Connects to ``ray.address`` or starts a private local Ray (own temp folder, shut down at the end).
 
-    A local Ray started by a run that was killed dies with it (Ray's fate sharing); anything still alive under
-    that run's temp folder is ended by PID here and the folder removed.
+    ``on_temp_dir(path)`` is called with the private Ray's temp folder before Ray starts.
     """
     import ray
 
     from pipelines.rephrase.generate import engine_env
 
-    if stale_dir:
-        end_processes_using(stale_dir)
-        shutil.rmtree(stale_dir, ignore_errors=True)
     env_vars = {**engine_env(config.engine.cpu_kv_cache_gib), **config.ray.env_vars}
     previous_term = signal.getsignal(signal.SIGTERM)
     if previous_term in (signal.SIG_DFL, None):
@@ -303,6 +316,7 @@ def ray_session(config: RephraseConfig, stale_dir: str | None = None) -> Iterato
             for key, value in env_vars.items():
                 os.environ.setdefault(key, value)  # local workers inherit the driver's environment
             temp_dir = tempfile.mkdtemp(prefix="spt-ray-", dir="/tmp")  # short: Ray's socket paths have a limit
+            on_temp_dir(temp_dir)
             _log(f"starting a local Ray (temp folder {temp_dir})")
             ray.init(
                 address="local",

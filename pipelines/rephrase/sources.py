@@ -87,7 +87,7 @@ def _hf_files(fs: pafs.FileSystem, folder: str, split: str) -> list[str] | None:
 
     if (splits := read("dataset_dict.json")) is not None:
         if split not in splits.get("splits", []):
-            raise InputError(f"{folder}: DatasetDict has no split {split!r} (splits: {splits.get('splits')})")
+            raise InputError(f"DatasetDict has no split {split!r} (splits: {', '.join(splits.get('splits', []))})")
         return _hf_files(fs, posixpath.join(folder, split), split)
     if (state := read("state.json")) is not None:
         return [posixpath.join(folder, item["filename"]) for item in state.get("_data_files", [])]
@@ -117,7 +117,11 @@ def list_files(spec: RephraseInput) -> list[tuple[str, str, str, str]]:
             files, root = [path], posixpath.dirname(path)
         else:
             root = path
-            files = _hf_files(fs, path, spec.hf_split) if spec.format in ("auto", "hf") else None
+            try:
+                files = _hf_files(fs, path, spec.hf_split) if spec.format in ("auto", "hf") else None
+            except InputError as exc:
+                problems.append(f"{where}: {exc.problems[0]} (set input.hf_split)")
+                continue
             if files is None:
                 selector = pafs.FileSelector(path, recursive=True)
                 files = sorted(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -162,7 +162,7 @@ class RephraseStyles(StrictModel):
     inline: dict[str, StyleSpec] = Field(
         default_factory=dict, description="extra styles defined here; they override library styles of the same name"
     )
-    weights: dict[str, float] = Field(
+    weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict,
         description="relative weight per style name (unitless); empty: every style with weight 1; unlisted: unused",
     )
@@ -236,9 +236,6 @@ class RephraseConfig(StrictModel):
     def _cross_field_rules(self):
         # Root-level, so each message reads `rephrase: <path>: <rule>` without echoing whole sections.
         problems = _check_styles(self.styles.inline, "styles.inline")
-        for name, weight in self.styles.weights.items():
-            if weight < 0:
-                problems.append(f"styles.weights.{name}={weight}: must be >= 0")
         if self.styles.weights and not any(w > 0 for w in self.styles.weights.values()):
             problems.append("styles.weights: at least one style needs a positive weight")
         if self.styles.library is None and not self.styles.inline:
@@ -273,10 +270,11 @@ def resolve_repo_path(path: str) -> Path:
 
 def load_style_library(path: str | Path) -> StyleLibrary:
     """Loads and validates a style library; problems are prefixed with the file's path."""
+    from spt.config import KINDS
     from spt.config.loader import read_yaml, validate
 
     try:
-        return validate(read_yaml(path), {"styles": StyleLibrary}, expected_kind="styles")
+        return validate(read_yaml(path), KINDS, expected_kind="styles")
     except ConfigError as exc:
         raise ConfigError([p if p.startswith(str(path)) else f"{path}: {p}" for p in exc.problems]) from None
 
