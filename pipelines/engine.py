@@ -48,3 +48,30 @@ def make_llm(
         seed=seed,
         **extra,
     )
+
+
+def make_async_llm(
+    model: str,
+    dtype: str = "bfloat16",
+    max_model_len: int = 2048,
+    enforce_eager: bool = True,
+    tensor_parallel_size: int = 1,
+    seed: int = 0,
+    **extra: Any,
+):
+    """A ``vllm.AsyncLLMEngine`` for ``model``: requests from several callers share the engine's running batch
+    (continuous batching), so no caller waits for another's slowest request."""
+    vllm = import_vllm()
+    if model.startswith((".", "/")) and not Path(model).exists():
+        raise InputError(f"model={model!r}: folder not found (run scripts/setup.sh model for the local SmolLM2)")
+    args = vllm.AsyncEngineArgs(
+        model=model,
+        dtype=dtype,
+        max_model_len=max_model_len,
+        enforce_eager=enforce_eager,
+        tensor_parallel_size=tensor_parallel_size,
+        seed=seed,
+        disable_log_stats=True,
+        **extra,
+    )
+    return vllm.AsyncLLMEngine.from_engine_args(args)

@@ -32,6 +32,15 @@ def save_figure(figure, stem: Path) -> list[Path]:
     return paths
 
 
+def _budget_axis(axes, largest_fitted: float | None, budgets) -> None:
+    """Log budget axis without crowded minor labels; a dotted line where the fitted budgets end, if passed."""
+    from matplotlib.ticker import NullFormatter
+
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    if largest_fitted is not None and max(budgets) > largest_fitted:
+        axes.axvline(largest_fitted, color="grey", linestyle=":", linewidth=1.0, label="largest fitted budget")
+
+
 def _group_column(fit: FitResult) -> str:
     """Curves are drawn per domain fraction for SPT laws and per model size otherwise."""
     inputs = fit.form.inputs
@@ -91,17 +100,20 @@ def plot_optimal_fraction(fit: FitResult, budgets, stem: Path, choices=None, **s
                           label=f"{100 * fit.level:g}% bootstrap band")
     axes.set(xscale="log", xlabel="total tokens T", ylabel="optimal domain fraction delta*",
              title="optimal domain fraction vs budget")
+    _budget_axis(axes, fit.data_ranges.get("tokens", [None, None])[1], budgets)
     axes.legend(fontsize=8)
     return save_figure(figure, stem)
 
 
-def plot_compute_multiplier(choices, stem: Path, level: float = 0.95) -> list[Path]:
+def plot_compute_multiplier(choices, stem: Path, level: float = 0.95,
+                            largest_fitted: float | None = None) -> list[Path]:
     """The compute multiplier of delta* vs token budget (log scale), with its bootstrap band when known.
 
     Args:
         choices: :class:`FractionChoice` per budget (from :func:`optimal_fraction`).
         stem: Output path without suffix.
         level: Coverage of the band (the fit's ``level``), for the legend.
+        largest_fitted: Largest fitted budget (tokens), marked by a dotted line when the budgets go beyond it.
     """
     plt = _pyplot()
     budgets = [c.tokens for c in choices]
@@ -116,6 +128,7 @@ def plot_compute_multiplier(choices, stem: Path, level: float = 0.95) -> list[Pa
     top = max([c.compute_multiplier for c in choices if np.isfinite(c.compute_multiplier)] + [1.0])
     axes.set(xscale="log", yscale="log", ylim=(None, 100 * top), xlabel="total tokens T",
              ylabel="tokens delta=0 needs / T", title="compute multiplier of delta* over no domain data")
+    _budget_axis(axes, largest_fitted, budgets)
     axes.legend(fontsize=8)
     return save_figure(figure, stem)
 

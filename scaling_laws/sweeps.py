@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling_laws.data import MIN_FRACTIONS, read_table
+from scaling_laws.data import read_table
 from scaling_laws.decisions import FractionChoice, optimal_fraction
 from scaling_laws.result import FitResult, write_atomic
 from spt.errors import InputError
@@ -29,6 +29,8 @@ CURVES_COLUMNS = ("run_id", "domain_fraction", "preset", "params", "seed", "toke
 FRACTION_COLUMN = "domain_fraction"
 LOSS_COLUMN = "domain_loss"
 STATUSES = ("ok", "failed")
+#: Swept fractions below which the caveats call the law's shape in delta weakly determined.
+WELL_DETERMINED_FRACTIONS = 5
 #: Bootstrap replicates below which the caveats call the band rough.
 MIN_REPLICATES = 50
 #: Ids named in a note before the rest are counted.
@@ -139,6 +141,8 @@ def load_sweep(folder: str | Path) -> Sweep:
                            of_ok_runs)
     if problems:
         raise InputError(problems)
+    if results.empty:
+        raise InputError(f"{paths[RESULTS_FILE]}: no runs")
     if not ok_ids:
         raise InputError(f"{paths[RESULTS_FILE]}: no run has status ok ({len(results)} failed)")
 
@@ -229,7 +233,8 @@ def run_summary(sweep: Sweep) -> pd.DataFrame:
     numeric["failed"] = numeric["status"].str.strip() == "failed"
     evaluations = sweep.curves.groupby(sweep.curves["run_id"].str.strip()).size()
     numeric["evaluations"] = numeric["run_id"].str.strip().map(evaluations).fillna(0).astype(int)
-    return (numeric.groupby([FRACTION_COLUMN, "preset", "params", "tokens"], as_index=False)
+    # dropna=False: a cell that failed before its model was built has no model size, and must still show.
+    return (numeric.groupby([FRACTION_COLUMN, "preset", "params", "tokens"], as_index=False, dropna=False)
             .agg(runs=("run_id", "size"), failed=("failed", "sum"), evaluations=("evaluations", "sum"),
                  domain_loss=("domain_loss", "mean"), general_loss=("general_loss", "mean"),
                  finetune_domain_loss=("finetune_domain_loss", "mean"), wall_seconds=("wall_seconds", "sum"))
@@ -293,7 +298,7 @@ def caveats(fit: FitResult, choices: list[FractionChoice] = (), sweep: Sweep | N
     """Plain-words limits of a decision from this fit and sweep, one line each (empty when none apply)."""
     lines = []
     fractions = sorted(pd.to_numeric(sweep.curves[FRACTION_COLUMN]).unique()) if sweep is not None else []
-    if sweep is not None and len(fractions) < MIN_FRACTIONS + 2:
+    if sweep is not None and len(fractions) < WELL_DETERMINED_FRACTIONS:
         lines.append(f"only {len(fractions)} domain fractions were swept; the law has {len(fit.params)} parameters, "
                      f"so its shape between and beyond them is weakly determined (sweep more fractions)")
     if sweep is not None:

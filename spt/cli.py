@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "spt.commands.rephrase",
     "spt.commands.train",
     "spt.commands.sweep",
+    "spt.commands.notebook",
     "scaling_laws.cli",
 ]
 

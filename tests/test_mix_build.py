@@ -76,6 +76,14 @@ def test_one_epoch_realizes_the_asked_tokens_per_source(built):
         assert abs(source["difference_tokens"]) < SEQ_LEN and source["built_now"]
 
 
+def test_ray_data_settings_are_restored_after_the_build(built):
+    from ray.data import DataContext
+
+    context = DataContext.get_current()  # process-wide: other stages in this process must not inherit ours
+    assert context.execution_options.preserve_order is False and context.enable_progress_bars is True
+    assert context.get_config("backpressure_policies.enabled", "unset") == "unset"
+
+
 def test_held_out_shards_per_source(built):
     spec = read_spec(built / "out" / "mixes" / "test" / "streams.json")
     assert {e["name"]: e["samples"] for e in spec["eval"]} == {"domain": 8, "general": 6}
@@ -179,9 +187,13 @@ def test_build_to_s3_and_stream_back(s3_server, corpus, ray_local, tmp_path, run
     assert not any(Path(tmp_path / "cache").rglob("*.mds"))  # shards went up, nothing left behind locally
     spec = read_spec("s3://spt/mix/mixes/test/streams.json", cache_dir=str(tmp_path / "streaming"))
     assert all(s["remote"].startswith("s3://spt/mix/sources/") for s in spec["streams"])
-    counts = read_epoch(train_dataset(spec, shuffle_seed=0, batch_size=4, num_canonical_nodes=1))
-    assert counts == ASKED_SAMPLES
+    train = train_dataset(spec, shuffle_seed=0, batch_size=4, num_canonical_nodes=1)
+    assert read_epoch(train) == ASKED_SAMPLES
     assert len([s for s in eval_dataset(spec, "domain", batch_size=4)]) == 8
+    # remote streams: a second live dataset over the same mix reads through its own download cache
+    other = read_spec("s3://spt/mix/mixes/test/streams.json", cache_dir=str(tmp_path / "streaming-2"))
+    assert read_epoch(train_dataset(other, shuffle_seed=0, batch_size=4, num_canonical_nodes=1)) == ASKED_SAMPLES
+    del train
     # a second mix over the same S3 sources only writes a spec
     code, out, err = run_cli("mix", "build", tmp_path / "mix.yaml", "name=more-domain", "sources[0].fraction=0.4")
     assert code == 0, err

@@ -62,8 +62,8 @@ def make_corpus(root: Path) -> dict[str, Path]:
     - domain: train.parquet, 12 docs x 40 words = 492 tokens; heldout.parquet, 4 docs x 31 words = 128 tokens.
     - general: train.jsonl, 50 docs x 63 words = 3,200 tokens, plus 4 corrupt lines (invalid JSON, invalid
       UTF-8, empty text, no text field); heldout.jsonl, 2 docs x 47 words = 96 tokens.
-    - synthetic: rephrase/ with 2 parquet shards, 20 docs x 23 words = 480 tokens, plus 2 rows with an error and
-      1 empty text.
+    - synthetic: rephrase/ with 3 parquet shards, 20 docs x 23 words = 480 tokens, plus 4 rows with an error
+      (a whole shard failed) and 1 empty text.
     - holdout: h.parquet, 40 docs x 15 words = 640 tokens, for heldout_fraction.
     """
     root.mkdir(parents=True, exist_ok=True)
@@ -88,6 +88,9 @@ def make_corpus(root: Path) -> dict[str, Path]:
             errors += [None]
         table = pa.table({"id": list(range(len(texts))), "text": texts, "error": pa.array(errors, pa.string())})
         pq.write_table(table, rephrase / f"part-{shard:05d}.parquet")
+    # a shard in which every row failed
+    failed = pa.table({"text": [None, "s3 s4"], "error": ["engine died", "engine died"]})
+    pq.write_table(failed, rephrase / "part-00002.parquet")
     (root / "holdout").mkdir()
     pq.write_table(pa.table({"text": [document("h", i, 15) for i in range(40)]}), root / "holdout" / "h.parquet")
     return {"root": root, "tokenizer": make_tokenizer(root / "tokenizer")}
@@ -167,7 +170,7 @@ def test_parquet_without_text_column_and_non_utf8_values_are_counted(tmp_path):
 
 def test_folders_expand_to_sorted_inputs_with_content_ids(corpus, tmp_path):
     files, problems = resolve_inputs([str(corpus["root"] / "rephrase"), str(tmp_path / "nope")], "mix.sources[2].paths")
-    assert [Path(f.location).name for f in files] == ["part-00000.parquet", "part-00001.parquet"]
+    assert [Path(f.location).name for f in files] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     assert all(f.content_id.startswith("sha256:") and f.origin == "mix.sources[2].paths[0]" for f in files)
     assert problems == [f"mix.sources[2].paths[1]={str(tmp_path / 'nope')!r}: no such file or folder"]
 
@@ -218,3 +221,26 @@ def test_a_split_without_a_full_sample_writes_nothing(tmp_path):
     writer.add(np.arange(15, dtype=np.uint16), 2)
     assert writer.close() == {"documents": 2, "tokens": 15, "samples": 0, "dropped_tokens": 15}
     assert not (tmp_path / "none").exists()
+
+
+def test_chunks_of_a_file_read_back_the_whole_file(corpus, tmp_path):
+    from collections import Counter
+
+    from pipelines.mix.documents import chunks_of, read_chunk
+
+    groups = tmp_path / "groups.parquet"  # row groups of 5 rows: one chunk each
+    texts = [document("d", i, 3) if i % 4 else "" for i in range(23)]
+    pq.write_table(pa.table({"text": texts}), groups, row_group_size=5)
+    jsonl = corpus["root"] / "general" / "train.jsonl"
+    cases = [(jsonl, 1), (jsonl, 1000), (jsonl, 1 << 20), (corpus["root"] / "rephrase" / "part-00000.parquet", 1), (groups, 1)]
+    for path, jsonl_bytes in cases:
+        read, skipped = [], Counter()
+        for chunk in chunks_of(str(path), jsonl_bytes):
+            chunk_texts, chunk_skipped = read_chunk(chunk)
+            read += chunk_texts
+            skipped.update(chunk_skipped)
+        assert (read, skipped) == read_documents(str(path)), (path.name, jsonl_bytes)
+    assert [(c.start, c.stop) for c in chunks_of(str(groups))] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+    assert len(chunks_of(str(jsonl), 1)) == 54  # one per line
+    size = jsonl.stat().st_size
+    assert [(c.start, c.stop) for c in chunks_of(str(jsonl))] == [(0, size)]

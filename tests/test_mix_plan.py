@@ -29,7 +29,7 @@ EXPECTED = {
         "unique_samples": 30, "unique_tokens": 480, "epochs": 0.4,
         "documents": 20, "document_tokens": 480, "dropped_tokens": 0,
         "heldout_documents": 0, "heldout_samples": 0, "heldout_tokens": 0,
-        "skipped": {"empty document": 1, "rephrase error": 2},
+        "skipped": {"empty document": 1, "rephrase error": 4},
     },
 }
 
@@ -129,7 +129,7 @@ def test_dry_run_prints_the_resolved_config_and_writes_nothing(corpus, tmp_path,
         assert tree(tmp_path / "out") == []
 
 
-def test_uint32_tokens_past_65536_ids(tmp_path):
+def test_uint32_tokens_past_65535_ids(tmp_path):
     from pipelines.mix.tokens import tokenizer_info
     from tests.test_mix_corpus import make_tokenizer
 
@@ -137,6 +137,22 @@ def test_uint32_tokens_past_65536_ids(tmp_path):
     large = tokenizer_info(str(make_tokenizer(tmp_path / "large", extra_words=70_000)))
     assert (small.dtype, large.dtype) == ("uint16", "uint32")
     assert large.vocab_size == 3 + 4 * 50 + 70_000
+    # ids past 65,535 survive tokenizing, packing, writing and reading back
+    import numpy as np
+    from streaming import StreamingDataset
+
+    from pipelines.mix.pack import SplitWriter
+    from pipelines.mix.tokens import TokenizeStage
+
+    stage = TokenizeStage(large.folder, large.dtype, large.eos_token_id)
+    out = stage({"text": ["x69999 d1 x70000 " * 5, "x0 " * 20], "split": ["train", "train"]})
+    tokens = out.column("tokens")[0].values.to_numpy()
+    assert tokens.dtype == np.uint32 and int(tokens[0]) == 3 + 200 + 69_999 and len(tokens) == 15 + 1 + 20 + 1
+    writer = SplitWriter(tmp_path / "mds", 16, large.dtype, None, 1 << 12)
+    writer.add(tokens, 2)
+    assert writer.close()["samples"] == 2
+    read = [s["tokens"] for s in StreamingDataset(local=str(tmp_path / "mds"), shuffle=False, batch_size=1)]
+    assert read[0].dtype == np.uint32 and np.array_equal(np.concatenate(read), tokens[:32])
 
 
 def test_samples_are_allocated_by_largest_remainder():
@@ -149,3 +165,15 @@ def test_samples_are_allocated_by_largest_remainder():
         samples = allocate_samples([Fraction(3, 10), Fraction(6, 10), Fraction(1, 10)], total, 16)
         assert sum(samples) == total // 16
         assert all(abs(s * 16 - f * total) < 16 for s, f in zip(samples, (0.3, 0.6, 0.1)))
+
+
+def test_quickstart_mix_config_is_valid():
+    from spt.config import load_config
+    from tests.conftest import REPO
+
+    config = load_config(REPO / "configs" / "mix" / "quickstart.yaml", kind="mix")
+    assert (config.seq_len, config.total_tokens) == (128, 2_000_000)
+    assert [(s.name, s.role) for s in config.sources] == [("domain", "domain"), ("general", "general"),
+                                                           ("synthetic", "synthetic")]
+    assert [float(f) for f in config.resolved_fractions()] == [0.4, 0.6, 0.0]
+    assert config.total_tokens >= config.global_batch_size * config.seq_len

@@ -127,8 +127,8 @@ def test_styles_that_do_not_fit_the_run(tmp_path, override, expected):
     "override, expected",
     [
         ("engine.modle=x", "rephrase.engine.modle: unknown key (allowed: model, dtype, max_model_len, batch_size, "
-         "concurrency, tensor_parallel_size, device, enforce_eager, cpu_kv_cache_gib, gpu_memory_utilization, "
-         "use_chat_template)"),
+         "concurrent_batches, concurrency, tensor_parallel_size, device, enforce_eager, cpu_kv_cache_gib, "
+         "gpu_memory_utilization, use_chat_template)"),
         ("sampling.temperature=-1", "rephrase.sampling.temperature=-1: must be between 0 and 5"),
         ("sampling.top_p=0", "rephrase.sampling.top_p=0: must be between 0 and 1"),
         ("engine.dtype=int8", "rephrase.engine.dtype='int8': must be one of 'auto', 'bfloat16', 'float16' or "

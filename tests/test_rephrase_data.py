@@ -345,3 +345,53 @@ def test_a_speed_setting_does_not_change_the_config_identity(tmp_path):
     base = prepare(load_config(path)).header["config_hash"]
     assert prepare(load_config(path, ["engine.batch_size=3", "engine.concurrency=2"])).header["config_hash"] == base
     assert prepare(load_config(path, ["sampling.temperature=0.2"])).header["config_hash"] != base
+
+
+def test_s3_inputs_through_a_local_moto_server(tmp_path, monkeypatch):
+    """s3:// paths: listing, parquet row ranges and jsonl byte ranges, against moto on 127.0.0.1."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.exists():
+        pytest.skip("moto[server] is not installed in this environment")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import boto3
+
+        for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                           "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(key, value)
+        url = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=url)
+        for _ in range(100):
+            try:
+                client.create_bucket(Bucket="spt-seed")
+                break
+            except Exception:
+                time.sleep(0.1)
+        pq.write_table(pa.table({"id": ["a", "b", "c"], "text": GOOD[:3]}), tmp_path / "x.parquet")
+        client.upload_file(str(tmp_path / "x.parquet"), "spt-seed", "docs/x.parquet")
+        body = b'{"id": "j", "text": "hello"}\n{"id": "k", "text": "caf\xe9"}\n'
+        client.put_object(Bucket="spt-seed", Key="docs/y.jsonl", Body=body)
+        spec = RephraseInput(paths=["s3://spt-seed/docs"], s3_endpoint=url, s3_region="us-east-1")
+        units = plan_units(spec, 2)
+        assert [(u.scheme, u.label, u.start, u.stop) for u in units] == [
+            ("s3", "x.parquet", 0, 2), ("s3", "x.parquet", 2, 3), ("s3", "y.jsonl", 0, len(body)),
+        ]
+        docs = [d for u in units for d in read_unit(u, spec)]
+        assert [(d.source_id, d.problem) for d in docs] == [
+            ("a", None), ("b", None), ("c", None), ("j", None), ("y.jsonl:1", "invalid UTF-8"),
+        ]
+        with pytest.raises(InputError) as info:
+            plan_units(RephraseInput(paths=["s3://spt-seed/none"], s3_endpoint=url), 2)
+        assert info.value.problems == ["input.paths[0]='s3://spt-seed/none': no such file or folder"]
+    finally:
+        proc.kill()
+        proc.wait()

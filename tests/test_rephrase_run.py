@@ -69,10 +69,10 @@ def runs(tmp_path_factory):
     marker = uuid.uuid4().hex
     env = {**os.environ, MARKER: marker}
     log = open(root / "first.log", "w")
-    # Small engine batches, so units commit one after another and the kill lands between commits.
+    # Small engine batches, one at a time, so units commit one after another and the kill lands between commits.
     first = subprocess.Popen(
         [str(environments.python_for("generate")), "-m", "spt.cli", "rephrase", str(config_path),
-         "engine.batch_size=4"],
+         "engine.batch_size=2", "engine.concurrent_batches=1"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.time() + 600
@@ -160,10 +160,13 @@ def test_bad_rows_and_long_documents_are_counted_in_manifest_and_summary(runs):
     assert run["tokens_per_second"] > 0 and run["generation_seconds"] > 0
     assert all(s["tokens_per_second"] >= 0 for s in run["per_style"].values())
     stdout = runs["second"].stdout
-    assert "skipped documents: duplicate id: " in stdout and "invalid UTF-8: 2" in stdout
-    assert "empty or whitespace: 3" in stdout and "invalid JSON: 2" in stdout
-    assert "long documents: " in stdout and "tokens/s" in stdout
-    assert f"output folder: {len(manifest['units'])}/{len(manifest['units'])} units committed" in stdout
+    assert "this run: " in stdout and "tokens/s" in stdout
+    all_runs = stdout[stdout.index("output folder, all runs: "):].splitlines()
+    assert all_runs[0].startswith(f"output folder, all runs: 7/7 units committed, 18 documents read, 7 kept, "
+                                  f"9 chunks, {len(rows)} rows, ")
+    assert all_runs[1] == "  skipped documents: duplicate id: 2, empty or whitespace: 3, filter: min_chars: 1, " \
+                          "invalid JSON: 2, invalid UTF-8: 2, missing text: 1"
+    assert all_runs[2] == "  long documents: 1 split, 1 truncated; prompts truncated to fit: 0"
 
 
 def test_rerun_of_a_complete_output_does_nothing_and_starts_no_engine(runs):
@@ -178,7 +181,7 @@ def test_rerun_of_a_complete_output_does_nothing_and_starts_no_engine(runs):
 
 
 GENERATION_ERROR_SCRIPT = """
-import json, sys
+import asyncio, json, sys
 import pyarrow as pa
 from pipelines.rephrase.expand import ROW_SCHEMA, unit_marker
 from pipelines.rephrase.generate import GenerateStage
@@ -196,7 +199,7 @@ if __name__ == "__main__":
                 "prompt_token_ids": ids, "prompt_tokens": len(ids), "max_tokens": 16, "original": "",
                 "unit_rows": 0, "unit_stats": ""}
     rows = [row("good", ids), row("too-long", [100] * 300), row("good-2", ids), unit_marker(0, 3, {})]
-    out = stage(pa.Table.from_pylist(rows, schema=ROW_SCHEMA))
+    out = asyncio.run(stage(pa.Table.from_pylist(rows, schema=ROW_SCHEMA)))
     print("RESULT " + json.dumps(out.select(["id", "kind", "text", "output_tokens", "error"]).to_pylist()))
 """
 

@@ -21,14 +21,14 @@ import pandas as pd
 import yaml
 
 from pipelines.io import read_json
+# The table format is owned by its reader, so the writer here and the fitter cannot drift apart.
+from scaling_laws.sweeps import CURVES_COLUMNS, RESULTS_COLUMNS
 from spt.cluster import DEFAULT_GCS_PORT, check_reachable
 from spt.config import MixConfig, SweepConfig, TrainConfig, load_config
 from spt.config.loader import read_yaml
 from spt.errors import InputError
 
-RESULT_COLUMNS = ["run_id", "domain_fraction", "preset", "params", "tokens", "seed", "domain_loss", "general_loss",
-                  "finetune_domain_loss", "wall_seconds", "status", "error", "log_path"]
-CURVE_COLUMNS = ["run_id", "domain_fraction", "preset", "params", "seed", "tokens", "domain_loss", "general_loss"]
+
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,8 @@ def result_row(cell: Cell, cell_dir: Path, outcome: dict) -> tuple[dict, list[di
 def write_tables(out: Path, rows: dict[str, dict], curves: dict[str, list[dict]]) -> None:
     """Rewrites results.{csv,parquet} and curves.{csv,parquet} atomically, ordered by run id."""
     tables = {
-        "results": pd.DataFrame([rows[k] for k in sorted(rows)], columns=RESULT_COLUMNS),
-        "curves": pd.DataFrame([p for k in sorted(curves) for p in curves[k]], columns=CURVE_COLUMNS),
+        "results": pd.DataFrame([rows[k] for k in sorted(rows)], columns=list(RESULTS_COLUMNS)),
+        "curves": pd.DataFrame([p for k in sorted(curves) for p in curves[k]], columns=list(CURVES_COLUMNS)),
     }
     for name, frame in tables.items():
         for suffix, write in ((".csv", lambda f, p: f.to_csv(p, index=False)),

@@ -2,7 +2,7 @@
 
 Layout under ``output_dir`` (local or ``s3://``)::
 
-    sources/<name>-<hash12>/{train,heldout}/   MDS, column ``tokens`` (ndarray:uint16, or uint32 past 65,536 ids)
+    sources/<name>-<hash12>/{train,heldout}/   MDS, column ``tokens`` (ndarray:uint16; uint32 past 65,535 ids)
     sources/<name>-<hash12>/source.json        counts, inputs, shard hashes; written last = the source is complete
     mixes/<mix name>/{plan,manifest,streams}.json
     cache/<count key>.json                     token counts (local output_dir; else cache_dir)
@@ -64,12 +64,13 @@ def build_mix(config: MixConfig) -> dict:
     tokenized = plan.tokenized_documents
     if missing:
         tokenized += build_sources(plan, missing)
-    spec_location = _write_mix(plan, built_now={s.name for s in missing})
+    built = [s.name for s in missing]
+    spec_location = _write_mix(plan, built_now=set(built))
     return {
         "name": plan.name,
         "spec": spec_location,
-        "built": [s.name for s in missing],
-        "reused": [s.name for s in plan.used() if s not in missing],
+        "built": built,
+        "reused": [s.name for s in plan.used() if s.name not in built],
         "tokenized_documents": tokenized,
         "plan": plan,
     }

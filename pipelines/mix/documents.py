@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -116,19 +117,76 @@ def _remote_files(url: str) -> tuple[list[InputFile], str | None]:
     return [InputFile(u, f"etag:{e}") for u, e in objects], None
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """The part of one input file that one build task reads: rows [start, stop) of a parquet file (whole row
+    groups), or bytes [start, stop) of a jsonl file (whole lines); ``stop`` None means to the end."""
+
+    location: str
+    start: int = 0
+    stop: int | None = None
+
+
+#: About this many bytes of a jsonl file go to one build task (cut at the next line end).
+JSONL_CHUNK_BYTES = 4 << 20
+
+
+def chunks_of(location: str, jsonl_bytes: int = JSONL_CHUNK_BYTES) -> list[Chunk]:
+    """Cuts a local file into the pieces build tasks read, so that a large file is tokenized by several workers.
+
+    A parquet file is cut at row-group boundaries (a row group is decoded as a whole, so a smaller piece would
+    decode it again for every piece); a jsonl file into about ``jsonl_bytes`` of whole lines. A remote file is
+    one piece (cutting it would need a download just to find the cuts).
+    """
+    if storage.is_remote(location):
+        return [Chunk(location)]
+    try:
+        if location.endswith(".parquet"):
+            metadata = pq.ParquetFile(location).metadata
+            sizes = [metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)]
+            starts = np.cumsum([0, *sizes]).tolist()
+            return [Chunk(location, a, b) for a, b in zip(starts, starts[1:])] or [Chunk(location)]
+        data = Path(location).read_bytes()
+    except (pa.ArrowException, OSError):
+        return [Chunk(location)]  # read_chunk reports what is wrong with it
+    cuts = [0]
+    while cuts[-1] + jsonl_bytes < len(data):
+        line_end = data.find(b"\n", cuts[-1] + jsonl_bytes)
+        if line_end < 0:
+            break
+        cuts.append(line_end + 1)
+    if cuts[-1] != len(data):
+        cuts.append(len(data))
+    return [Chunk(location, a, b) for a, b in zip(cuts, cuts[1:])] or [Chunk(location)]
+
+
 def read_documents(location: str) -> tuple[list[str], Counter]:
     """The usable documents of one file, in file order, and the skipped rows counted by reason.
 
     Raises:
         UnreadableFile: the file is not parquet (for ``.parquet``) or cannot be read at all.
     """
+    return read_chunk(Chunk(location))
+
+
+def read_chunk(chunk: Chunk) -> tuple[list[str], Counter]:
+    """The usable documents of one chunk, in file order, and the skipped rows counted by reason.
+
+    Raises:
+        UnreadableFile: as :func:`read_documents`.
+    """
     skipped: Counter = Counter()
+    location = chunk.location
     try:
         if location.endswith(".parquet"):
             source = location if not storage.is_remote(location) else pa.BufferReader(storage.read_bytes(location))
-            texts = _parquet_documents(source, skipped)
+            texts = _parquet_documents(source, skipped, chunk.start, chunk.stop)
+        elif storage.is_remote(location) or chunk.stop is None:
+            texts = _jsonl_documents(storage.read_bytes(location)[chunk.start :], skipped)
         else:
-            texts = _jsonl_documents(storage.read_bytes(location), skipped)
+            with open(location, "rb") as handle:
+                handle.seek(chunk.start)
+                texts = _jsonl_documents(handle.read(chunk.stop - chunk.start), skipped)
     except FileNotFoundError:
         raise UnreadableFile("no such file") from None
     except OSError as exc:
@@ -136,22 +194,34 @@ def read_documents(location: str) -> tuple[list[str], Counter]:
     return texts, skipped
 
 
-def _parquet_documents(source, skipped: Counter) -> list[str]:
+def _unreadable(exc: Exception) -> UnreadableFile:
+    return UnreadableFile(f"not a readable parquet file ({str(exc).splitlines()[0]})")
+
+
+def _parquet_documents(source, skipped: Counter, start: int = 0, stop: int | None = None) -> list[str]:
     try:
         handle = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as exc:
-        raise UnreadableFile(f"not a readable parquet file ({str(exc).splitlines()[0]})") from None
+        raise _unreadable(exc) from None
     names = handle.schema_arrow.names
+    total = handle.metadata.num_rows
+    stop = total if stop is None else min(stop, total)
     if "text" not in names:
-        skipped[MISSING_TEXT] += handle.metadata.num_rows
+        skipped[MISSING_TEXT] += max(0, stop - start)
         return []
     columns = ["text"] + (["error"] if "error" in names else [])
     texts: list[str] = []
+    offset = 0
     for group in range(handle.num_row_groups):
+        rows = handle.metadata.row_group(group).num_rows
+        first, offset = offset, offset + rows
+        if offset <= start or first >= stop:
+            continue  # outside the chunk: not decoded
         try:
             table = handle.read_row_group(group, columns=columns)
         except (pa.ArrowException, OSError) as exc:
-            raise UnreadableFile(f"not a readable parquet file ({str(exc).splitlines()[0]})") from None
+            raise _unreadable(exc) from None
+        table = table.slice(max(start - first, 0), min(stop, offset) - max(start, first))
         errors = table.column("error").is_null().to_pylist() if "error" in columns else None
         for row, value in enumerate(_column_values(table.column("text"))):
             if errors is not None and not errors[row]:
@@ -221,9 +291,3 @@ def _jsonl_documents(data: bytes, skipped: Counter) -> list[str]:
         else:
             _keep(row["text"], texts, skipped)
     return texts
-
-
-def documents_table(location: str, rule: SplitRule) -> pa.Table:
-    """One file's usable documents with their split, as a table (``text``, ``split``) for the build pipeline."""
-    texts, _ = read_documents(location)
-    return pa.table({"text": pa.array(texts, pa.large_string()), "split": [rule.split_of(t) for t in texts]})

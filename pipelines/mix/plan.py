@@ -16,7 +16,15 @@ from pathlib import Path
 from pipelines.io import sha256_json
 from pipelines.mix import storage
 from pipelines.mix.documents import InputFile, SplitRule, resolve_inputs
-from pipelines.mix.tokens import FORMAT_VERSION, CountCache, SourceCounts, TokenizeStage, TokenizerInfo, count_files, tokenizer_info
+from pipelines.mix.tokens import (
+    FORMAT_VERSION,
+    CountCache,
+    SourceCounts,
+    TokenizerInfo,
+    TokenizeStage,
+    count_files,
+    tokenizer_info,
+)
 from spt.config.mix import MixConfig, MixSource
 from spt.errors import InputError
 
@@ -108,12 +116,11 @@ def allocate_samples(fractions: list[Fraction], total_tokens: int, seq_len: int)
     return samples
 
 
-def make_plan(config: MixConfig, count: bool = True) -> MixPlan:
+def make_plan(config: MixConfig) -> MixPlan:
     """Resolves inputs, counts tokens (cached by content) and checks that the mix can be realized.
 
     Args:
         config: the validated mix config.
-        count: False stops after resolving inputs (no token counts, no checks that need them).
 
     Raises:
         InputError: every problem found, one line each (nothing is written before this returns).
@@ -128,8 +135,6 @@ def make_plan(config: MixConfig, count: bool = True) -> MixPlan:
         raise InputError(problems)
     plan = MixPlan(config, tokenizer, sources)
     plan.name = config.name or "mix-" + sha256_json(_mix_identity(plan))[:12]
-    if not count:
-        return plan
     _count(plan)
     fractions_used = [s.fraction if s.left_out is None else Fraction(0) for s in sources]
     for source, samples in zip(sources, allocate_samples(fractions_used, config.total_tokens, config.seq_len)):

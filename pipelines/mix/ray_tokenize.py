@@ -1,8 +1,9 @@
-"""Where the build's tokenization runs: a Ray Data pipeline (read files -> batched encode in a pool of tasks).
+"""Where the build's tokenization runs: a Ray Data pipeline of tasks that each read and encode one file piece.
 
 This is the only module that knows about Ray. Without an address it starts a local Ray sized for the tokenizer tasks
 (``ray.init(num_cpus=..., include_dashboard=False)``) and stops it afterwards; a Ray that is already running in
-the process (a test fixture, a notebook) is used as it is and left running.
+the process (a test fixture, a notebook) is used as it is and left running. With a cluster address the workers
+read the inputs themselves, so inputs must be on S3 or on a filesystem every node mounts at the same path.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from pipelines.mix.documents import InputFile, SplitRule, documents_table
+from pipelines.mix.documents import Chunk, InputFile, SplitRule, chunks_of, read_chunk
 from pipelines.mix.tokens import TokenizerInfo, tokenize_batch
 from spt.config.mix import MixConfig
 
 #: Variables the workers need to reach the same object store as the driver.
 _STORAGE_VARIABLES = ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                       "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")
-
-#: Target size of the pipeline's blocks (bytes): a few hundred documents of text each.
-BLOCK_BYTES = 1 << 19
+_UNSET = object()
+POLICIES_KEY = "backpressure_policies.enabled"  # DataContext.set_config key of Ray Data's backpressure policies
 
 
 def _import_ray():
@@ -48,27 +48,85 @@ def ray_session(config: MixConfig) -> Iterator[None]:
         ray.init(address=config.ray.address, **quiet)
     else:
         per_worker = max(1, math.ceil(config.ray.num_cpus))
-        # One CPU beyond the tokenizer tasks, for the read tasks that feed them.
-        ray.init(num_cpus=config.build.workers * per_worker + 1, include_dashboard=False, **quiet)
+        ray.init(num_cpus=config.build.workers * per_worker, include_dashboard=False, **quiet)
     try:
         yield
     finally:
         ray.shutdown()
 
 
-def _read_files(batch: pa.Table) -> pa.Table:
-    """Ray Data stage: the documents of each file row, with their split and source index."""
-    tables = []
+def _read_and_tokenize(batch: pa.Table, batch_documents: int, **tokenizer) -> pa.Table:
+    """Ray Data task: reads each chunk row's documents and encodes them ``batch_documents`` at a time.
+
+    Returns TokenizeStage outputs with a ``source`` column, in document order.
+    """
+    outputs = []
     for row in batch.to_pylist():
-        table = documents_table(row["location"], SplitRule(row["split"], row["heldout_fraction"], row["seed"]))
-        tables.append(table.append_column("source", pa.array([row["source"]] * len(table), pa.int64())))
-    return pa.concat_tables(tables)
+        texts, _ = read_chunk(Chunk(row["location"], row["start"], row["stop"]))
+        rule = SplitRule(row["split"], row["heldout_fraction"], row["seed"])
+        for start in range(0, max(len(texts), 1), batch_documents):
+            part = texts[start : start + batch_documents]
+            splits = [rule.split_of(text) for text in part]
+            outputs.append(tokenize_batch({"text": part, "split": splits, "source": [row["source"]] * len(part)},
+                                          **tokenizer))
+    return pa.concat_tables(outputs)
 
 
 def _worker_env(config: MixConfig) -> dict:
     env = {name: os.environ[name] for name in _STORAGE_VARIABLES if name in os.environ}
     env.update(config.ray.env_vars)
     return env
+
+
+@contextmanager
+def _pipeline_settings() -> Iterator[None]:
+    """Ray Data settings for the build pipeline, restored afterwards (the DataContext is process-wide)."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False  # our own progress bar counts tokens
+    policies = _policies_without_resource_budget()
+    saved_policies = context.get_config(POLICIES_KEY, _UNSET) if policies is not None else _UNSET
+    if policies is not None:
+        context.set_config(POLICIES_KEY, policies)
+    # Ray Data's per-dataset INFO lines (and its "progress bars disabled" notice) would repeat our progress bar.
+    loggers = {
+        logging.getLogger("ray.data"): logging.WARNING,
+        logging.getLogger("ray.data._internal.progress"): logging.ERROR,
+    }
+    saved_levels = {logger: logger.level for logger in loggers}
+    for logger, level in loggers.items():
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = saved
+        if policies is not None:
+            if saved_policies is _UNSET:
+                context.remove_config(POLICIES_KEY)
+            else:
+                context.set_config(POLICIES_KEY, saved_policies)
+        for logger, level in saved_levels.items():
+            logger.setLevel(level)
+
+
+def _policies_without_resource_budget() -> list | None:
+    """Ray Data's backpressure policies minus the resource-budget one (None if this Ray has no such knob).
+
+    That policy runs one task alone until it has measured a first output; with tasks of a whole row group it
+    idles every other worker for a task's length (measured: 2 workers 1.3x of 1 with it, 1.8x without). The
+    outputs here are small and drained at once by the packer; downstream-capacity backpressure stays on.
+    """
+    try:  # not public API: Ray 2.60 is pinned, and without the knob the build is only slower to start
+        from ray.data._internal.execution.backpressure_policy import ENABLED_BACKPRESSURE_POLICIES
+        from ray.data._internal.execution.backpressure_policy.resource_budget_backpressure_policy import (
+            ResourceBudgetBackpressurePolicy,
+        )
+    except ImportError:
+        return None
+    return [p for p in ENABLED_BACKPRESSURE_POLICIES if p is not ResourceBudgetBackpressurePolicy]
 
 
 def tokenized_tables(
@@ -80,43 +138,32 @@ def tokenized_tables(
     (``preserve_order``) so packing, and therefore every shard byte, is the same on every run.
     """
     ray = _import_ray()
-    from ray.data import DataContext, TaskPoolStrategy
+    from ray.data import TaskPoolStrategy
 
-    context = DataContext.get_current()
-    saved = (context.execution_options.preserve_order, context.enable_progress_bars, context.target_max_block_size)
-    context.execution_options.preserve_order = True
-    context.enable_progress_bars = False
-    # Small blocks: Ray Data hands a whole block to one task, so one big file in one block would use one worker.
-    context.target_max_block_size = BLOCK_BYTES
-    # Our own progress bar says how far the build is; Ray Data's per-dataset INFO lines would repeat it.
-    data_logger = logging.getLogger("ray.data")
-    saved_level = data_logger.level
-    data_logger.setLevel(logging.WARNING)
-    try:
-        items = [
-            {"source": index, "location": f.location, "split": rule.split,
-             "heldout_fraction": rule.heldout_fraction, "seed": rule.seed}
-            for index, files in enumerate(sources)
-            for f, rule in files
-        ]
-        env = _worker_env(config)
-        remote_args = {"runtime_env": {"env_vars": env}} if env else {}
-        threads = max(1, math.ceil(config.ray.num_cpus))
-        dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        # A different CPU request keeps reading a separate operator (Ray would otherwise fuse it into the
-        # tokenize tasks), so the documents of one large file are spread over the whole pool.
-        dataset = dataset.map_batches(_read_files, batch_size=1, batch_format="pyarrow", num_cpus=0.5, **remote_args)
-        # Tasks, not actors: pooled worker processes keep their tokenizer (tokenize_batch caches it) from one
-        # pipeline to the next, where an actor pool would start and load everything again each time.
-        dataset = dataset.map_batches(
-            tokenize_batch,
-            fn_kwargs={
-                "tokenizer_dir": tokenizer.folder,
-                "dtype": tokenizer.dtype,
-                "eos_token_id": tokenizer.eos_token_id,
-                "threads": threads,
-            },
-            batch_size=config.build.batch_documents,
+    # One task per chunk (a parquet row group, a few MiB of jsonl): the pool shares every file that has several,
+    # and a task reads exactly what it tokenizes (one Ray Data operator, nothing for Ray to regroup).
+    items = [
+        {"source": index, "location": chunk.location, "start": chunk.start, "stop": chunk.stop,
+         "split": rule.split, "heldout_fraction": rule.heldout_fraction, "seed": rule.seed}
+        for index, files in enumerate(sources)
+        for f, rule in files
+        for chunk in chunks_of(f.location)
+    ]
+    env = _worker_env(config)
+    remote_args = {"runtime_env": {"env_vars": env}} if env else {}
+    tokenizer_args = {
+        "batch_documents": config.build.batch_documents,
+        "tokenizer_dir": tokenizer.folder,
+        "tokenizer_sha256": tokenizer.sha256,
+        "dtype": tokenizer.dtype,
+        "eos_token_id": tokenizer.eos_token_id,
+        "threads": max(1, math.ceil(config.ray.num_cpus)),
+    }
+    with _pipeline_settings():
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+            _read_and_tokenize,
+            fn_kwargs=tokenizer_args,
+            batch_size=1,
             batch_format="pyarrow",
             compute=TaskPoolStrategy(size=config.build.workers),
             num_cpus=config.ray.num_cpus,
@@ -124,7 +171,3 @@ def tokenized_tables(
             **remote_args,
         )
         yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
-    finally:
-        (context.execution_options.preserve_order, context.enable_progress_bars,
-         context.target_max_block_size) = saved
-        data_logger.setLevel(saved_level)

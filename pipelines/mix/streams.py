@@ -8,20 +8,22 @@ This module is how training consumes a mix::
     heldout = eval_dataset(spec, "domain", batch_size=16)
 
 Every sample is a dict with ``tokens``: a numpy array of ``spec["seq_len"]`` ids (uint16, or uint32 for
-vocabularies past 65,536). One epoch of :func:`train_dataset` yields exactly ``stream["choose"]`` samples of each
+vocabularies larger than 65,535). One epoch of :func:`train_dataset` yields exactly ``stream["choose"]`` samples of each
 source on one rank (Streaming's ``choose``: whole passes over the source, then a seeded subset), so per-source
-tokens are ``choose x seq_len``. With several ranks Streaming may repeat up to ``ranks - 1`` samples to divide
-the epoch evenly.
+tokens are ``choose x seq_len``. With several ranks or canonical nodes Streaming repeats a few samples so that
+every rank gets the same number.
 
 Shared memory and local directories: Streaming registers each live ``StreamingDataset`` in shared memory by its
-local directories and refuses a second live dataset whose *remote* stream uses the same local directory
-("Reused local directory"). Here every source split has its own directory, so a train dataset and every eval
-dataset can be alive together. Local streams (``remote`` None) never collide. For remote (S3) mixes the local
-directory is a download cache derived from the remote URL under ``cache_dir``; to have two live datasets over the
-same remote mix in one process (e.g. a test that builds the train dataset twice), delete the first one first or
-give the second another ``cache_dir``. After a crashed process, call
+local directories, and creating a dataset whose *remote* stream uses the local directory of another live dataset
+fails with "Reused local directory" (Streaming checks this when the second is created, and only while the first
+has not started iterating; don't rely on the gap: two readers would share one download folder). Here every
+source split has its own directory, so a train dataset and every eval dataset can be alive together, and local
+streams (``remote`` None, a mix built to a local folder) never conflict. For remote (S3) mixes the local
+directory is a download cache named after the remote URL under ``cache_dir``; for a second live dataset over the
+same remote mix in one process (e.g. a test that reads the mix twice), delete the first one first or read the
+spec again with another ``cache_dir``. After a crashed process left its registration behind, call
 ``streaming.base.util.clean_stale_shared_memory()`` once at start-up, before any dataset exists (it removes every
-registration, including live ones).
+registration, live ones included).
 """
 
 from __future__ import annotations
@@ -145,7 +147,9 @@ def eval_dataset(spec: dict | str | Path, source_name: str, **kw):
     entries = {e["name"]: e for e in spec["eval"] if e.get("samples")}
     if source_name not in entries:
         names = ", ".join(sorted(entries)) or "none"
-        raise InputError(f"mix {spec.get('name')!r}: no held-out samples for source {source_name!r} (sources with some: {names})")
+        raise InputError(
+            f"mix {spec.get('name')!r}: no held-out samples for source {source_name!r} (sources with some: {names})"
+        )
     entry = entries[source_name]
     kw.setdefault("shuffle", False)
     return streaming.StreamingDataset(remote=entry["remote"], local=entry["local"], **kw)

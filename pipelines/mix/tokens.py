@@ -39,8 +39,8 @@ class TokenizerInfo:
 
     @property
     def dtype(self) -> str:
-        """Unsigned integer type of stored tokens: 2 bytes while every id fits."""
-        return "uint16" if self.vocab_size <= 1 << 16 else "uint32"
+        """Unsigned integer type of stored tokens: uint16 up to 65,535 ids, uint32 beyond."""
+        return "uint16" if self.vocab_size <= 65535 else "uint32"
 
 
 def tokenizer_info(folder: str, where: str = "mix.tokenizer") -> TokenizerInfo:
@@ -76,18 +76,18 @@ class TokenizeStage:
     def __init__(self, tokenizer_dir: str, dtype: str, eos_token_id: int, threads: int | None = None):
         from tokenizers import Tokenizer
 
-        if threads == 1:
+        if threads is not None:
             # One Ray worker per CPU: the Rust thread pool would otherwise take every core in each worker.
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+            os.environ["TOKENIZERS_PARALLELISM"] = "false" if threads == 1 else "true"
         self.tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
         self.dtype = np.dtype(dtype)
         self.eos = eos_token_id
 
     def __call__(self, batch) -> pa.Table:
-        column = (lambda name: batch[name].to_pylist()) if isinstance(batch, pa.Table) else (lambda name: list(batch[name]))
-        names = batch.column_names if isinstance(batch, pa.Table) else list(batch)
-        texts, splits = column("text"), column("split")
-        sources = column("source") if "source" in names else [None] * len(texts)
+        if isinstance(batch, pa.Table):
+            batch = {name: batch.column(name).to_pylist() for name in batch.column_names}
+        texts, splits = list(batch["text"]), list(batch["split"])
+        sources = list(batch["source"]) if "source" in batch else [None] * len(texts)
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         joined: dict[tuple, list[int]] = {}
         documents: Counter = Counter()
@@ -105,20 +105,23 @@ class TokenizeStage:
             "documents": pa.array([documents[key] for key in keys], pa.int64()),
             "tokens": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)),
         }
-        if "source" in names:
+        if "source" in batch:
             table["source"] = pa.array([source for source, _ in keys], pa.int64())
         return pa.table(table)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_stage(tokenizer_dir: str, dtype: str, eos_token_id: int, threads: int | None) -> TokenizeStage:
+def _cached_stage(tokenizer_dir: str, sha256: str, dtype: str, eos_token_id: int, threads: int | None) -> TokenizeStage:
+    # sha256 is part of the key only: a tokenizer.json rewritten in place must not be served from the cache.
     return TokenizeStage(tokenizer_dir, dtype, eos_token_id, threads)
 
 
-def tokenize_batch(batch, tokenizer_dir: str, dtype: str, eos_token_id: int, threads: int | None = None) -> pa.Table:
+def tokenize_batch(
+    batch, tokenizer_dir: str, tokenizer_sha256: str, dtype: str, eos_token_id: int, threads: int | None = None
+) -> pa.Table:
     """TokenizeStage as a plain function for Ray Data tasks: a worker process loads the tokenizer once and
     keeps it for every later batch and pipeline (actors would load it again for each pipeline)."""
-    return _cached_stage(tokenizer_dir, dtype, eos_token_id, threads)(batch)
+    return _cached_stage(tokenizer_dir, tokenizer_sha256, dtype, eos_token_id, threads)(batch)
 
 
 @dataclass
@@ -137,7 +140,8 @@ class SourceCounts:
     def add_tokens(self, table: pa.Table) -> None:
         """Adds a TokenizeStage output."""
         lengths = pc.list_value_length(table.column("tokens")).to_pylist()
-        for split, docs, length in zip(table.column("split").to_pylist(), table.column("documents").to_pylist(), lengths):
+        columns = (table.column("split").to_pylist(), table.column("documents").to_pylist(), lengths)
+        for split, docs, length in zip(*columns):
             self.documents[split] += docs
             self.tokens[split] += length
 

@@ -1,16 +1,21 @@
-"""The engine stage: a Ray Data actor class holding one vLLM engine.
+"""The engine stage: a Ray Data actor class holding one vLLM engine (``AsyncLLMEngine``).
 
 ``GenerateStage(engine=..., sampling=...)`` is built once per replica; each call takes a batch of prompt rows
 (pyarrow) and returns it with ``text``, ``output_tokens``, ``error`` and timing columns added. Unit rows pass
-through untouched. Errors that belong to a row (vLLM rejects a prompt, e.g. too long for the context) become that
-row's ``error``; a dead engine raises, so the job stops and a rerun redoes the unfinished units, instead of
-committing rows that never had a chance.
+through untouched. The call is async: Ray Data keeps several batches in one actor at once and the engine batches
+their requests together, which is what keeps a map_batches pipeline as fast as one big ``LLM.generate`` call.
+
+Errors that belong to a row (vLLM rejects a prompt, e.g. too long for the context) become that row's ``error``;
+a dead engine raises, so the job stops and a rerun redoes the unfinished units, instead of committing rows that
+never had a chance.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+import uuid
 from typing import Any
 
 import pyarrow as pa
@@ -50,8 +55,9 @@ def sampling_params(vllm, sampling: dict, max_tokens: int):
 
 
 class GenerateStage:
-    """One vLLM engine replica. Works as ``ds.map_batches(GenerateStage, fn_constructor_kwargs=...)`` and when
-    called directly on a pyarrow table.
+    """One vLLM engine replica. Works as ``ds.map_batches(GenerateStage, fn_constructor_kwargs=...)`` (an async
+    actor: several batches are in the engine at once, so one batch's slowest row never leaves it idle) and when
+    awaited directly on a pyarrow table: ``asyncio.run(stage(table))``.
 
     Args:
         engine: ``RephraseEngine.model_dump()`` with ``model`` resolved.
@@ -61,13 +67,13 @@ class GenerateStage:
     def __init__(self, engine: dict[str, Any], sampling: dict[str, Any]):
         for key, value in engine_env(engine["cpu_kv_cache_gib"]).items():
             os.environ.setdefault(key, value)
-        from pipelines.engine import import_vllm, make_llm
+        from pipelines.engine import import_vllm, make_async_llm
 
         self.vllm = import_vllm()
         extra = {}
         if engine.get("device") == "gpu":
             extra["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
-        self.llm = make_llm(
+        self.engine = make_async_llm(
             engine["model"],
             dtype=engine["dtype"],
             max_model_len=engine["max_model_len"],
@@ -80,17 +86,13 @@ class GenerateStage:
         self.ready = time.time()
         self.replica = f"{os.uname().nodename}:{os.getpid()}"
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    async def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        todo = [i for i, row in enumerate(rows) if row["kind"] == ROW]
-        results: dict[int, tuple[str, int, str | None, str | None]] = {}
         start = time.time()
-        if todo:
-            results = self._generate([rows[i] for i in todo], todo)
+        results = await asyncio.gather(*(self._generate(row) for row in rows))
         seconds = time.time() - start
         columns: dict[str, list] = {name: [] for name in OUTPUT_COLUMNS}
-        for index in range(len(rows)):
-            text, tokens, error, finish = results.get(index, ("", 0, None, None))
+        for text, tokens, error, finish in results:
             columns["text"].append(text)
             columns["output_tokens"].append(tokens)
             columns["error"].append(error)
@@ -102,42 +104,32 @@ class GenerateStage:
             batch = batch.append_column(name, pa.array(columns[name], kind))
         return batch
 
-    def _generate(self, rows: list[dict], positions: list[int]) -> dict[int, tuple]:
+    async def _generate(self, row: dict) -> tuple[str, int, str | None, str | None]:
+        if row["kind"] != ROW:
+            return "", 0, None, None
         from vllm.inputs import TokensPrompt
 
-        prompts = [TokensPrompt(prompt_token_ids=list(row["prompt_token_ids"])) for row in rows]
-        params = [sampling_params(self.vllm, self.sampling, row["max_tokens"]) for row in rows]
+        prompt = TokensPrompt(prompt_token_ids=list(row["prompt_token_ids"]))
+        params = sampling_params(self.vllm, self.sampling, row["max_tokens"])
+        final = None
         try:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            async for output in self.engine.generate(prompt=prompt, sampling_params=params,
+                                                     request_id=uuid.uuid4().hex):
+                final = output
         except Exception as exc:
             if not _row_error(exc):
-                raise
-            # vLLM validates the whole call before running any of it: retry one by one to isolate bad rows.
-            return {
-                position: self._one(prompt, param)
-                for position, prompt, param in zip(positions, prompts, params)
-            }
-        return {position: _result(output) for position, output in zip(positions, outputs)}
-
-    def _one(self, prompt, param) -> tuple:
-        try:
-            return _result(self.llm.generate([prompt], param, use_tqdm=False)[0])
-        except Exception as exc:
-            if not _row_error(exc):
-                raise
-            return "", 0, f"{type(exc).__name__}: {exc}"[:500], None
+                raise  # a dead engine: stop, and let a rerun redo the unfinished units
+            cause = exc.__cause__ if exc.__cause__ is not None and type(exc).__name__ == "EngineGenerateError" else exc
+            return "", 0, f"{type(cause).__name__}: {cause}"[:500], None
+        return _result(final)
 
 
 def _row_error(exc: Exception) -> bool:
-    """Errors caused by one request's input (vLLM validation), as opposed to a broken engine."""
-    try:
-        from vllm.exceptions import VLLMValidationError
-
-        if isinstance(exc, VLLMValidationError):
-            return True
-    except ImportError:  # older/newer vLLM without the class: fall back to plain ValueError
-        pass
-    return type(exc) is ValueError
+    """Errors that belong to one request (vLLM rejected or failed it), as opposed to a dead engine."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "EngineDeadError" in names:
+        return False
+    return bool(names & {"VLLMClientError", "EngineGenerateError"}) or type(exc) is ValueError
 
 
 def _result(output) -> tuple[str, int, str | None, str | None]:

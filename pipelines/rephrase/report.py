@@ -78,21 +78,30 @@ def run_record(units: list[dict[str, Any]], generation_seconds: float, wall_seco
     return summary
 
 
+def _counts(summary: dict[str, Any], indent: str = "") -> list[str]:
+    lines = []
+    if summary["skipped"]:
+        lines.append(indent + "skipped documents: " + ", ".join(f"{k}: {v:,}" for k, v in summary["skipped"].items()))
+    lines.append(
+        f"{indent}long documents: {summary['split']:,} split, {summary['truncated']:,} truncated; "
+        f"prompts truncated to fit: {summary['prompts_truncated']:,}"
+    )
+    if summary["style_skipped"]:
+        lines.append(indent + "style skips: " + ", ".join(f"{k}: {v:,}" for k, v in summary["style_skipped"].items()))
+    return lines
+
+
 def format_summary(run: dict[str, Any], overall: dict[str, Any], units_total: int) -> str:
     """The summary printed at the end of a run: this run per style, then the whole output folder."""
     lines = [
         f"this run: {run['units']} units, {run['documents']:,} documents read, {run['kept']:,} kept, "
         f"{run['chunks']:,} chunks, {run['rows']:,} rows, {run['errors']:,} errors",
+        *_counts(run),
     ]
-    if run["skipped"]:
-        lines.append("skipped documents: " + ", ".join(f"{k}: {v:,}" for k, v in run["skipped"].items()))
-    lines.append(
-        f"long documents: {run['split']:,} split, {run['truncated']:,} truncated; "
-        f"prompts truncated to fit: {run['prompts_truncated']:,}"
+    header = (
+        f"{'style':<20} {'documents':>9} {'chunks':>7} {'tokens in':>10} {'tokens out':>10} {'tokens/s':>9} "
+        f"{'errors':>6}"
     )
-    if run["style_skipped"]:
-        lines.append("style skips: " + ", ".join(f"{k}: {v:,}" for k, v in run["style_skipped"].items()))
-    header = f"{'style':<20} {'documents':>9} {'chunks':>7} {'tokens in':>10} {'tokens out':>10} {'tokens/s':>9} {'errors':>6}"
     lines += ["", header]
     for name, counts in sorted(run["per_style"].items()):
         lines.append(
@@ -107,7 +116,10 @@ def format_summary(run: dict[str, Any], overall: dict[str, Any], units_total: in
         "",
         f"time: {run['generation_seconds']:.1f} s generating, {run['wall_seconds']:.1f} s wall "
         f"(start-up of Ray and the engine included)",
-        f"output folder: {overall['units']}/{units_total} units committed, {overall['rows']:,} rows, "
-        f"{overall['errors']:,} errors, {overall['output_tokens']:,} output tokens",
+        "",
+        f"output folder, all runs: {overall['units']}/{units_total} units committed, "
+        f"{overall['documents']:,} documents read, {overall['kept']:,} kept, {overall['chunks']:,} chunks, "
+        f"{overall['rows']:,} rows, {overall['errors']:,} errors, {overall['output_tokens']:,} output tokens",
+        *_counts(overall, "  "),
     ]
     return "\n".join(lines)

@@ -168,7 +168,8 @@ def plan_units(spec: RephraseInput, documents_per_unit: int) -> list[Unit]:
             problems.extend(exc.problems)
             continue
         except (OSError, pa.ArrowException, ValueError) as exc:
-            problems.append(f"{scheme}://{path}: cannot read: {exc}" if scheme == "s3" else f"{path}: cannot read: {exc}")
+            shown = f"s3://{path}" if scheme == "s3" else path
+            problems.append(f"{shown}: cannot read: {exc}")
             continue
         for start, stop, first_row, rows in ranges:
             budget = None if budget is None else budget - rows
@@ -182,7 +183,9 @@ def _check_columns(path: str, names: list[str], spec: RephraseInput) -> None:
     wanted = [spec.text_column] + ([spec.id_column] if spec.id_column else [])
     missing = [c for c in wanted if c not in names]
     if missing:
-        raise InputError(f"{path}: no column {missing[0]!r} (columns: {', '.join(names)}); set input.text_column/id_column")
+        raise InputError(
+            f"{path}: no column {missing[0]!r} (columns: {', '.join(names)}); set input.text_column/id_column"
+        )
 
 
 def _ranges(fs, path: str, fmt: str, spec: RephraseInput, size: int, limit: int | None) -> list[tuple]:

@@ -75,7 +75,9 @@ class MixBuildOptions(StrictModel):
     """How `spt mix build` tokenizes and writes; none of it changes the tokens, only the shard files' layout."""
 
     workers: int = Field(2, ge=1, description="concurrent tokenizer tasks in the Ray Data pipeline (workers)")
-    batch_documents: int = Field(256, ge=1, description="documents per batched encode call (documents)")
+    batch_documents: int = Field(
+        256, ge=1, description="documents per batched encode call in a Ray task (documents)"
+    )
     shard_size_bytes: int = Field(
         1 << 26, ge=1 << 12, lt=1 << 32, description="an MDS shard is closed when it would grow past this (bytes)"
     )
@@ -150,7 +152,10 @@ def _problems(config: MixConfig):
         yield f"only one source may take the remainder; {named} give no fraction"
     fixed = sum((exact_fraction(s.fraction) for s in config.sources if s.fraction != "remainder"), Fraction(0))
     if remainder and fixed > 1 + FRACTION_TOLERANCE:
-        yield f"fractions sum to {float(fixed):.6g} before the remainder source sources[{remainder[0]}], expected at most 1"
+        yield (
+            f"fractions sum to {float(fixed):.6g} before the remainder source sources[{remainder[0]}], "
+            "expected at most 1"
+        )
     if not remainder and abs(fixed - 1) > FRACTION_TOLERANCE:
         yield f"fractions sum to {float(fixed):.6g}, expected 1"
     batch_tokens = config.global_batch_size * config.seq_len

@@ -68,7 +68,9 @@ class StyleSpec(StrictModel):
     """One rephrasing style: the prompt and its token limits."""
 
     description: str = Field(description="what the style produces, for people reading the library (text)")
-    system: str | None = Field(None, description="system message sent before the prompt (text); None: the model's default")
+    system: str | None = Field(
+        None, description="system message sent before the prompt (text); None: the model's default"
+    )
     template: str = Field(
         description="the user prompt, a format string with {text} and optionally {num_words} (text)"
     )
@@ -115,7 +117,9 @@ class RephraseInput(StrictModel):
         1.0, gt=0, le=1, description="keep a document when a hash of (seed, id) falls below this (fraction)"
     )
     s3_endpoint: str | None = Field(None, description="S3 endpoint URL for s3:// paths (a URL); None: AWS")
-    s3_region: str | None = Field(None, description="S3 region for s3:// paths (a region name); None: from the environment")
+    s3_region: str | None = Field(
+        None, description="S3 region for s3:// paths (a region name); None: from the environment"
+    )
 
 
 class RephraseFilter(StrictModel):
@@ -131,7 +135,8 @@ class RephraseFilter(StrictModel):
         0.7, ge=0, le=1, description="share of words that must contain a letter (fraction)"
     )
     max_symbol_fraction: float = Field(
-        0.2, ge=0, le=1, description="largest share of characters that are neither letters, digits nor spaces (fraction)"
+        0.2, ge=0, le=1,
+        description="largest share of characters that are neither letters, digits nor spaces (fraction)",
     )
     max_duplicate_line_fraction: float = Field(
         0.3, ge=0, le=1, description="largest share of non-empty lines that repeat an earlier line (fraction)"
@@ -182,7 +187,10 @@ class RephraseEngine(StrictModel):
         "bfloat16", description="weight and activation dtype (one of the literals)"
     )
     max_model_len: int = Field(2048, ge=64, description="context length: prompt plus output (tokens)")
-    batch_size: int = Field(64, ge=1, description="rows handed to the engine per call (rows)")
+    batch_size: int = Field(32, ge=1, description="rows handed to the engine per call (rows)")
+    concurrent_batches: int = Field(
+        4, ge=1, description="batches in one replica at once, so a batch's slowest row never idles it (batches)"
+    )
     concurrency: int = Field(1, ge=1, description="engine replicas, one Ray actor each (replicas)")
     tensor_parallel_size: int = Field(1, ge=1, description="devices one replica spans (devices)")
     device: Literal["auto", "cpu", "gpu"] = Field(

@@ -1,0 +1,78 @@
+"""The delta-choosing notebook runs top to bottom on a small synthetic sweep and prints the delta* the CLI prints.
+
+The kernel is the running interpreter (a kernelspec written to a temporary JUPYTER_PATH), so a fresh
+``.venv/train`` needs no registered kernel. Executed copies go to ``$SPT_NOTEBOOK_OUTPUT`` when set (for CI
+artifacts), else into the test's temporary folder; the HTML copy needs nbconvert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+
+from scaling_laws import synthetic, sweeps
+from spt.notebooks import execute_notebook, save_copies, stdout_lines
+from tests.conftest import REPO
+
+NOTEBOOK = REPO / "notebooks" / "choose_repetition_fraction.ipynb"
+FIGURES = ("loss_curves", "residuals", "optimal_fraction", "compute_multiplier")
+# Small enough for the default test run: 16 of the law's 256 starts and 6 bootstrap refits.
+SETTINGS = {"starts": 16, "bootstrap": 6, "seed": 3}
+BUDGETS = [5e8, 4e9]  # inside the swept range, and 4x beyond it
+DOMAIN_TOKENS = 2.5e7
+
+
+def test_the_committed_notebook_has_no_outputs_and_one_parameters_cell():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
+    tags = [tag for cell in code for tag in cell.metadata.get("tags", [])]
+    assert tags.count("parameters") == 1 and tags.count("decision") == 1
+    parameters = next(cell.source for cell in code if "parameters" in cell.metadata.get("tags", []))
+    for name in ("results_dir", "budgets", "domain_tokens", "bootstrap", "seed", "starts", "output_dir"):
+        assert f"\n{name} = " in f"\n{parameters}"
+    assert 'results_dir = "outputs/quickstart/sweep"' in parameters
+
+
+def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp_path, run_cli):
+    sweep_dir, figures = tmp_path / "sweep", tmp_path / "figures"
+    sweeps.write_sweep(sweep_dir, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
+
+    parameters = dict(results_dir=str(sweep_dir), budgets=BUDGETS, domain_tokens=DOMAIN_TOKENS,
+                      output_dir=str(figures), **SETTINGS)
+    # The kernel starts in tmp_path: the notebook must not rely on its working folder.
+    notebook = execute_notebook(NOTEBOOK, parameters, workdir=tmp_path)
+    copies = save_copies(notebook, NOTEBOOK.stem, Path(os.environ.get("SPT_NOTEBOOK_OUTPUT", tmp_path / "executed")))
+    assert all(path.stat().st_size > 0 for path in copies)
+
+    errors = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+              if output.output_type == "error"]
+    assert errors == []
+    for name in FIGURES:
+        assert (figures / f"{name}.png").stat().st_size > 0 and (figures / f"{name}.svg").stat().st_size > 0
+    images = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+              if "image/png" in output.get("data", {})]
+    assert len(images) == len(FIGURES)
+
+    printed = stdout_lines(notebook)
+    from_notebook = [line for line in printed if line.startswith("delta_star ")]
+    assert len(from_notebook) == len(BUDGETS)
+    assert all(f" epochs=" in line and " low=nan" not in line for line in from_notebook)
+    assert any(line.startswith("caveat: only 3 domain fractions were swept") for line in printed)
+
+    cli_fit = tmp_path / "cli-fit.json"
+    code, _, err = run_cli("fit", "--law", "spt", "--data", sweep_dir, "--starts", SETTINGS["starts"],
+                           "--bootstrap", SETTINGS["bootstrap"], "--seed", SETTINGS["seed"], "--out", cli_fit)
+    assert code == 0, err
+    code, stdout, err = run_cli("optimal-fraction", "--fit", cli_fit, "--tokens", *BUDGETS,
+                                "--domain-tokens", DOMAIN_TOKENS, "--lines")
+    assert code == 0, err
+    assert stdout.splitlines() == from_notebook
+    # Same inputs, starts, bootstrap and seed: the very same fit, down to the bootstrap replicates.
+    notebook_fit, fitted = json.loads((figures / "fit.json").read_text()), json.loads(cli_fit.read_text())
+    for key in ("params", "bootstrap_samples", "data_ranges", "n_points"):
+        assert notebook_fit[key] == fitted[key]
