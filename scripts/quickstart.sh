@@ -18,12 +18,20 @@ step() {  # step NAME COMMAND...
 
 step corpora   $spt corpora configs/corpora/quickstart.yaml
 step tokenizer $spt tokenizer configs/tokenizer/quickstart.yaml
-step model     $spt model check
+step rephrase  $spt rephrase configs/rephrase/quickstart.yaml
+step mix       $spt mix build configs/mix/quickstart.yaml
+step sweep     $spt sweep configs/sweeps/quickstart.yaml
+step fit       $spt fit --law spt --data "$out/sweep" --starts 64 --bootstrap 20 --seed 0 --out "$out/fit.json"
+step delta     $spt optimal-fraction --fit "$out/fit.json" --tokens 1e6 1e7
+step notebook  $spt notebook notebooks/choose_repetition_fraction.ipynb --out "$out/report" \
+                   -p results_dir=$out/sweep -p "budgets=[1e6,1e7]" -p output_dir=$out/report
 
 echo
 echo "== quickstart summary"
 printf '%s\n' "${timings[@]}"
-echo "outputs: $out"
-ls -1 "$out"
 echo
-echo "Not built yet (open issues): rephrase (vLLM synthetic data), mix, train, sweep, fit -> recommended δ."
+echo "recommended δ (domain fraction) per budget:"
+$spt optimal-fraction --fit "$out/fit.json" --tokens 1e6 1e7 --lines
+echo
+echo "outputs in $out:"
+ls -1 "$out" "$out/report"
