@@ -172,6 +172,9 @@ def compose_trainer(*, run_dir: Path, model, train_loader, evals, roles, eval_sa
         save_interval=f"{plan.checkpoint_interval_batches}ba",
         save_filename="ba{batch}-rank{rank}.pt",
         save_num_checkpoints_to_keep=2,
+        # A kill between writing a checkpoint and moving the `latest` link leaves a file the resumed run will
+        # write again (with the same content: the run is deterministic), so overwriting is safe and needed.
+        save_overwrite=True,
         autoresume=autoresume,
         callbacks=[CurveTable(run_dir / "curves.csv", roles, eval_samples, plan.tokens_per_batch), *callbacks],
         loggers=[log],
