@@ -37,17 +37,17 @@ def make_llm(
 ):
     """A ``vllm.LLM`` for ``model`` (a local folder, or a hub id where a hub is reachable)."""
     vllm = import_vllm()
+    return vllm.LLM(**engine_arguments(model, dtype, max_model_len, enforce_eager, tensor_parallel_size, seed),
+                    **extra)
+
+
+def engine_arguments(model: str, dtype: str, max_model_len: int, enforce_eager: bool, tensor_parallel_size: int,
+                     seed: int) -> dict:
+    """The engine settings both engine kinds take; a local model folder that does not exist is an input error."""
     if model.startswith((".", "/")) and not Path(model).exists():
         raise InputError(f"model={model!r}: folder not found (run scripts/setup.sh model for the local SmolLM2)")
-    return vllm.LLM(
-        model=model,
-        dtype=dtype,
-        max_model_len=max_model_len,
-        enforce_eager=enforce_eager,
-        tensor_parallel_size=tensor_parallel_size,
-        seed=seed,
-        **extra,
-    )
+    return dict(model=model, dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
+                tensor_parallel_size=tensor_parallel_size, seed=seed)
 
 
 def make_async_llm(
@@ -62,15 +62,8 @@ def make_async_llm(
     """A ``vllm.AsyncLLMEngine`` for ``model``: requests from several callers share the engine's running batch
     (continuous batching), so no caller waits for another's slowest request."""
     vllm = import_vllm()
-    if model.startswith((".", "/")) and not Path(model).exists():
-        raise InputError(f"model={model!r}: folder not found (run scripts/setup.sh model for the local SmolLM2)")
     args = vllm.AsyncEngineArgs(
-        model=model,
-        dtype=dtype,
-        max_model_len=max_model_len,
-        enforce_eager=enforce_eager,
-        tensor_parallel_size=tensor_parallel_size,
-        seed=seed,
+        **engine_arguments(model, dtype, max_model_len, enforce_eager, tensor_parallel_size, seed),
         disable_log_stats=True,
         **extra,
     )
