@@ -24,7 +24,8 @@ step sweep     $spt sweep configs/sweeps/quickstart.yaml
 step fit       $spt fit --law spt --data "$out/sweep" --starts 64 --bootstrap 20 --seed 0 --out "$out/fit.json"
 step delta     $spt optimal-fraction --fit "$out/fit.json" --tokens 1e6 1e7
 step notebook  $spt notebook notebooks/choose_repetition_fraction.ipynb --out "$out/report" \
-                   -p results_dir=$out/sweep -p "budgets=[1e6,1e7]" -p output_dir=$out/report
+                   -p results_dir=$out/sweep -p "budgets=[1e6,1e7]" -p output_dir=$out/report \
+                   -p starts=64 -p bootstrap=20 -p seed=0
 
 echo
 echo "== quickstart summary"
