@@ -24,7 +24,10 @@ RESULTS_FILE = "results.csv"
 CURVES_FILE = "curves.csv"
 RESULTS_COLUMNS = ("run_id", "domain_fraction", "preset", "params", "tokens", "seed", "domain_loss", "general_loss",
                    "finetune_domain_loss", "wall_seconds", "status", "error", "log_path")
-CURVES_COLUMNS = ("run_id", "domain_fraction", "preset", "params", "seed", "tokens", "domain_loss", "general_loss")
+CURVES_COLUMNS = ("run_id", "domain_fraction", "preset", "params", "seed", "tokens", "domain_loss", "general_loss",
+                  "domain_train_loss", "domain_epochs", "phase", "lr")
+#: Columns a sweep written before they existed may lack; read as empty.
+OPTIONAL_CURVES_COLUMNS = ("domain_train_loss", "domain_epochs", "phase", "lr")
 #: Columns of ``curves.csv`` that become the law's ``fraction`` and the fitted column.
 FRACTION_COLUMN = "domain_fraction"
 LOSS_COLUMN = "domain_loss"
@@ -128,7 +131,10 @@ def load_sweep(folder: str | Path) -> Sweep:
             raise InputError(f"{folder}: no {path.name} (a sweep output folder has {RESULTS_FILE} and {CURVES_FILE})")
     results, curves = read_table(paths[RESULTS_FILE]), read_table(paths[CURVES_FILE])
     _require_columns(results, RESULTS_COLUMNS, paths[RESULTS_FILE])
-    _require_columns(curves, CURVES_COLUMNS, paths[CURVES_FILE])
+    _require_columns(curves, [c for c in CURVES_COLUMNS if c not in OPTIONAL_CURVES_COLUMNS], paths[CURVES_FILE])
+    for column in OPTIONAL_CURVES_COLUMNS:
+        if column not in curves.columns:
+            curves[column] = ""
 
     status = results["status"].str.strip()
     problems = [f"{paths[RESULTS_FILE]}: column 'status', row {row + 1}: {value!r} (expected ok or failed)"
