@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipelines.io import atomic_directory, read_json, sha256_file, sha256_json, write_json_atomic
+from spt import storage
 from spt.config import CorporaConfig, CorpusLimits
+from spt.storage import sha256_json
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string())])
 SPLITS = ("train", "heldout")
@@ -185,49 +185,81 @@ def _general_rows(config: CorporaConfig, stats: CorpusStats) -> dict[str, list[d
     return collect(docs, config.general, is_english_prose, stats, config.seed, config.heldout_fraction, "general")
 
 
-def _write_parquet(rows: list[dict], path: Path) -> None:
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    pq.write_table(table, path, compression="zstd", row_group_size=1024)
+STAGE = "corpora"
 
 
-def build_corpora(config: CorporaConfig) -> dict:
-    """Builds ``output_dir/{domain,general}/{train,heldout}.parquet`` and ``summary.json``.
+@dataclass(frozen=True)
+class CorporaLayout:
+    """Where `spt corpora` writes, computed once: ``<root>/{domain,general}/{train,heldout}.parquet``, then
+    ``summary.json`` (written last: the mark of a complete build), and the ownership marker."""
 
-    A rerun with the same config finds the summary, checks the files' hashes, and does nothing.
+    root: str
+
+    def parquet(self, corpus: str, split: str) -> str:
+        return storage.join(self.root, corpus, f"{split}.parquet")
+
+    @property
+    def summary(self) -> str:
+        return storage.join(self.root, "summary.json")
+
+    def files(self) -> dict[str, str]:
+        """Relative name -> location of every data file."""
+        return {f"{c}/{s}.parquet": self.parquet(c, s) for c in ("domain", "general") for s in SPLITS}
+
+
+def build_corpora(config: CorporaConfig, force: bool = False) -> dict:
+    """Builds ``output_dir/{domain,general}/{train,heldout}.parquet`` and ``summary.json`` (local or ``s3://``).
+
+    A rerun with the same config finds the summary, checks the files' hashes, and does nothing; a build that
+    does not verify (killed, files changed by hand) is redone.
+
+    Args:
+        force: replace this stage's output of another config (see :mod:`spt.storage.ownership`).
 
     Returns:
         The summary: per corpus and split, documents and bytes; skipped documents by reason; file hashes.
+
+    Raises:
+        InputError: ``output_dir`` is not writable, holds foreign files, or (without ``force``) holds corpora of
+            another config. Nothing is written then.
     """
-    out = Path(config.output_dir)
-    config_hash = sha256_json(config.model_dump(mode="json"))
-    previous = read_json(out / "summary.json")
-    if previous and previous.get("config_hash") == config_hash and _files_verify(out, previous):
+    layout = CorporaLayout(config.output_dir)
+    # Where the corpora go is not what they are: the fingerprint leaves output_dir out.
+    config_hash = sha256_json(config.model_dump(mode="json", exclude={"output_dir"}))
+    claim = storage.claim(layout.root, STAGE, config_hash, where="corpora.output_dir", parts={"config": config_hash},
+                          force=force)
+    previous = storage.read_json(layout.summary) if claim.state == "same" else None
+    if previous and previous.get("config_hash") == config_hash and _files_verify(layout, previous):
         previous["reused"] = True
         return previous
-    summary: dict = {"config": config.model_dump(mode="json"), "config_hash": config_hash, "corpora": {}}
-    with atomic_directory(out) as tmp:
-        for name, make_rows in (("domain", _domain_rows), ("general", _general_rows)):
-            stats = CorpusStats()
-            rows = make_rows(config, stats)
-            (tmp / name).mkdir()
-            for split in SPLITS:
-                _write_parquet(rows[split], tmp / name / f"{split}.parquet")
-            summary["corpora"][name] = {
-                "documents": stats.documents,
-                "bytes": stats.bytes,
-                "skipped": dict(sorted(stats.skipped.items())),
-            }
-        summary["files"] = {
-            p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*.parquet"))
+    storage.delete(layout.summary)  # the folder reads as incomplete until the new summary is written
+    summary: dict = {"config": config.model_dump(mode="json"), "config_hash": config_hash, "corpora": {},
+                     "files": {}}
+    for name, make_rows in (("domain", _domain_rows), ("general", _general_rows)):
+        stats = CorpusStats()
+        rows = make_rows(config, stats)
+        for split in SPLITS:
+            table = pa.Table.from_pylist(rows[split], schema=SCHEMA)
+            summary["files"][f"{name}/{split}.parquet"] = storage.write_parquet(
+                layout.parquet(name, split), table, compression="zstd", row_group_size=1024)
+        summary["corpora"][name] = {
+            "documents": stats.documents,
+            "bytes": stats.bytes,
+            "skipped": dict(sorted(stats.skipped.items())),
         }
-        write_json_atomic(tmp / "summary.json", summary)
+    summary["files"] = dict(sorted(summary["files"].items()))
+    storage.write_json(layout.summary, summary)
     summary["reused"] = False
     return summary
 
 
-def _files_verify(out: Path, summary: dict) -> bool:
+def _files_verify(layout: CorporaLayout, summary: dict) -> bool:
     files = summary.get("files") or {}
-    return bool(files) and all((out / n).exists() and sha256_file(out / n) == h for n, h in files.items())
+    locations = layout.files()
+    try:
+        return set(files) == set(locations) and all(storage.sha256(locations[n]) == h for n, h in files.items())
+    except FileNotFoundError:
+        return False
 
 
 def format_summary(summary: dict) -> str:

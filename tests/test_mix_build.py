@@ -163,16 +163,19 @@ def s3_server(monkeypatch):
                         "AWS_DEFAULT_REGION": "us-east-1", "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    from pipelines.mix.storage import s3_client
-
     s3_client().create_bucket(Bucket="spt")
     yield "s3://spt"
     server.stop()
 
 
-def test_build_to_s3_and_stream_back(s3_server, corpus, ray_local, tmp_path, run_cli):
-    from pipelines.mix.storage import s3_client
+def s3_client():
+    """A boto3 client of the test's server: a second S3 implementation to check what spt wrote."""
+    import boto3
 
+    return boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT_URL"])
+
+
+def test_build_to_s3_and_stream_back(s3_server, corpus, ray_local, tmp_path, run_cli):
     # the synthetic source is read from S3 too (by the Ray workers)
     client = s3_client()
     for shard in sorted((corpus["root"] / "rephrase").iterdir()):

@@ -63,10 +63,11 @@ def test_counts_are_cached_by_content(corpus, tmp_path, run_cli):
     assert run_cli("mix", "plan", path)[0] == 0
     cached = sorted(p.name for p in (tmp_path / "out" / "cache").iterdir())
     assert len(cached) == 3
-    # another δ and T: the same counts, read from the cache
-    code, _, err = run_cli("mix", "plan", path, "sources[0].fraction=0.5", "sources[0].max_epochs=5", "total_tokens=4000")
+    # another δ and T (another mix name): the same counts, read from the cache
+    code, _, err = run_cli("mix", "plan", path, "name=other", "sources[0].fraction=0.5", "sources[0].max_epochs=5",
+                           "total_tokens=4000")
     assert code == 0, err
-    plan = json.loads((tmp_path / "out" / "mixes" / "test" / "plan.json").read_text())
+    plan = json.loads((tmp_path / "out" / "mixes" / "other" / "plan.json").read_text())
     assert {row["counts_from"] for row in plan["sources"]} == {"cache"}
     domain = plan["sources"][0]
     assert (domain["samples"], domain["epochs"]) == (125, round(125 / 30, 6))
@@ -83,7 +84,14 @@ def test_a_changed_input_is_counted_again(corpus, tmp_path, run_cli):
     path = write_mix(tmp_path / "mix.yaml", config)
     assert run_cli("mix", "plan", path)[0] == 0
     (root / "extra.jsonl").write_text(json.dumps({"text": "s1 s2 s3"}) + "\n")  # 4 more tokens
-    assert run_cli("mix", "plan", path)[0] == 0
+    plan_file = tmp_path / "out" / "mixes" / "test" / "plan.json"
+    before = plan_file.read_bytes()
+    code, out, err = run_cli("mix", "plan", path)  # the mix named 'test' was planned from other input content
+    assert code == 2 and out == "" and plan_file.read_bytes() == before
+    assert err.startswith(f"error: mix 'test' ({tmp_path / 'out' / 'mixes' / 'test'}): holds `spt mix` output made "
+                          "before its inputs changed (fingerprint ")
+    assert err.rstrip().endswith("rerun with --force to replace it, or choose another folder")
+    assert run_cli("mix", "plan", path, "--force")[0] == 0
     synthetic = json.loads((tmp_path / "out" / "mixes" / "test" / "plan.json").read_text())["sources"][2]
     assert (synthetic["counts_from"], synthetic["document_tokens"], synthetic["documents"]) == ("tokenized", 484, 21)
 
@@ -101,7 +109,7 @@ def test_heldout_fraction_splits_documents_and_tokens(corpus, tmp_path, run_cli)
     assert 0 < row["heldout_documents"] < 20
     assert row["document_tokens"] == 16 * row["documents"] and row["heldout_tokens"] == 16 * row["heldout_documents"]
     # a new seed moves documents between the splits
-    assert run_cli("mix", "plan", path, "seed=1")[0] == 0
+    assert run_cli("mix", "plan", path, "seed=1", "--force")[0] == 0
     moved = json.loads((tmp_path / "out" / "mixes" / "test" / "plan.json").read_text())["sources"][3]
     assert moved["documents"] + moved["heldout_documents"] == 40 and moved["count_key"] != row["count_key"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,7 +24,6 @@ TRICKY = [
 @pytest.fixture(scope="module")
 def corpus_texts():
     import sysconfig
-    from pathlib import Path
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     return [(stdlib / name).read_text() for name in ("textwrap.py", "shlex.py", "this.py", "colorsys.py")]
@@ -33,7 +34,7 @@ def tokenizer_dir(tmp_path_factory, corpus_texts):
     root = tmp_path_factory.mktemp("tok")
     pq.write_table(pa.table({"text": corpus_texts}), root / "docs.parquet")
     config = TokenizerConfig(kind="tokenizer", inputs=[str(root)], output_dir=str(root / "tok"), vocab_size=600)
-    return train_tokenizer(config), config
+    return Path(train_tokenizer(config)), config
 
 
 def test_round_trip_is_exact(tokenizer_dir, corpus_texts):
@@ -63,13 +64,13 @@ def test_autotokenizer_loads_the_folder(tokenizer_dir, corpus_texts):
 def test_rerun_with_same_config_keeps_the_folder(tokenizer_dir):
     folder, config = tokenizer_dir
     before = (folder / "tokenizer.json").stat().st_mtime_ns
-    assert train_tokenizer(config) == folder
+    assert Path(train_tokenizer(config)) == folder
     assert (folder / "tokenizer.json").stat().st_mtime_ns == before
 
 
 def test_training_is_deterministic(tmp_path, tokenizer_dir):
     folder, config = tokenizer_dir
-    again = train_tokenizer(config.model_copy(update={"output_dir": str(tmp_path / "again")}))
+    again = Path(train_tokenizer(config.model_copy(update={"output_dir": str(tmp_path / "again")})))
     assert (again / "tokenizer.json").read_bytes() == (folder / "tokenizer.json").read_bytes()
 
 

@@ -7,6 +7,8 @@
 - ``ray_tokenize``: the Ray Data pipeline the build tokenizes with (the only module that knows Ray);
 - ``pack``: packing into fixed-length samples and writing MDS shards;
 - ``build``: content-addressed sources and the mix's streams spec;
-- ``streams``: reading a built mix back (``read_spec``, ``train_dataset``, ``eval_dataset``) for training;
-- ``storage``: local paths and ``s3://`` URLs.
+- ``layout``: where a mix's files go, computed once per run;
+- ``streams``: reading a built mix back (``read_spec``, ``train_dataset``, ``eval_dataset``) for training.
+
+Every read and write goes through :mod:`spt.storage` (local paths and ``s3://`` URLs).
 """

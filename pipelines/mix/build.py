@@ -1,66 +1,99 @@
 """`spt mix build`: content-addressed MDS datasets per source, then the mix's streams spec.
 
-Layout under ``output_dir`` (local or ``s3://``)::
-
-    sources/<name>-<hash12>/{train,heldout}/   MDS, column ``tokens`` (ndarray:uint16; uint32 past 65,535 ids)
-    sources/<name>-<hash12>/source.json        counts, inputs, shard hashes; written last = the source is complete
-    mixes/<mix name>/{plan,manifest,streams}.json
-    cache/<count key>.json                     token counts (local output_dir; else cache_dir)
+Layout: see :mod:`pipelines.mix.layout` (computed once per run; local or ``s3://``). Sources are
+``sources/<name>-<hash12>/{train,heldout}/`` (MDS, column ``tokens``: ndarray:uint16, uint32 past 65,535 ids)
+with ``source.json`` (counts, inputs, shard hashes) written last.
 
 The hash covers the inputs' content, the split rule and seed, the tokenizer, seq_len and the shard layout, so a
-mix over the same sources with another δ or T reuses them and only writes a new mixes/<name>/ folder.
+mix over the same sources with another δ or T reuses them and only writes a new mixes/<name>/ folder. A mix
+folder holds the fingerprint of what its spec depends on (see :func:`pipelines.mix.plan.fingerprint`); the same
+name with another config or other input content is refused unless ``force``.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
 from tqdm import tqdm
 
-from pipelines.io import atomic_directory, sha256_file, write_json_atomic
-from pipelines.mix import storage
 from pipelines.mix.documents import SPLITS
+from pipelines.mix.layout import SOURCE_MANIFEST, STORE_FINGERPRINT, MixLayout
 from pipelines.mix.pack import SplitWriter
-from pipelines.mix.plan import MixPlan, SourcePlan, commit_counts, make_plan, mix_location, sources_root
+from pipelines.mix.plan import MixPlan, SourcePlan, commit_counts, fingerprint, make_plan
 from pipelines.mix.report import plan_json, source_row
 from pipelines.mix.streams import SPEC_FORMAT
+from spt import storage
 from spt.config.mix import MixConfig
 
 SOURCE_FORMAT = "spt-mix-source/1"
+STAGE = "mix"
 
 
-def write_plan(config: MixConfig) -> tuple[MixPlan, str]:
+def check_outputs(config: MixConfig) -> None:
+    """Refuses, before any work, an output folder (or cache folder) that is not writable or not spt's mix store.
+
+    Raises:
+        InputError: one line naming the folder and the rule; nothing is written.
+    """
+    layout = MixLayout.of(config)
+    storage.check_claim(layout.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
+    if layout.separate_cache:
+        storage.check_claim(layout.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")
+
+
+def claim_outputs(plan: MixPlan, force: bool = False) -> None:
+    """Claims the store, the cache and the mix's folder (checked first, so a refusal writes nothing).
+
+    Raises:
+        InputError: the mix folder holds this mix's name for another config or other inputs (without ``force``).
+    """
+    layout = plan.layout
+    mix_fingerprint, parts = fingerprint(plan)
+    where, label = "mix.name", f"mix {plan.name!r} ({layout.mix})"
+    storage.check_claim(layout.mix, STAGE, mix_fingerprint, where=where, parts=parts, force=force, label=label)
+    storage.claim(layout.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
+    if layout.separate_cache:
+        storage.claim(layout.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")
+    storage.claim(layout.mix, STAGE, mix_fingerprint, where=where, parts=parts, force=force, label=label)
+
+
+def write_plan(config: MixConfig, force: bool = False) -> tuple[MixPlan, str]:
     """`spt mix plan`: counts (cached), checks, and writes ``mixes/<name>/plan.json``.
 
     Returns:
         (the plan, the location of plan.json)
 
     Raises:
-        InputError: the mix is impossible; nothing was written.
+        InputError: the mix is impossible, or its folders may not be written; nothing was written.
     """
+    check_outputs(config)
     plan = make_plan(config)
+    claim_outputs(plan, force)
     commit_counts(plan)
-    location = mix_location(config, plan.name, "plan.json")
-    storage.write_json(location, plan_json(plan))
-    return plan, location
+    storage.write_json(plan.layout.plan, plan_json(plan))
+    return plan, plan.layout.plan
 
 
-def build_mix(config: MixConfig) -> dict:
+def build_mix(config: MixConfig, force: bool = False) -> dict:
     """`spt mix build`: builds missing sources, then writes the mix's plan, manifest and streams spec.
+
+    Args:
+        force: replace a mix folder of the same name that was built from another config or other inputs.
 
     Returns:
         A report: ``name``, ``spec`` (location of streams.json), ``built`` and ``reused`` source names,
         ``tokenized_documents`` (documents tokenized by this call, 0 when everything was reused), ``plan``.
 
     Raises:
-        InputError: the mix is impossible; nothing was written.
+        InputError: the mix is impossible, or its folders may not be written; nothing was written.
     """
+    check_outputs(config)
     plan = make_plan(config)
+    claim_outputs(plan, force)
     commit_counts(plan)
-    missing = [s for s in plan.used() if not _source_exists(config, s)]
+    missing = [s for s in plan.used() if not _source_exists(plan.layout, s)]
     tokenized = plan.tokenized_documents
     if missing:
         tokenized += build_sources(plan, missing)
@@ -76,39 +109,33 @@ def build_mix(config: MixConfig) -> dict:
     }
 
 
-def source_location(config: MixConfig, source: SourcePlan, *parts: str) -> str:
-    return storage.join(sources_root(config), source.dir_name, *parts)
-
-
-def _source_exists(config: MixConfig, source: SourcePlan) -> bool:
-    manifest = storage.read_json(source_location(config, source, "source.json"))
-    return bool(manifest) and manifest.get("count_key") == source.count_key
+def _source_exists(layout: MixLayout, source: SourcePlan) -> bool:
+    """A complete source: its manifest names this content key and every file it lists is there."""
+    manifest = storage.read_json(layout.source_manifest(source.dir_name))
+    if not manifest or manifest.get("count_key") != source.count_key:
+        return False
+    present = {entry.relative for entry in storage.list_files(layout.source(source.dir_name))}
+    return set(manifest.get("files", {})) <= present
 
 
 def build_sources(plan: MixPlan, sources: list[SourcePlan]) -> int:
     """Tokenizes, packs and writes sources in one Ray pass; returns the documents tokenized.
 
-    Locally each source is written to a temp folder renamed into place; for S3 it is written to a local temp
-    folder and uploaded, source.json last.
+    Each source is written to a local staging folder that becomes its final folder: one rename locally, an
+    upload with source.json last on S3 (see :func:`spt.storage.staged_folder`).
     """
     from pipelines.mix.ray_tokenize import ray_session
 
     with ExitStack() as stack:
-        folders = []
-        for source in sources:
-            final = source_location(plan.config, source)
-            if storage.is_remote(final):
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"spt-mix-{source.name}-")))
-            else:
-                folder = stack.enter_context(atomic_directory(final))
-            folders.append(folder)
+        folders = [
+            stack.enter_context(storage.staged_folder(plan.layout.source(s.dir_name), last=SOURCE_MANIFEST))
+            for s in sources
+        ]
         with ray_session(plan.config):
             splits = _write_sources(plan, sources, folders)
         for source, folder, source_splits in zip(sources, folders, splits):
             _check_counts(source, source_splits)
-            write_json_atomic(folder / "source.json", _source_manifest(plan, source, folder, source_splits))
-            if storage.is_remote(source_location(plan.config, source)):
-                storage.upload_directory(folder, source_location(plan.config, source), last="source.json")
+            storage.write_json(str(folder / SOURCE_MANIFEST), _source_manifest(plan, source, folder, source_splits))
     return sum(split["documents"] for source_splits in splits for split in source_splits.values())
 
 
@@ -159,7 +186,7 @@ def _source_manifest(plan: MixPlan, source: SourcePlan, folder: Path, splits: di
         "counts": source.counts.to_json(),
         "splits": splits,
         "files": {
-            p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()
+            p.relative_to(folder).as_posix(): storage.sha256(str(p)) for p in sorted(folder.rglob("*")) if p.is_file()
         },
     }
 
@@ -170,7 +197,7 @@ def _split_entry(plan: MixPlan, source: SourcePlan, mix_dir: str, split: str) ->
     entry = {"name": source.name, "role": source.config.role, "local": None, "remote": None}
     if samples == 0:
         return entry
-    location = source_location(plan.config, source, split)
+    location = plan.layout.source(source.dir_name, split)
     if storage.is_remote(location):
         entry["remote"] = location
     else:
@@ -180,8 +207,8 @@ def _split_entry(plan: MixPlan, source: SourcePlan, mix_dir: str, split: str) ->
 
 def _write_mix(plan: MixPlan, built_now: set[str]) -> str:
     """Writes plan.json, manifest.json and, last, streams.json; returns the location of streams.json."""
-    config = plan.config
-    mix_dir = mix_location(config, plan.name)
+    config, layout = plan.config, plan.layout
+    mix_dir = layout.mix
     streams, evals, manifest_sources = [], [], []
     for source in plan.used():
         row = source_row(plan, source)
@@ -204,7 +231,7 @@ def _write_mix(plan: MixPlan, built_now: set[str]) -> str:
                 **{k: row[k] for k in ("name", "role", "fraction", "asked_tokens", "realized_tokens", "samples",
                                        "unique_samples", "epochs", "documents", "skipped", "heldout_samples")},
                 "difference_tokens": round(row["realized_tokens"] - float(plan.asked_tokens(source)), 6),
-                "source_dir": storage.join(sources_root(config), source.dir_name),
+                "source_dir": layout.source(source.dir_name),
                 "built_now": source.name in built_now,
             }
         )
@@ -231,8 +258,7 @@ def _write_mix(plan: MixPlan, built_now: set[str]) -> str:
         "sources": manifest_sources,
         "left_out": {s.name: s.left_out for s in plan.sources if s.left_out is not None},
     }
-    storage.write_json(mix_location(config, plan.name, "plan.json"), plan_json(plan))
-    storage.write_json(mix_location(config, plan.name, "manifest.json"), manifest)
-    location = mix_location(config, plan.name, "streams.json")
-    storage.write_json(location, spec)
-    return location
+    storage.write_json(layout.plan, plan_json(plan))
+    storage.write_json(layout.manifest, manifest)
+    storage.write_json(layout.streams, spec)  # last: a spec is there only when the rest is
+    return layout.streams

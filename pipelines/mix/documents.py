@@ -3,23 +3,22 @@
 Inputs are parquet files with a ``text`` column (the corpora and the rephrase output, whose rows carry an
 ``error`` column that is null when fine) and jsonl files with a ``text`` field, local or on S3. A bad row is
 skipped and counted by reason, never fatal; a missing path or a file that is not parquet at all is an error.
+A folder written by `spt rephrase` contributes only the shards its manifest lists (a shard of a killed run
+that the manifest does not list yet is not an input).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.io import sha256_file
-from pipelines.mix import storage
+from spt import storage
 
 SUFFIXES = (".parquet", ".jsonl")
 SPLITS = ("train", "heldout")
@@ -39,7 +38,8 @@ class UnreadableFile(Exception):
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input file and an identifier of its content (``sha256:...`` locally, ``etag:...`` on S3)."""
+    """One input file and an identifier of its content (:func:`spt.storage.content_id`: ``sha256:...`` locally,
+    ``etag:...`` on S3)."""
 
     location: str
     content_id: str
@@ -75,46 +75,37 @@ def resolve_inputs(paths: list[str], where: str) -> tuple[list[InputFile], list[
     files: list[InputFile] = []
     problems: list[str] = []
     for index, item in enumerate(paths):
-        label = f"{where}[{index}]={item!r}"
-        if storage.is_remote(item):
-            found, problem = _remote_files(item)
-        else:
-            found, problem = _local_files(Path(item))
+        # Absolute: Ray workers read these files, and their working directory need not be ours.
+        location = item if storage.is_remote(item) else str(storage.local_path(item))
+        found, problem = _input_files(location)
         if problem:
-            problems.append(f"{label}: {problem}")
-        files.extend(InputFile(f.location, f.content_id, f"{where}[{index}]") for f in found)
+            problems.append(f"{where}[{index}]={item!r}: {problem}")
+        files.extend(InputFile(f, storage.content_id(f), f"{where}[{index}]") for f in found)
     return files, problems
 
 
-def _local_files(path: Path) -> tuple[list[InputFile], str | None]:
-    # Absolute: Ray workers read these files, and their working directory need not be ours.
-    path = Path(os.path.abspath(path))
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES and not _hidden(p, path))
-        if not found:
-            return [], "folder has no .parquet or .jsonl files"
-        return [InputFile(str(p), "sha256:" + sha256_file(p)) for p in found], None
-    if path.is_file():
-        if path.suffix not in SUFFIXES:
+def _input_files(location: str) -> tuple[list[str], str | None]:
+    if storage.is_folder(location):
+        listed = _rephrase_shards(location)
+        if listed is not None:
+            found = listed
+        else:
+            found = [e.location for e in storage.list_files(location, suffixes=SUFFIXES)]
+        return (found, None) if found else ([], "folder has no .parquet or .jsonl files")
+    if storage.is_file(location):
+        if not location.endswith(SUFFIXES):
             return [], "not a .parquet or .jsonl file"
-        return [InputFile(str(path), "sha256:" + sha256_file(path))], None
+        return [location], None
     return [], "no such file or folder"
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    # Temp files of writers that rename into place (".name.tmp-...") are not inputs.
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def _remote_files(url: str) -> tuple[list[InputFile], str | None]:
-    if not url.endswith("/") and url.endswith(SUFFIXES):
-        etag = storage.object_etag(url)
-        return ([InputFile(url, f"etag:{etag}")], None) if etag else ([], "no such object")
-    prefix = url.rstrip("/") + "/"
-    objects = [(u, e) for u, e in storage.list_objects(prefix) if u.endswith(SUFFIXES)]
-    if not objects:
-        return [], "no .parquet or .jsonl objects under this prefix"
-    return [InputFile(u, f"etag:{e}") for u, e in objects], None
+def _rephrase_shards(folder: str) -> list[str] | None:
+    """The shards a `spt rephrase` manifest lists (committed units only), or None for other folders."""
+    manifest = storage.read_json(storage.join(folder, "manifest.json"))
+    if not isinstance(manifest, dict) or not str(manifest.get("format", "")).startswith("spt-rephrase/"):
+        return None
+    names = sorted(info["file"] for info in manifest.get("units", {}).values() if info.get("file"))
+    return [storage.join(folder, name) for name in names]
 
 
 @dataclass(frozen=True)
@@ -132,21 +123,23 @@ JSONL_CHUNK_BYTES = 4 << 20
 
 
 def chunks_of(location: str, jsonl_bytes: int = JSONL_CHUNK_BYTES) -> list[Chunk]:
-    """Cuts a local file into the pieces build tasks read, so that a large file is tokenized by several workers.
+    """Cuts a file into the pieces build tasks read, so that a large file is tokenized by several workers.
 
-    A parquet file is cut at row-group boundaries (a row group is decoded as a whole, so a smaller piece would
-    decode it again for every piece); a jsonl file into about ``jsonl_bytes`` of whole lines. A remote file is
-    one piece (cutting it would need a download just to find the cuts).
+    A parquet file (local or S3: only its footer is read) is cut at row-group boundaries (a row group is decoded
+    as a whole, so a smaller piece would decode it again for every piece); a local jsonl file into about
+    ``jsonl_bytes`` of whole lines. A remote jsonl file is one piece (cutting it would need a download just to
+    find the cuts).
     """
-    if storage.is_remote(location):
-        return [Chunk(location)]
     try:
         if location.endswith(".parquet"):
-            metadata = pq.ParquetFile(location).metadata
+            with storage.open_input(location) as handle:
+                metadata = pq.ParquetFile(handle).metadata
             sizes = [metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)]
             starts = np.cumsum([0, *sizes]).tolist()
             return [Chunk(location, a, b) for a, b in zip(starts, starts[1:])] or [Chunk(location)]
-        data = Path(location).read_bytes()
+        if storage.is_remote(location):
+            return [Chunk(location)]
+        data = storage.read_bytes(location)
     except (pa.ArrowException, OSError):
         return [Chunk(location)]  # read_chunk reports what is wrong with it
     cuts = [0]
@@ -176,17 +169,14 @@ def read_chunk(chunk: Chunk) -> tuple[list[str], Counter]:
         UnreadableFile: as :func:`read_documents`.
     """
     skipped: Counter = Counter()
-    location = chunk.location
     try:
-        if location.endswith(".parquet"):
-            source = location if not storage.is_remote(location) else pa.BufferReader(storage.read_bytes(location))
-            texts = _parquet_documents(source, skipped, chunk.start, chunk.stop)
-        elif storage.is_remote(location) or chunk.stop is None:
-            texts = _jsonl_documents(storage.read_bytes(location)[chunk.start :], skipped)
-        else:
-            with open(location, "rb") as handle:
+        with storage.open_input(chunk.location) as handle:
+            if chunk.location.endswith(".parquet"):
+                texts = _parquet_documents(handle, skipped, chunk.start, chunk.stop)
+            else:
                 handle.seek(chunk.start)
-                texts = _jsonl_documents(handle.read(chunk.stop - chunk.start), skipped)
+                data = handle.read() if chunk.stop is None else handle.read(chunk.stop - chunk.start)
+                texts = _jsonl_documents(data, skipped)
     except FileNotFoundError:
         raise UnreadableFile("no such file") from None
     except OSError as exc:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 
-from pipelines.io import sha256_json
-from pipelines.mix import storage
 from pipelines.mix.documents import InputFile, SplitRule, resolve_inputs
+from pipelines.mix.layout import MixLayout
 from pipelines.mix.tokens import (
     FORMAT_VERSION,
     CountCache,
@@ -25,11 +23,12 @@ from pipelines.mix.tokens import (
     count_files,
     tokenizer_info,
 )
+from spt import storage
 from spt.config.mix import MixConfig, MixSource
 from spt.errors import InputError
+from spt.storage import sha256_json
 
-_MISSING = ("no such file or folder", "no such object", "folder has no .parquet or .jsonl files",
-            "no .parquet or .jsonl objects under this prefix")
+_MISSING = ("no such file or folder", "folder has no .parquet or .jsonl files")
 
 
 @dataclass
@@ -65,6 +64,7 @@ class MixPlan:
     sources: list[SourcePlan]
     name: str = ""
     tokenized_documents: int = 0
+    layout: MixLayout | None = None
 
     @property
     def seq_len(self) -> int:
@@ -87,22 +87,6 @@ class MixPlan:
 
     def asked_tokens(self, source: SourcePlan) -> Fraction:
         return source.fraction * self.config.total_tokens
-
-
-def sources_root(config: MixConfig) -> str:
-    return storage.join(config.output_dir, "sources")
-
-
-def mix_location(config: MixConfig, name: str, *parts: str) -> str:
-    return storage.join(config.output_dir, "mixes", name, *parts)
-
-
-def cache_folder(config: MixConfig) -> Path:
-    if config.cache_dir:
-        return Path(config.cache_dir)
-    if storage.is_remote(config.output_dir):
-        return Path(".spt/cache/mix")
-    return Path(config.output_dir) / "cache"
 
 
 def allocate_samples(fractions: list[Fraction], total_tokens: int, seq_len: int) -> list[int]:
@@ -135,6 +119,7 @@ def make_plan(config: MixConfig) -> MixPlan:
         raise InputError(problems)
     plan = MixPlan(config, tokenizer, sources)
     plan.name = config.name or "mix-" + sha256_json(_mix_identity(plan))[:12]
+    plan.layout = MixLayout.of(config, plan.name)
     _count(plan)
     fractions_used = [s.fraction if s.left_out is None else Fraction(0) for s in sources]
     for source, samples in zip(sources, allocate_samples(fractions_used, config.total_tokens, config.seq_len)):
@@ -185,11 +170,11 @@ def _mix_identity(plan: MixPlan) -> dict:
 
 def _count(plan: MixPlan) -> None:
     """Fills every used source's counts: from its built source, the count cache, or by tokenizing now."""
-    config, cache = plan.config, CountCache(cache_folder(plan.config))
+    config, cache = plan.config, CountCache(plan.layout)
     stage: TokenizeStage | None = None
     problems: list[str] = []
     for source in plan.used():
-        built = storage.read_json(storage.join(sources_root(config), source.dir_name, "source.json"))
+        built = storage.read_json(plan.layout.source_manifest(source.dir_name))
         if built and built.get("count_key") == source.count_key:
             source.counts, source.counts_from = SourceCounts.from_json(built["counts"]), "source"
             continue
@@ -232,8 +217,33 @@ def _check(plan: MixPlan, source: SourcePlan) -> list[str]:
 
 def commit_counts(plan: MixPlan) -> None:
     """Caches counts that were tokenized in this run (called once the plan is known to be valid)."""
-    cache = CountCache(cache_folder(plan.config))
+    cache = CountCache(plan.layout)
     for source in plan.used():
         if source.counts_from == "tokenized":
             about = {"source": source.name, "inputs": [f.location for f, _ in source.files]}
             cache.put(source.count_key, source.counts, about)
+
+
+def fingerprint(plan: MixPlan) -> tuple[str, dict[str, str]]:
+    """What a mix folder's streams spec depends on: (hash, its parts ``config`` and ``inputs``).
+
+    ``config``: tokens, sequence length, seed, each source's name, role, share and held-out rule, and the shard
+    layout; ``inputs``: the content ids of every input file and of the tokenizer. Not where files live, not
+    Ray or speed settings, not checks that refuse a mix (max_epochs, global_batch_size).
+    """
+    config = plan.config
+    parts = {
+        "config": sha256_json({
+            "total_tokens": config.total_tokens,
+            "seq_len": config.seq_len,
+            "seed": config.seed,
+            "sources": [[s.name, s.config.role, str(s.fraction), s.config.heldout_fraction] for s in plan.sources],
+            "shards": [config.build.compression, config.build.shard_size_bytes],
+        }),
+        "inputs": sha256_json({
+            "tokenizer": plan.tokenizer.sha256,
+            "sources": [None if s.left_out else [[f.content_id, rule.split] for f, rule in s.files]
+                        for s in plan.sources],
+        }),
+    }
+    return sha256_json(parts), parts

@@ -3,7 +3,9 @@
 This is the only module that knows about Ray. Without an address it starts a local Ray sized for the tokenizer tasks
 (``ray.init(num_cpus=..., include_dashboard=False)``) and stops it afterwards; a Ray that is already running in
 the process (a test fixture, a notebook) is used as it is and left running. With a cluster address the workers
-read the inputs themselves, so inputs must be on S3 or on a filesystem every node mounts at the same path.
+read the inputs themselves, so inputs must be on S3 or on a filesystem every node mounts at the same path; they
+run ``ray.py_executable`` (the train environment's interpreter in the worker image; default: the local one).
+Tokenizer tasks ask for no GPU: HF tokenizers run on CPUs only.
 """
 
 from __future__ import annotations
@@ -45,7 +47,15 @@ def ray_session(config: MixConfig) -> Iterator[None]:
         return
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if config.ray.address:
-        ray.init(address=config.ray.address, **quiet)
+        from spt.environments import ray_runtime_env
+
+        # The cluster's workers run the train environment's interpreter: ray.py_executable, or the local one.
+        runtime_env = ray_runtime_env("train", config.ray.py_executable, _worker_env(config))
+        ray.init(address=config.ray.address, runtime_env=runtime_env, **quiet)
+    elif config.ray.py_executable:
+        per_worker = max(1, math.ceil(config.ray.num_cpus))
+        ray.init(num_cpus=config.build.workers * per_worker, include_dashboard=False,
+                 runtime_env={"py_executable": config.ray.py_executable}, **quiet)
     else:
         per_worker = max(1, math.ceil(config.ray.num_cpus))
         ray.init(num_cpus=config.build.workers * per_worker, include_dashboard=False, **quiet)

@@ -77,7 +77,7 @@ def read_spec(path: str | Path, cache_dir: str | None = None) -> dict[str, Any]:
     Raises:
         InputError: the file is missing or not a streams spec.
     """
-    from pipelines.mix import storage
+    from spt import storage
 
     location = str(path)
     try:

@@ -13,15 +13,14 @@ import hashlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from pipelines.io import read_json, write_json_atomic
 from pipelines.mix.documents import SPLITS, InputFile, SplitRule, UnreadableFile, read_documents
+from spt import storage
 from spt.errors import InputError
 
 #: Bumped when the meaning of a count or of a packed sample changes, so caches and built sources are not reused.
@@ -30,7 +29,7 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class TokenizerInfo:
-    """What a mix needs to know of its tokenizer."""
+    """What a mix needs to know of its tokenizer; ``folder`` is an absolute local path or an ``s3://`` URL."""
 
     folder: str
     sha256: str
@@ -44,24 +43,24 @@ class TokenizerInfo:
 
 
 def tokenizer_info(folder: str, where: str = "mix.tokenizer") -> TokenizerInfo:
-    """Loads a tokenizer folder with ``pipelines.tokenizer.load_tokenizer``; problems name ``where``.
+    """Loads a tokenizer folder (local or S3) with ``pipelines.tokenizer.load_tokenizer``; problems name ``where``.
 
     Raises:
         InputError: no such folder, no tokenizer.json, or no EOS token.
     """
-    from pipelines.tokenizer import load_tokenizer
+    from pipelines.tokenizer import TokenizerLayout, load_tokenizer
 
-    path = Path(folder)
-    if not path.is_dir():
+    if not storage.is_folder(folder):
         raise InputError(f"{where}={folder!r}: no such tokenizer folder")
+    location = folder if storage.is_remote(folder) else str(storage.local_path(folder))
     try:
-        tokenizer, eos_id = load_tokenizer(path)
+        tokenizer, eos_id = load_tokenizer(location)
     except InputError as exc:
         raise InputError([f"{where}={folder!r}: {p.split(': ', 1)[-1]}" for p in exc.problems]) from None
     except Exception as exc:  # a tokenizer.json that `tokenizers` cannot parse
         raise InputError(f"{where}={folder!r}: unreadable tokenizer.json ({str(exc).splitlines()[0]})") from None
-    digest = hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest()
-    return TokenizerInfo(str(path.resolve()), digest, tokenizer.get_vocab_size(with_added_tokens=True), eos_id)
+    digest = storage.sha256(TokenizerLayout(location).tokenizer)
+    return TokenizerInfo(location, digest, tokenizer.get_vocab_size(with_added_tokens=True), eos_id)
 
 
 class TokenizeStage:
@@ -76,10 +75,13 @@ class TokenizeStage:
     def __init__(self, tokenizer_dir: str, dtype: str, eos_token_id: int, threads: int | None = None):
         from tokenizers import Tokenizer
 
+        from pipelines.tokenizer import TokenizerLayout
+
         if threads is not None:
             # One Ray worker per CPU: the Rust thread pool would otherwise take every core in each worker.
             os.environ["TOKENIZERS_PARALLELISM"] = "false" if threads == 1 else "true"
-        self.tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
+        # Through the storage layer: Ray workers on other nodes read an s3:// tokenizer the same way.
+        self.tokenizer = Tokenizer.from_str(storage.read_text(TokenizerLayout(str(tokenizer_dir)).tokenizer))
         self.dtype = np.dtype(dtype)
         self.eos = eos_token_id
 
@@ -173,14 +175,15 @@ def count_files(
 
 
 class CountCache:
-    """Per-source counts on local disk, one JSON file per content key (inputs, split rule, tokenizer)."""
+    """Per-source counts, one JSON file per content key (inputs, split rule, tokenizer), in the mix's cache folder
+    (local or S3)."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+    def __init__(self, layout):
+        self.layout = layout
 
     def get(self, key: str) -> SourceCounts | None:
-        value = read_json(self.folder / f"{key}.json")
+        value = storage.read_json(self.layout.count(key))
         return SourceCounts.from_json(value["counts"]) if value and value.get("key") == key else None
 
     def put(self, key: str, counts: SourceCounts, about: dict) -> None:
-        write_json_atomic(self.folder / f"{key}.json", {"key": key, "counts": counts.to_json(), "about": about})
+        storage.write_json(self.layout.count(key), {"key": key, "counts": counts.to_json(), "about": about})

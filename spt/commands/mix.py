@@ -7,6 +7,8 @@ import argparse
 from spt.commands import add_config_arguments, print_config
 from spt.config import load_config
 
+FORCE_HELP = "replace a mix folder of the same name built from another config or other input content"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     mix = subparsers.add_parser("mix", help="plan and build a token-exact data mix (MDS shards + Streaming streams)")
@@ -16,12 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "plan", help="count tokens (cached) and print per source: fraction, tokens asked, unique tokens, epochs"
     )
     add_config_arguments(plan)
+    plan.add_argument("--force", action="store_true", help=FORCE_HELP)
     plan.set_defaults(func=run_plan, environment="train")
 
     build = actions.add_parser(
         "build", help="tokenize with Ray Data, write MDS shards per source (reused) and the mix's streams spec"
     )
     add_config_arguments(build)
+    build.add_argument("--force", action="store_true", help=FORCE_HELP)
     build.set_defaults(func=run_build, environment="train")
 
 
@@ -33,7 +37,7 @@ def run_plan(args: argparse.Namespace) -> int:
     from pipelines.mix.build import write_plan
     from pipelines.mix.report import format_plan
 
-    plan, location = write_plan(config)
+    plan, location = write_plan(config, force=args.force)
     print(format_plan(plan))
     print(f"plan written: {location}")
     return 0
@@ -47,7 +51,7 @@ def run_build(args: argparse.Namespace) -> int:
     from pipelines.mix.build import build_mix
     from pipelines.mix.report import format_plan
 
-    report = build_mix(config)
+    report = build_mix(config, force=args.force)
     print(format_plan(report["plan"]))
     built = ", ".join(report["built"]) or "none"
     reused = ", ".join(report["reused"]) or "none"

@@ -1,16 +1,29 @@
-"""Config sections shared by several kinds."""
+"""Config sections and field types shared by several kinds."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from spt.config.loader import StrictModel
 
 
-class RayRuntimeConfig(StrictModel):
-    """Where a stage runs on Ray and with which interpreter (the stage's environment)."""
+def _supported_location(value: str) -> str:
+    from spt.storage import scheme_problem
+
+    problem = scheme_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: A local path or an ``s3://bucket/prefix`` URL; other schemes are refused when the config loads.
+Location = Annotated[str, AfterValidator(_supported_location)]
+
+
+class RayCpuConfig(StrictModel):
+    """Where a CPU-only stage runs on Ray and with which interpreter (the stage's environment)."""
 
     address: str | None = Field(
         None, description="Ray address (`auto`, `ray://host:10001`, `http://host:8265`); None starts a local Ray"
@@ -22,6 +35,11 @@ class RayRuntimeConfig(StrictModel):
     )
     env_vars: dict[str, str] = Field(default_factory=dict, description="environment variables for the workers (strings)")
     num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per worker (CPUs)")
+
+
+class RayRuntimeConfig(RayCpuConfig):
+    """Where a stage that may use GPUs runs on Ray: as :class:`RayCpuConfig`, plus GPUs per worker."""
+
     num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per worker (GPUs)")
 
 

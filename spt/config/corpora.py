@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from spt.config.common import Location
 from spt.config.loader import StrictModel
 
 
@@ -22,7 +23,9 @@ class CorporaConfig(StrictModel):
     """`spt corpora`: builds a domain corpus (Python source) and a general English corpus from text on this machine."""
 
     kind: Literal["corpora"] = Field(description="config kind (literal 'corpora')")
-    output_dir: str = Field(description="folder that receives domain/ and general/ parquet files (a path)")
+    output_dir: Location = Field(
+        description="folder that receives domain/ and general/ parquet files, local or s3:// (a path)"
+    )
     seed: int = Field(0, ge=0, description="seed of the document shuffle and the held-out split (integer)")
     heldout_fraction: float = Field(
         0.05, ge=0.0, le=0.5, description="share of documents put in the held-out split (fraction)"
@@ -38,10 +41,12 @@ class TokenizerConfig(StrictModel):
     """`spt tokenizer`: trains a byte-level BPE tokenizer, or names an existing HF tokenizer folder."""
 
     kind: Literal["tokenizer"] = Field(description="config kind (literal 'tokenizer')")
-    inputs: list[str] = Field(
-        min_length=1, description="parquet files or folders of them with a `text` column (paths)"
+    inputs: list[Location] = Field(
+        min_length=1, description="parquet files or folders of them with a `text` column, local or s3:// (paths)"
     )
-    output_dir: str = Field(description="folder the tokenizer is saved to, loadable by AutoTokenizer (a path)")
+    output_dir: Location = Field(
+        description="folder the tokenizer is saved to, loadable by AutoTokenizer when local; or s3:// (a path)"
+    )
     vocab_size: int = Field(4096, ge=300, le=1_000_000, description="vocabulary size including special tokens (tokens)")
     min_frequency: int = Field(2, ge=1, description="pairs seen fewer times are not merged (occurrences)")
     max_documents: int | None = Field(None, ge=1, description="train on at most this many documents (documents)")

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from spt.config.common import RayRuntimeConfig
+from spt.config.common import Location, RayCpuConfig
 from spt.config.loader import StrictModel
 
 #: Two fractions that differ by less than this are equal (YAML decimals such as 0.1 + 0.2 + 0.7).
@@ -34,7 +34,7 @@ class MixSource(StrictModel):
     role: Literal["general", "synthetic", "domain"] = Field(
         description="the part the source plays in specialized pretraining (one of the literals)"
     )
-    paths: list[str] = Field(
+    paths: list[Location] = Field(
         min_length=1,
         description="parquet or jsonl files, or folders of them, local or s3:// (paths); rows need a `text` "
         "column, and rows with a non-null `error` column (rephrase output) are skipped",
@@ -47,7 +47,7 @@ class MixSource(StrictModel):
     max_epochs: float | None = Field(
         None, gt=0, description="refuse the mix if this source would be repeated more often than this (epochs)"
     )
-    heldout_paths: list[str] | None = Field(
+    heldout_paths: list[Location] | None = Field(
         None, min_length=1, description="files or folders of held-out documents for evaluation (paths)"
     )
     heldout_fraction: float | None = Field(
@@ -94,8 +94,12 @@ class MixConfig(StrictModel):
         None,
         description="the mix's folder under output_dir/mixes/ (a name); None = 'mix-' and a hash of the mix",
     )
-    output_dir: str = Field(description="folder for sources/, mixes/ and the count cache, local or s3:// (a path)")
-    tokenizer: str = Field(description="HF tokenizer folder with tokenizer.json, e.g. from `spt tokenizer` (a path)")
+    output_dir: Location = Field(
+        description="folder for sources/, mixes/ and the count cache, local or s3:// (a path)"
+    )
+    tokenizer: Location = Field(
+        description="HF tokenizer folder with tokenizer.json, e.g. from `spt tokenizer`, local or s3:// (a path)"
+    )
     total_tokens: int = Field(ge=1, description="tokens the whole mix supplies per pass, T (tokens)")
     seq_len: int = Field(2048, ge=2, le=1 << 20, description="length of every packed training sample (tokens)")
     global_batch_size: int = Field(
@@ -104,14 +108,14 @@ class MixConfig(StrictModel):
     seed: int = Field(0, ge=0, description="seed of the held-out split by document hash (integer)")
     sources: list[MixSource] = Field(min_length=1, description="the sources and their token fractions")
     build: MixBuildOptions = Field(default_factory=MixBuildOptions, description="the tokenize-and-write pipeline")
-    ray: RayRuntimeConfig = Field(
-        default_factory=RayRuntimeConfig,
+    # No num_gpus: tokenization (HF tokenizers) runs on CPUs only; reserving GPUs would only idle them.
+    ray: RayCpuConfig = Field(
+        default_factory=RayCpuConfig,
         description="where the build's Ray Data pipeline runs; num_cpus is per tokenizer task",
     )
-    cache_dir: str | None = Field(
+    cache_dir: Location | None = Field(
         None,
-        description="local folder of the token-count cache (a path); None = output_dir/cache when output_dir "
-        "is local, else .spt/cache/mix",
+        description="folder of the token-count cache, local or s3:// (a path); None = output_dir/cache",
     )
 
     @model_validator(mode="after")

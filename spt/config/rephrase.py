@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from spt.config.common import RayRuntimeConfig
+from spt.config.common import Location, RayRuntimeConfig
 from spt.config.loader import ConfigError, StrictModel
 
 #: Placeholders a style template may use, and what they are filled with.
@@ -98,9 +98,10 @@ class StyleLibrary(StrictModel):
 class RephraseInput(StrictModel):
     """Where the seed documents come from."""
 
-    paths: list[str] = Field(
+    paths: list[Location] = Field(
         min_length=1,
-        description="parquet/jsonl files, folders of them, or a local HF dataset folder; local or s3:// (paths)",
+        description="parquet/jsonl files, folders of them, or a saved HF dataset folder; local or s3:// (paths); "
+        "S3 settings come from $S3_ENDPOINT_URL and the AWS environment",
     )
     format: Literal["auto", "parquet", "jsonl", "hf"] = Field(
         "auto", description="file format (one of the literals); auto: by file extension and folder contents"
@@ -115,10 +116,6 @@ class RephraseInput(StrictModel):
     )
     sample_fraction: float = Field(
         1.0, gt=0, le=1, description="keep a document when a hash of (seed, id) falls below this (fraction)"
-    )
-    s3_endpoint: str | None = Field(None, description="S3 endpoint URL for s3:// paths (a URL); None: AWS")
-    s3_region: str | None = Field(
-        None, description="S3 region for s3:// paths (a region name); None: from the environment"
     )
 
 
@@ -219,7 +216,7 @@ class RephraseSampling(StrictModel):
 class RephraseOutput(StrictModel):
     """Where rows go: parquet shards plus manifest.json, committed exactly once per input shard."""
 
-    dir: str = Field(description="output folder, local or a mounted shared file system (a path)")
+    dir: Location = Field(description="output folder, local, a shared file system, or s3:// (a path)")
     documents_per_shard: int = Field(
         64, ge=1, description="input documents per work unit; each unit commits one part-*.parquet (documents)"
     )
@@ -258,8 +255,6 @@ class RephraseConfig(StrictModel):
                 f"chunking.max_tokens={self.chunking.max_tokens} leaves no room for the prompt and output in "
                 f"engine.max_model_len={self.engine.max_model_len}"
             )
-        if "://" in self.output.dir:
-            problems.append(f"output.dir={self.output.dir!r}: must be a local or mounted folder (atomic renames)")
         if problems:
             raise ValueError("; ".join(problems))
         return self

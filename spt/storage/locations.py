@@ -1,0 +1,143 @@
+"""Locations: which strings name a place spt can read and write, and the pyarrow file system behind each.
+
+A location is a local path (relative paths are taken from the working directory) or ``s3://bucket/key``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from spt.errors import InputError
+
+S3 = "s3://"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
+
+
+def scheme_problem(location: str) -> str | None:
+    """Why ``location`` is not a supported location (an unsupported or malformed URL), or None."""
+    text = str(location)
+    match = _SCHEME.match(text)
+    if text.startswith(S3):
+        bucket = text[len(S3):].split("/", 1)[0]
+        return None if bucket else "expected s3://BUCKET/PREFIX"
+    if match:
+        if match.group(1).lower() == "s3":
+            return "expected s3://BUCKET/PREFIX"
+        return f"unsupported scheme {match.group(1)}:// (use a local path or s3://BUCKET/PREFIX)"
+    return None
+
+
+def check(location: str, where: str) -> str:
+    """``location`` if it is a local path or an ``s3://`` URL.
+
+    Raises:
+        InputError: ``<where>='<location>': unsupported scheme ...`` for anything else.
+    """
+    problem = scheme_problem(location)
+    if problem:
+        raise InputError(f"{where}={str(location)!r}: {problem}")
+    return str(location)
+
+
+def is_remote(location: str) -> bool:
+    return str(location).startswith(S3)
+
+
+def join(location: str, *parts: str) -> str:
+    """Joins parts with '/' for URLs and the OS separator for local paths."""
+    if is_remote(location):
+        return "/".join([str(location).rstrip("/"), *[str(p).strip("/") for p in parts if str(p)]])
+    return str(Path(location, *parts))
+
+
+def name(location: str) -> str:
+    """The last part of a location (a file or folder name)."""
+    return str(location).rstrip("/").rsplit("/", 1)[-1] if is_remote(location) else Path(location).name
+
+
+def parent(location: str) -> str:
+    return str(location).rstrip("/").rsplit("/", 1)[0] if is_remote(location) else str(Path(location).parent)
+
+
+def local_path(location: str) -> Path:
+    """The absolute path of a local location (for libraries that only write local files)."""
+    if is_remote(location):
+        raise ValueError(f"{location} is not a local path")
+    return Path(os.path.abspath(os.path.expanduser(str(location))))
+
+
+def resolve(location: str):
+    """(pyarrow FileSystem, path inside it) for a location.
+
+    Raises:
+        InputError: an unsupported scheme.
+    """
+    import pyarrow.fs as pafs
+
+    check(location, "location")
+    if is_remote(location):
+        return _s3(os.environ.get("S3_ENDPOINT_URL") or "",
+                   os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""), \
+            str(location)[len(S3):].rstrip("/")
+    return pafs.LocalFileSystem(), str(local_path(location))
+
+
+_S3_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _s3(endpoint: str, region: str):
+    """One S3FileSystem per (endpoint, region): tests change the endpoint between servers."""
+    import pyarrow.fs as pafs
+    from urllib.parse import urlparse
+
+    key = (endpoint, region)
+    if key not in _S3_CACHE:
+        options: dict[str, Any] = {"region": region} if region else {}
+        if endpoint:
+            parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+            options.update(endpoint_override=parsed.netloc + parsed.path.rstrip("/"), scheme=parsed.scheme)
+        _S3_CACHE[key] = pafs.S3FileSystem(**options)
+    return _S3_CACHE[key]
+
+
+def writable_problem(location: str) -> str | None:
+    """Why spt could not write at ``location`` (checked without writing), or None.
+
+    Locally: the nearest existing folder must be writable and nothing on the way may be a file. On S3: the
+    bucket must exist (permission to write shows only on the first write).
+    """
+    problem = scheme_problem(location)
+    if problem:
+        return problem
+    if is_remote(location):
+        bucket = str(location)[len(S3):].split("/", 1)[0]
+        import pyarrow.fs as pafs
+
+        fs, _ = resolve(location)
+        try:
+            if fs.get_file_info(bucket).type != pafs.FileType.Directory:
+                return f"no such bucket {bucket!r}"
+        except OSError as exc:
+            return f"cannot reach S3 ({str(exc).splitlines()[0]})"
+        return None
+    path = local_path(location)
+    if path.exists() and not path.is_dir():
+        return "exists and is not a folder"
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"not writable ({probe} does not allow writing)"
+    return None
+
+
+def check_writable(location: str, where: str) -> None:
+    """Raises InputError(``<where>='<location>': <why>``) when spt could not write there."""
+    problem = writable_problem(location)
+    if problem:
+        raise InputError(f"{where}={str(location)!r}: {problem}")
