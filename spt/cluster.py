@@ -23,11 +23,11 @@ def host_port(address: str, default_port: int) -> tuple[str, int]:
     """``http://h:8265``, ``ray://h:10001`` or ``h:6379`` -> (host, port)."""
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
     if not parsed.hostname:
-        raise InputError(f"address={address!r}: expected HOST:PORT or http://HOST:PORT")
+        raise InputError(f"--address={address!r}: expected HOST:PORT or http://HOST:PORT")
     try:
         port = parsed.port or default_port
     except ValueError:
-        raise InputError(f"address={address!r}: the port is not a number") from None
+        raise InputError(f"--address={address!r}: the port is not a number") from None
     return parsed.hostname, port
 
 
@@ -43,10 +43,18 @@ def check_reachable(address: str, default_port: int, timeout_seconds: float = 3.
 
 
 def dashboard_url(address: str) -> str:
-    """The Jobs API URL for an address given as ``HOST[:PORT]`` or ``http(s)://HOST:PORT``."""
+    """The Jobs API URL for an address given as ``HOST[:PORT]`` or ``http(s)://HOST:PORT``.
+
+    Raises:
+        InputError: another scheme (``ray://`` and ``HOST:6379`` name the cluster's client and GCS ports, not the
+            Jobs API), or no host, or a port that is not a number.
+    """
+    if "://" in address and not address.startswith(("http://", "https://")):
+        scheme = address.split("://", 1)[0]
+        raise InputError(f"--address={address!r}: {scheme}:// is not the Jobs API; give http://HOST:8265")
+    host, port = host_port(address, DEFAULT_DASHBOARD_PORT)
     if address.startswith(("http://", "https://")):
         return address.rstrip("/")
-    host, port = host_port(address, DEFAULT_DASHBOARD_PORT)
     return f"http://{host}:{port}"
 
 

@@ -6,6 +6,7 @@ no registered kernel. Parameters go into a cell inserted after the one tagged ``
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -14,9 +15,61 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from spt import storage
 from spt.errors import InputError
 
 KERNEL = "spt-python"
+
+
+def load_notebook(path: str | Path):
+    """Reads a notebook file.
+
+    Raises:
+        InputError: no such file, or not a readable notebook.
+    """
+    import nbformat
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such notebook")
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # nbformat raises JSON, validation and encoding errors of several types
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable notebook ({reason[:200]})") from None
+
+
+def parameter_names(notebook) -> list[str]:
+    """Names the cell tagged ``parameters`` assigns, in order.
+
+    Raises:
+        InputError: not exactly one such cell, or it is not valid Python.
+    """
+    cells = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise InputError(f"the notebook needs exactly one cell tagged 'parameters', it has {len(cells)}")
+    try:
+        tree = ast.parse(cells[0].source)
+    except SyntaxError as exc:
+        raise InputError(f"the notebook's parameters cell is not valid Python ({exc.msg}, line {exc.lineno})") from None
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
+def check_parameters(notebook, values: dict[str, Any]) -> None:
+    """Every given parameter must be one the parameters cell sets (a typo would otherwise be ignored).
+
+    Raises:
+        InputError: one line per unknown name.
+    """
+    known = parameter_names(notebook)
+    unknown = [name for name in values if name not in known]
+    if unknown:
+        raise InputError([f"-p {name}: the notebook has no such parameter (its parameters: {', '.join(known)})"
+                          for name in unknown])
 
 
 def with_parameters(notebook, values: dict[str, Any]):
@@ -48,10 +101,9 @@ def execute_notebook(path: str | Path, parameters: dict[str, Any], workdir: str 
     Raises:
         nbclient.exceptions.CellExecutionError: when a cell fails (its traceback is in the message).
     """
-    import nbformat
     from nbclient import NotebookClient
 
-    notebook = with_parameters(nbformat.read(path, as_version=4), parameters)
+    notebook = with_parameters(load_notebook(path), parameters)
     with tempfile.TemporaryDirectory(prefix="spt-kernel-") as tmp:
         saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR", "JUPYTER_PLATFORM_DIRS",
                                                "IPYTHONDIR")}
@@ -68,21 +120,20 @@ def execute_notebook(path: str | Path, parameters: dict[str, Any], workdir: str 
     return notebook
 
 
-def save_copies(notebook, name: str, folder: str | Path) -> list[Path]:
-    """Writes the executed notebook, and an HTML copy when nbconvert is installed; returns the paths."""
+def save_copies(notebook, name: str, folder: str) -> list[str]:
+    """Writes the executed notebook, and an HTML copy when nbconvert is installed, to a local or ``s3://``
+    folder (through :mod:`spt.storage`); returns their locations."""
     import nbformat
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{name}.ipynb"]
-    nbformat.write(notebook, paths[0])
+    locations = [storage.join(str(folder), f"{name}.ipynb")]
+    storage.write_text(locations[0], nbformat.writes(notebook))
     if importlib.util.find_spec("nbconvert") is not None:
         from nbconvert import HTMLExporter
 
         body, _ = HTMLExporter().from_notebook_node(notebook)
-        paths.append(folder / f"{name}.html")
-        paths[-1].write_text(body, encoding="utf-8")
-    return paths
+        locations.append(storage.join(str(folder), f"{name}.html"))
+        storage.write_text(locations[-1], body)
+    return locations
 
 
 def stdout_lines(notebook) -> list[str]:

@@ -46,8 +46,8 @@ def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp
                       output_dir=str(figures), **SETTINGS)
     # The kernel starts in tmp_path: the notebook must not rely on its working folder.
     notebook = execute_notebook(NOTEBOOK, parameters, workdir=tmp_path)
-    copies = save_copies(notebook, NOTEBOOK.stem, Path(os.environ.get("SPT_NOTEBOOK_OUTPUT", tmp_path / "executed")))
-    assert all(path.stat().st_size > 0 for path in copies)
+    copies = save_copies(notebook, NOTEBOOK.stem, os.environ.get("SPT_NOTEBOOK_OUTPUT", str(tmp_path / "executed")))
+    assert all(Path(path).stat().st_size > 0 for path in copies)
 
     errors = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
               if output.output_type == "error"]

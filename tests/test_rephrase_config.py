@@ -137,8 +137,10 @@ def test_styles_that_do_not_fit_the_run(tmp_path, override, expected):
          "in engine.max_model_len=2048"),
         ("styles.weights={wiki: -1}", "rephrase.styles.weights.wiki=-1: must be >= 0.0"),
         ("styles.weights={wiki: 0}", "rephrase: styles.weights: at least one style needs a positive weight"),
-        ("output.dir=s3://bucket/x", "rephrase: output.dir='s3://bucket/x': must be a local or mounted folder "
-         "(atomic renames)"),
+        ("output.dir=gs://bucket/x", "rephrase.output.dir='gs://bucket/x': unsupported scheme gs:// (use a local "
+         "path or s3://BUCKET/PREFIX)"),
+        ("input.paths=[hdfs://nn/x]", "rephrase.input.paths[0]='hdfs://nn/x': unsupported scheme hdfs:// (use a "
+         "local path or s3://BUCKET/PREFIX)"),
         ("filter.max_chars=10", "rephrase: filter.max_chars=10 is below filter.min_chars=200"),
         ("styles.inline={bad: {description: d, template: 'no text'}}",
          "rephrase: styles.inline.bad.template: must contain the placeholder {text}"),

@@ -323,7 +323,8 @@ def test_output_dir_removes_uncommitted_files_and_skips_committed_units(tmp_path
     again = OutputDir(tmp_path, header)
     assert again.done() == {0, 1}
     assert sorted(again.removed) == sorted([part_name(2), f".{part_name(2)}.abc.tmp", ".manifest.json.xyz.tmp"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "manifest.json", "notes.txt", part_name(0)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", ".spt-owner.json", "manifest.json", "notes.txt",
+                                                          part_name(0)]
     assert again.manifest["units"]["0"]["file"] == part_name(0) and again.manifest["units"]["1"]["file"] is None
     assert oct(os.stat(tmp_path / part_name(0)).st_mode & 0o777) != "0o600"
     with pytest.raises(InputError) as info:
@@ -333,9 +334,14 @@ def test_output_dir_removes_uncommitted_files_and_skips_committed_units(tmp_path
     with pytest.raises(InputError) as info:
         OutputDir(tmp_path, {"config_hash": "h2"})
     assert info.value.problems == [
-        f"output.dir={str(tmp_path)!r} holds rephrased data from a different config; use another output.dir, "
-        "or delete the folder to start over"
+        f"output.dir={str(tmp_path)!r}: holds `spt rephrase` output made before its fingerprint changed "
+        "(fingerprint h1, now h2); rerun with --force to replace it, or choose another folder"
     ]
+    # --force replaces this stage's own files (shards, manifest), never a file it did not write
+    forced = OutputDir(tmp_path, {"config_hash": "h2"}, force=True)
+    forced.close()
+    assert forced.done() == set() and sorted(forced.removed) == sorted([part_name(0), "manifest.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", ".spt-owner.json", "notes.txt"]
 
 
 def test_a_speed_setting_does_not_change_the_config_identity(tmp_path):
@@ -380,7 +386,8 @@ def test_s3_inputs_through_a_local_moto_server(tmp_path, monkeypatch):
         client.upload_file(str(tmp_path / "x.parquet"), "spt-seed", "docs/x.parquet")
         body = b'{"id": "j", "text": "hello"}\n{"id": "k", "text": "caf\xe9"}\n'
         client.put_object(Bucket="spt-seed", Key="docs/y.jsonl", Body=body)
-        spec = RephraseInput(paths=["s3://spt-seed/docs"], s3_endpoint=url, s3_region="us-east-1")
+        monkeypatch.setenv("S3_ENDPOINT_URL", url)
+        spec = RephraseInput(paths=["s3://spt-seed/docs"])
         units = plan_units(spec, 2)
         assert [(u.scheme, u.label, u.start, u.stop) for u in units] == [
             ("s3", "x.parquet", 0, 2), ("s3", "x.parquet", 2, 3), ("s3", "y.jsonl", 0, len(body)),
@@ -390,7 +397,7 @@ def test_s3_inputs_through_a_local_moto_server(tmp_path, monkeypatch):
             ("a", None), ("b", None), ("c", None), ("j", None), ("y.jsonl:1", "invalid UTF-8"),
         ]
         with pytest.raises(InputError) as info:
-            plan_units(RephraseInput(paths=["s3://spt-seed/none"], s3_endpoint=url), 2)
+            plan_units(RephraseInput(paths=["s3://spt-seed/none"]), 2)
         assert info.value.problems == ["input.paths[0]='s3://spt-seed/none': no such file or folder"]
     finally:
         proc.kill()

@@ -1,6 +1,10 @@
 """`spt rephrase` with real vLLM (CPU build) and a real local Ray: killed with SIGKILL mid-run, rerun, and every
 expected (source_id, chunk, style) written exactly once. One killed run and one resumed run are shared by the
-tests here (engine start-up is ~35 s each)."""
+tests here (engine start-up is ~35 s each).
+
+The kill lands at the worst instant of a commit: the test hook ``SPT_TEST_PAUSE_BEFORE_MANIFEST=2`` stops the
+first run once its second shard is in place and before the manifest lists it; the whole process group (driver,
+Ray, vLLM) is then killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.io import read_json
+from pipelines.rephrase.commit import PAUSE_HOOK
 from pipelines.rephrase.runner import expected_keys, prepare
+from spt.storage import read_json
 from spt import environments
 from spt.config import load_config
 from spt.models import default_model_dir
@@ -69,26 +74,27 @@ def runs(tmp_path_factory):
     marker = uuid.uuid4().hex
     env = {**os.environ, MARKER: marker}
     log = open(root / "first.log", "w")
-    # Small engine batches, one at a time, so units commit one after another and the kill lands between commits.
+    # Small engine batches, one at a time, so units commit one after another.
     first = subprocess.Popen(
         [str(environments.python_for("generate")), "-m", "spt.cli", "rephrase", str(config_path),
          "engine.batch_size=2", "engine.concurrent_batches=1"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO, env={**env, PAUSE_HOOK: "2"}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.time() + 600
     try:
-        while not (read_json(manifest_path) or {}).get("units"):
+        while "test hook: paused after" not in (root / "first.log").read_text():
             if first.poll() is not None:
-                pytest.fail(f"the first run ended ({first.returncode}) before any commit:\n"
+                pytest.fail(f"the first run ended ({first.returncode}) before the hook:\n"
                             + (root / "first.log").read_text()[-3000:])
             if time.time() > deadline:
-                pytest.fail("no unit committed within 600 s")
+                pytest.fail("the hook did not pause the run within 600 s")
             time.sleep(0.05)
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         log.close()
     at_kill = read_json(manifest_path)
+    parts_at_kill = sorted(p.name for p in (root / "out").glob("part-*.parquet"))
     survivors = wait_until_gone(marker, 30)
     end_by_pid(survivors)
     second = subprocess.run(
@@ -102,6 +108,7 @@ def runs(tmp_path_factory):
     return {
         "root": root, "out": root / "out", "expected": expected, "plan": plan, "at_kill": at_kill,
         "survivors": survivors, "leftovers": leftovers, "second": second, "config": config_path, "env": env,
+        "parts_at_kill": parts_at_kill,
     }
 
 
@@ -114,6 +121,11 @@ def committed_rows(out: Path) -> list[dict]:
 def test_sigkill_mid_run_then_rerun_writes_each_expected_key_exactly_once(runs):
     total = runs["plan"].header["units_total"]
     assert 0 < len(runs["at_kill"]["units"]) < total  # killed mid-run, with work committed
+    # killed between the two writes of a commit: one shard on disk that the manifest does not list
+    listed = {info["file"] for info in runs["at_kill"]["units"].values() if info["file"]}
+    unlisted = [name for name in runs["parts_at_kill"] if name not in listed]
+    assert len(listed) == 1 and len(unlisted) == 1
+    assert f"does not list: {unlisted[0]}" in runs["second"].stderr  # the rerun removed it, then redid its unit
     keys = [(r["source_id"], r["chunk"], r["style"]) for r in committed_rows(runs["out"])]
     assert Counter(keys).most_common(1)[0][1] == 1
     assert set(keys) == expected_keys(runs["plan"])

@@ -30,12 +30,13 @@ from typing import Any, Iterator
 import pyarrow as pa
 from tqdm import tqdm
 
-from pipelines.io import sha256_json
 from pipelines.rephrase import quality, report
 from pipelines.rephrase.commit import ORIGINAL, SCHEMA, OutputDir
 from pipelines.rephrase.expand import UNIT, ExpandUnit, expand_batch
-from pipelines.rephrase.sources import Unit, plan_units
+from pipelines.rephrase.sources import Unit, location, plan_units
+from spt import storage
 from spt.config.rephrase import RephraseConfig, StyleSpec, resolve_repo_path, resolve_styles
+from spt.storage import sha256_json
 
 #: Engine settings that change how fast a run goes but not what it writes; a rerun may change them.
 _RUNTIME_ENGINE = {
@@ -75,32 +76,50 @@ def resolve_model(model: str) -> tuple[str, str]:
 
 
 def prepare(config: RephraseConfig) -> Plan:
-    """Resolves styles, model and inputs and plans the units. Raises InputError/ConfigError on bad input."""
+    """Resolves styles, model and inputs and plans the units. Raises InputError/ConfigError on bad input.
+
+    The plan's fingerprint (``header["config_hash"]``) hashes three parts: ``config`` (what shapes the rows:
+    not where they go, not Ray, not speed settings), ``inputs`` (every input file's content id and name) and
+    ``model`` (the content of a local model folder, or a hub id).
+    """
     styles, weights = resolve_styles(config)
     model, model_name = resolve_model(config.engine.model)
     ExpandUnit(config, styles, weights, model)  # fails early on a missing model folder or tokenizer
     units = plan_units(config.input, config.output.documents_per_shard)
     settings = config.model_dump(mode="json")
-    # What the output depends on: not where it goes, not Ray, not speed settings; inputs as the planned units.
     identity = {k: v for k, v in settings.items() if k not in ("ray", "output", "input", "engine")}
     identity["engine"] = {k: v for k, v in settings["engine"].items() if k not in _RUNTIME_ENGINE}
     identity["engine"]["model"] = model_name
     identity["output"] = {k: v for k, v in settings["output"].items() if k != "dir"}
     identity["input"] = {k: v for k, v in settings["input"].items() if k != "paths"}
-    identity["units"] = sha256_json([{**u.to_dict(), "index": None} for u in units])
     identity["styles"] = {
         "specs": {k: v.model_dump(mode="json") for k, v in styles.items()},
         "weights": weights,
         "per_document": config.styles.per_document,
     }
+    parts = {"config": sha256_json(identity), "inputs": _inputs_id(units), "model": _model_id(model)}
     header = {
-        "config_hash": sha256_json(identity),
+        "config_hash": sha256_json(parts),
+        "fingerprint_parts": parts,
         "config": settings,
         "styles": identity["styles"],
         "model": model_name,
         "units_total": len(units),
     }
     return Plan(config, styles, weights, model, model_name, units, header)
+
+
+def _inputs_id(units: list[Unit]) -> str:
+    """Hash of the content of every input file that has units, with the name its rows' ids are made from."""
+    files = dict.fromkeys((u.scheme, u.path, u.label) for u in units)
+    return sha256_json([[label, storage.content_id(location(scheme, path))] for scheme, path, label in files])
+
+
+def _model_id(model: str) -> str:
+    """Hash of a local model folder's files (names and content); a hub id stands for itself."""
+    if not storage.is_folder(model):
+        return sha256_json({"hub": model})
+    return sha256_json({e.relative: storage.sha256(e.location) for e in storage.list_files(model)})
 
 
 def expected_keys(plan: Plan) -> set[tuple[str, int, str]]:
@@ -133,18 +152,21 @@ def _expand_task(units: pa.Table, context: str) -> pa.Table:
     return expand_batch(units, stage)
 
 
-def run_rephrase(config: RephraseConfig, progress: bool | None = None) -> dict[str, Any]:
+def run_rephrase(config: RephraseConfig, progress: bool | None = None, force: bool = False) -> dict[str, Any]:
     """Runs (or resumes) a rephrasing job; prints and returns this run's report.
+
+    Args:
+        force: replace the output of another config, other inputs or another model in ``output.dir``.
 
     Raises:
         InputError: bad inputs, model, styles or output folder, all found before anything is written.
     """
     started = time.time()
     plan = prepare(config)
-    out = OutputDir(config.output.dir, plan.header)
+    out = OutputDir(config.output.dir, plan.header, force=force)
     try:
         if out.removed:
-            _log(f"removed uncommitted files of a previous run: {', '.join(out.removed)}")
+            _log(f"removed files this stage wrote that the manifest does not list: {', '.join(out.removed)}")
         pending = [unit for unit in plan.units if unit.index not in out.done()]
         for stale in _mark_killed_runs(out):
             # A killed run's private Ray dies with its driver (fate sharing); end whatever did not, by PID.

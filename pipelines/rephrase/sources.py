@@ -11,7 +11,6 @@ same units with the same indexes, which is what lets the manifest name finished 
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 from dataclasses import asdict, dataclass
 from typing import Iterator
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from spt import storage
 from spt.config.rephrase import RephraseInput
 from spt.errors import InputError
 
@@ -55,25 +55,21 @@ class RawDocument:
     problem: str | None = None  # set when the row could not be parsed at all
 
 
-def filesystem(scheme: str, spec: RephraseInput) -> pafs.FileSystem:
-    """The pyarrow filesystem for a scheme; S3 credentials come from the usual AWS environment/config."""
-    if scheme == "s3":
-        options = {}
-        if spec.s3_endpoint:
-            options["endpoint_override"] = spec.s3_endpoint
-            options["scheme"] = "https" if spec.s3_endpoint.startswith("https") else "http"
-        if spec.s3_region:
-            options["region"] = spec.s3_region
-        return pafs.S3FileSystem(**options)
-    return pafs.LocalFileSystem()
+def location(scheme: str, path: str) -> str:
+    """The storage location of an input file (``path`` as a unit records it)."""
+    return f"s3://{path}" if scheme == "s3" else path
 
 
-def _split_uri(uri: str) -> tuple[str, str]:
-    if uri.startswith("s3://"):
+def filesystem(scheme: str, path: str) -> pafs.FileSystem:
+    """The pyarrow file system of an input file, from the one storage layer (S3 settings: ``spt.storage``)."""
+    return storage.resolve(location(scheme, path))[0]
+
+
+def _split_uri(uri: str, where: str) -> tuple[str, str]:
+    storage.check(uri, where)
+    if storage.is_remote(uri):
         return "s3", uri[len("s3://"):].rstrip("/")
-    if "://" in uri:
-        raise InputError(f"{uri!r}: only local paths and s3:// are supported")
-    return "file", os.path.abspath(os.path.expanduser(uri))
+    return "file", str(storage.local_path(uri))
 
 
 def _hf_files(fs: pafs.FileSystem, folder: str, split: str) -> list[str] | None:
@@ -104,10 +100,13 @@ def list_files(spec: RephraseInput) -> list[tuple[str, str, str, str]]:
     for index, uri in enumerate(spec.paths):
         where = f"input.paths[{index}]={uri!r}"
         try:
-            scheme, path = _split_uri(uri)
-            fs = filesystem(scheme, spec)
+            scheme, path = _split_uri(uri, f"input.paths[{index}]")
+            fs = filesystem(scheme, path)
             info = fs.get_file_info(path)
-        except (OSError, InputError) as exc:
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        except OSError as exc:
             problems.append(f"{where}: {exc}")
             continue
         if info.type == pafs.FileType.NotFound:
@@ -161,7 +160,7 @@ def plan_units(spec: RephraseInput, documents_per_unit: int) -> list[Unit]:
     for scheme, path, fmt, label in list_files(spec):
         if budget is not None and budget <= 0:
             break
-        fs = filesystem(scheme, spec)
+        fs = filesystem(scheme, path)
         try:
             ranges = _ranges(fs, path, fmt, spec, documents_per_unit, budget)
         except InputError as exc:
@@ -229,7 +228,7 @@ def _ranges(fs, path: str, fmt: str, spec: RephraseInput, size: int, limit: int 
 
 def read_unit(unit: Unit, spec: RephraseInput) -> Iterator[RawDocument]:
     """The unit's documents in file order. Rows that cannot be parsed come back with ``problem`` set."""
-    fs = filesystem(unit.scheme, spec)
+    fs = filesystem(unit.scheme, unit.path)
     if unit.format == "jsonl":
         yield from _read_jsonl(fs, unit, spec)
         return

@@ -13,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rephrase", help="rephrase documents into many styles with vLLM on Ray Data (resumable, exactly once)"
     )
     add_config_arguments(rephrase)
+    rephrase.add_argument("--force", action="store_true",
+                          help="replace output of another config, other inputs or another model in output.dir")
     rephrase.set_defaults(func=run, environment="generate")
 
 
@@ -32,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from pipelines.rephrase.runner import run_rephrase
 
-    run_rephrase(config)
+    run_rephrase(config, force=args.force)
     return 0

@@ -275,7 +275,10 @@ def upload_folder(local_dir: str | Path, location: str, last: str | None = None)
     files.sort(key=lambda p: p.relative_to(local_dir).as_posix() == last)
     fs, root = resolve(location)
     for path in files:
-        with open(path, "rb") as source, fs.open_output_stream(f"{root}/{path.relative_to(local_dir).as_posix()}") as out:
+        target = f"{root}/{path.relative_to(local_dir).as_posix()}"
+        if not is_remote(location):
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "rb") as source, fs.open_output_stream(target) as out:
             shutil.copyfileobj(source, out, 1 << 22)
 
 

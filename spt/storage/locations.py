@@ -66,6 +66,7 @@ def local_path(location: str) -> Path:
     """The absolute path of a local location (for libraries that only write local files)."""
     if is_remote(location):
         raise ValueError(f"{location} is not a local path")
+    check(location, "location")
     return Path(os.path.abspath(os.path.expanduser(str(location))))
 
 
