@@ -93,3 +93,21 @@ def test_cli_prints_summary(tmp_path, run_cli):
     assert "domain   train" in out and f"corpora written: {tmp_path / 'out'}" in out
     code, out, _ = run_cli("corpora", path)
     assert "already built, reused" in out
+
+
+def test_changed_config_is_refused_and_force_rebuilds(built, run_cli):
+    from pipelines.corpora import build_corpora
+    from spt.errors import InputError
+
+    root, _, _, _ = built
+    out = root / "a"
+    before = {p.name: p.read_bytes() for p in out.rglob("*.parquet")}
+    with pytest.raises(InputError) as info:
+        build_corpora(small_config(out, seed=5))
+    assert info.value.problems[0].startswith(f"corpora.output_dir={str(out)!r}: holds `spt corpora` output made "
+                                             "before its config changed (fingerprint ")
+    assert {p.name: p.read_bytes() for p in out.rglob("*.parquet")} == before
+    rebuilt = build_corpora(small_config(out, seed=5), force=True)
+    assert rebuilt["reused"] is False and rebuilt["config"]["seed"] == 5
+    assert build_corpora(small_config(out, seed=5))["reused"] is True
+    build_corpora(small_config(out), force=True)  # back to seed 0 for the other tests of the module

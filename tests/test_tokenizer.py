@@ -80,3 +80,24 @@ def test_missing_tokenizer_folder_is_a_clear_error(tmp_path):
     with pytest.raises(InputError) as info:
         load_tokenizer(tmp_path)
     assert info.value.problems == [f"tokenizer={str(tmp_path)!r}: no tokenizer.json there (train one with `spt tokenizer`)"]
+
+
+def test_changed_input_content_is_refused_and_force_retrains(tmp_path):
+    from spt.errors import InputError
+
+    texts = ["alpha beta gamma delta " * 20, "epsilon zeta eta theta " * 20]
+    pq.write_table(pa.table({"text": texts}), tmp_path / "docs.parquet")
+    config = TokenizerConfig(kind="tokenizer", inputs=[str(tmp_path / "docs.parquet")],
+                             output_dir=str(tmp_path / "tok"), vocab_size=300)
+    train_tokenizer(config)
+    trained = (tmp_path / "tok" / "tokenizer.json").read_bytes()
+    # the same file name and size, other content: not the tokenizer's input any more
+    pq.write_table(pa.table({"text": [t.replace("alpha", "ALPHA") for t in texts]}), tmp_path / "docs.parquet")
+    with pytest.raises(InputError) as info:
+        train_tokenizer(config)
+    assert info.value.problems[0].startswith(f"tokenizer.output_dir={str(tmp_path / 'tok')!r}: holds `spt tokenizer` "
+                                             "output made before its inputs changed (fingerprint ")
+    assert (tmp_path / "tok" / "tokenizer.json").read_bytes() == trained
+    train_tokenizer(config, force=True)
+    assert (tmp_path / "tok" / "tokenizer.json").read_bytes() != trained
+    assert train_tokenizer(config) == str(tmp_path / "tok")  # now the same again: reused
