@@ -137,6 +137,9 @@ CASES = [
          2, "--out='{tmp}/foreign': " + FOREIGN, "texts"),
     Case("notebook: unsupported scheme", ("notebook", NB, "--out", "gs://b/report", "--dry-run"),
          2, "--out='gs://b/report': " + UNSUPPORTED.format(scheme="gs")),
+    # model check
+    Case("model check: no output tokens", ("model", "check", "--max-tokens", "0", "--dry-run"),
+         2, "--max-tokens=0: must be >= 1"),
     # submit: command, working folder, address
     Case("submit: no command", ("submit", "--address", "http://127.0.0.1:{port}"),
          2, "submit: give the command after --, starting with spt"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import typing
-from pathlib import Path
 
 from pydantic import BaseModel
 

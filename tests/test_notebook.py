@@ -76,3 +76,19 @@ def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp
     notebook_fit, fitted = json.loads((figures / "fit.json").read_text()), json.loads(cli_fit.read_text())
     for key in ("params", "bootstrap_samples", "data_ranges", "n_points"):
         assert notebook_fit[key] == fitted[key]
+
+
+def test_cli_executes_a_notebook_with_parameters_into_its_own_folder(tmp_path, run_cli):
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                                   new_code_cell("print(f'delta_star x={x * 2}')")])
+    nbformat.write(notebook, tmp_path / "tiny.ipynb")
+    out = tmp_path / "report"
+    for _ in range(2):  # a rerun replaces its own copies
+        code, stdout, err = run_cli("notebook", tmp_path / "tiny.ipynb", "--out", out, "-p", "x=21")
+        assert code == 0, err
+        assert stdout.splitlines()[0] == "delta_star x=42"
+    assert sorted(p.name for p in out.iterdir()) == [".spt-owner.json", "tiny.html", "tiny.ipynb"]
+    executed = nbformat.read(out / "tiny.ipynb", as_version=4)
+    assert executed.cells[1].source == "# Injected parameters\nx = 21"

@@ -3,17 +3,15 @@ end to end on S3: corpora -> tokenizer -> mix build with nothing written locally
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from spt import storage
 from spt.errors import InputError
-from tests.conftest import REPO, tree
+from tests.conftest import tree
 
 
 def _free_port() -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -20,11 +19,9 @@ import pyarrow as pa
 
 from pipelines.mix.documents import Chunk, InputFile, SplitRule, chunks_of, read_chunk
 from pipelines.mix.tokens import TokenizerInfo, tokenize_batch
+from spt import storage
 from spt.config.mix import MixConfig
 
-#: Variables the workers need to reach the same object store as the driver.
-_STORAGE_VARIABLES = ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                      "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")
 _UNSET = object()
 POLICIES_KEY = "backpressure_policies.enabled"  # DataContext.set_config key of Ray Data's backpressure policies
 
@@ -83,9 +80,8 @@ def _read_and_tokenize(batch: pa.Table, batch_documents: int, **tokenizer) -> pa
 
 
 def _worker_env(config: MixConfig) -> dict:
-    env = {name: os.environ[name] for name in _STORAGE_VARIABLES if name in os.environ}
-    env.update(config.ray.env_vars)
-    return env
+    # The workers reach the same object store as the driver.
+    return {**storage.environment(), **config.ray.env_vars}
 
 
 @contextmanager

@@ -9,7 +9,6 @@ are left over at its end.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field

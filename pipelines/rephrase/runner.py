@@ -330,7 +330,8 @@ def ray_session(config: RephraseConfig, on_temp_dir=lambda path: None) -> Iterat
 
     from pipelines.rephrase.generate import engine_env
 
-    env_vars = {**engine_env(config.engine.cpu_kv_cache_gib), **config.ray.env_vars}
+    # Workers read inputs through the storage layer: they need the driver's S3 settings too.
+    env_vars = {**engine_env(config.engine.cpu_kv_cache_gib), **storage.environment(), **config.ray.env_vars}
     previous_term = signal.getsignal(signal.SIGTERM)
     if previous_term in (signal.SIG_DFL, None):
         try:  # a plain SIGTERM (timeouts, schedulers) should still shut Ray down through the finally below

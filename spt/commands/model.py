@@ -6,6 +6,8 @@ import argparse
 import json
 import time
 
+from spt.errors import InputError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     model = subparsers.add_parser("model", help="check the local rephraser model with vLLM")
@@ -22,6 +24,10 @@ def run_check(args: argparse.Namespace) -> int:
     from spt.models import default_model_dir
 
     model = args.model or str(default_model_dir())
+    if args.max_tokens < 1:
+        raise InputError(f"--max-tokens={args.max_tokens}: must be >= 1")
+    if not args.prompt.strip():
+        raise InputError("--prompt: must not be empty")
     if args.dry_run:
         print(json.dumps({"model": model, "prompt": args.prompt, "max_tokens": args.max_tokens}, indent=2))
         return 0

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from pydantic import BaseModel
 
-from spt.config.common import RayRuntimeConfig
+from spt.config.common import Location, RayCpuConfig, RayRuntimeConfig
 from spt.config.corpora import CorporaConfig, CorpusLimits, TokenizerConfig
 from spt.config.rephrase import RephraseConfig, StyleLibrary
 from spt.config.mix import MixConfig
@@ -62,6 +62,8 @@ __all__ = [
     "ConfigError",
     "CorporaConfig",
     "CorpusLimits",
+    "Location",
+    "RayCpuConfig",
     "RayRuntimeConfig",
     "RephraseConfig", "StyleLibrary",
     "StrictModel",

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from spt.errors import InputError
-
 from spt.storage.locations import (  # noqa: F401  (re-exported)
-    S3, check, check_writable, is_remote, join, local_path, name, parent, resolve, scheme_problem, writable_problem,
+    ENVIRONMENT_VARIABLES, S3, check, check_writable, environment, is_remote, join, local_path, name, parent, resolve,
+    scheme_problem, writable_problem,
 )
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK  # what open() gives; mkstemp's 0600 would hide outputs from other users
@@ -321,7 +321,7 @@ def staged_folder(location: str, last: str | None = None) -> Iterator[Path]:
 from spt.storage.ownership import MARKER, Claim, claim, check_claim, read_marker  # noqa: E402  (re-exported)
 
 __all__ = [
-    "MARKER", "Claim", "Entry", "check", "check_writable", "claim", "check_claim", "content_id", "delete", "delete_folder",
+    "ENVIRONMENT_VARIABLES", "environment", "MARKER", "Claim", "Entry", "check", "check_writable", "claim", "check_claim", "content_id", "delete", "delete_folder",
     "download_folder", "exists", "is_empty", "is_file", "is_folder", "is_remote", "join", "list_files",
     "local_path", "name", "open_input", "parent", "read_bytes", "read_json", "read_marker", "read_parquet",
     "read_text", "resolve", "scheme_problem", "sha256", "sha256_json", "staged_folder", "upload_folder",

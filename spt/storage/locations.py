@@ -86,6 +86,16 @@ def resolve(location: str):
     return pafs.LocalFileSystem(), str(local_path(location))
 
 
+#: Variables that decide which object store spt reaches and how; workers on other machines need the same.
+ENVIRONMENT_VARIABLES = ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                         "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")
+
+
+def environment() -> dict[str, str]:
+    """The storage variables set here, to pass to Ray workers so they read and write the same store."""
+    return {name: os.environ[name] for name in ENVIRONMENT_VARIABLES if name in os.environ}
+
+
 _S3_CACHE: dict[tuple[str, str], Any] = {}
 
 
