@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 
-from pipelines.io import sha256_file, write_json_atomic
-from spt import environments
+from spt import environments, storage
 from spt.models import MANIFEST, default_model_dir, verify_model_dir
 
 
@@ -37,9 +36,9 @@ def test_missing_environment_is_a_clear_error(monkeypatch, tmp_path, run_cli):
 def test_model_manifest_detects_changed_files(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"weights")
-    files = {p.name: sha256_file(p) for p in tmp_path.iterdir()}
+    files = {p.name: storage.sha256(str(p)) for p in tmp_path.iterdir()}
     assert not verify_model_dir(tmp_path)
-    write_json_atomic(tmp_path / MANIFEST, {"files": files})
+    storage.write_json(str(tmp_path / MANIFEST), {"files": files})
     assert verify_model_dir(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"weightz")
     assert not verify_model_dir(tmp_path)

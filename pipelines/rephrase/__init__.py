@@ -8,7 +8,8 @@ One module per stage; each stage is a small class or function that works in Ray 
 - :mod:`.prompts`   the weighted style draw per document and the prompt token ids
 - :mod:`.expand`    one work unit -> prompt rows (the stage before the engine)
 - :mod:`.generate`  the vLLM stage (a Ray Data actor class)
-- :mod:`.commit`    the output folder: atomic shards, the manifest, the lock
+- :mod:`.commit`    the output folder (local or s3://): atomic shards, the manifest, ownership, the lock
+- :mod:`.fingerprint` what an output depends on: config, input content, model
 - :mod:`.report`    counts per run and per style
 - :mod:`.runner`    where it runs: plans the work, starts/joins Ray, commits each unit exactly once
 

@@ -101,9 +101,17 @@ class OutputDir:
     def __init__(self, path: str, header: dict[str, Any], force: bool = False):
         self.layout = RephraseLayout(str(path))
         self.path = str(path)
-        claim = storage.claim(self.path, STAGE, header["config_hash"], where="output.dir",
-                              parts=header.get("fingerprint_parts"), force=force)
-        self._lock = self._acquire()
+        claim_args = dict(where="output.dir", parts=header.get("fingerprint_parts"), force=force)
+        if storage.check_claim(self.path, STAGE, header["config_hash"], **claim_args).state == "new":
+            claim = storage.claim(self.path, STAGE, header["config_hash"], **claim_args)  # the marker comes first
+            self._lock = self._acquire()
+        else:  # lock first: a forced re-claim must not change the marker under a running run
+            self._lock = self._acquire()
+            try:
+                claim = storage.claim(self.path, STAGE, header["config_hash"], **claim_args)
+            except BaseException:
+                self.close()
+                raise
         self.removed: list[str] = []
         if claim.state == "replaced":
             self.removed = self._remove_all_parts()

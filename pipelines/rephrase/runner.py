@@ -33,16 +33,12 @@ from tqdm import tqdm
 from pipelines.rephrase import quality, report
 from pipelines.rephrase.commit import ORIGINAL, SCHEMA, OutputDir
 from pipelines.rephrase.expand import UNIT, ExpandUnit, expand_batch
-from pipelines.rephrase.sources import Unit, location, plan_units
+from pipelines.rephrase.fingerprint import config_identity, fingerprint_parts
+from pipelines.rephrase.sources import Unit, plan_units
 from spt import storage
 from spt.config.rephrase import RephraseConfig, StyleSpec, resolve_repo_path, resolve_styles
 from spt.storage import sha256_json
 
-#: Engine settings that change how fast a run goes but not what it writes; a rerun may change them.
-_RUNTIME_ENGINE = {
-    "batch_size", "concurrent_batches", "concurrency", "device", "enforce_eager", "cpu_kv_cache_gib",
-    "gpu_memory_utilization", "tensor_parallel_size",
-}
 
 
 @dataclass
@@ -78,48 +74,23 @@ def resolve_model(model: str) -> tuple[str, str]:
 def prepare(config: RephraseConfig) -> Plan:
     """Resolves styles, model and inputs and plans the units. Raises InputError/ConfigError on bad input.
 
-    The plan's fingerprint (``header["config_hash"]``) hashes three parts: ``config`` (what shapes the rows:
-    not where they go, not Ray, not speed settings), ``inputs`` (every input file's content id and name) and
-    ``model`` (the content of a local model folder, or a hub id).
+    ``header["config_hash"]`` is the run's fingerprint (see :mod:`pipelines.rephrase.fingerprint`).
     """
     styles, weights = resolve_styles(config)
     model, model_name = resolve_model(config.engine.model)
     ExpandUnit(config, styles, weights, model)  # fails early on a missing model folder or tokenizer
     units = plan_units(config.input, config.output.documents_per_shard)
-    settings = config.model_dump(mode="json")
-    identity = {k: v for k, v in settings.items() if k not in ("ray", "output", "input", "engine")}
-    identity["engine"] = {k: v for k, v in settings["engine"].items() if k not in _RUNTIME_ENGINE}
-    identity["engine"]["model"] = model_name
-    identity["output"] = {k: v for k, v in settings["output"].items() if k != "dir"}
-    identity["input"] = {k: v for k, v in settings["input"].items() if k != "paths"}
-    identity["styles"] = {
-        "specs": {k: v.model_dump(mode="json") for k, v in styles.items()},
-        "weights": weights,
-        "per_document": config.styles.per_document,
-    }
-    parts = {"config": sha256_json(identity), "inputs": _inputs_id(units), "model": _model_id(model)}
+    identity = config_identity(config, styles, weights, model_name)
+    parts = fingerprint_parts(identity, units, model)
     header = {
         "config_hash": sha256_json(parts),
         "fingerprint_parts": parts,
-        "config": settings,
+        "config": config.model_dump(mode="json"),
         "styles": identity["styles"],
         "model": model_name,
         "units_total": len(units),
     }
     return Plan(config, styles, weights, model, model_name, units, header)
-
-
-def _inputs_id(units: list[Unit]) -> str:
-    """Hash of the content of every input file that has units, with the name its rows' ids are made from."""
-    files = dict.fromkeys((u.scheme, u.path, u.label) for u in units)
-    return sha256_json([[label, storage.content_id(location(scheme, path))] for scheme, path, label in files])
-
-
-def _model_id(model: str) -> str:
-    """Hash of a local model folder's files (names and content); a hub id stands for itself."""
-    if not storage.is_folder(model):
-        return sha256_json({"hub": model})
-    return sha256_json({e.relative: storage.sha256(e.location) for e in storage.list_files(model)})
 
 
 def expected_keys(plan: Plan) -> set[tuple[str, int, str]]:
