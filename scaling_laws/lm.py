@@ -107,10 +107,10 @@ def minimize_lm(
         ftol: A row stops when a kept step lowers its value by at most ``ftol * value``.
         xtol: ... or moves no coordinate by more than ``xtol * (1 + |x|)`` (a flat valley it would creep along).
         max_damping: A row whose damping grows beyond this (no step lowers it) stops.
-        groups: Rows that solve the same problem from different starts share a label (default: all rows).
-            From iteration ``prune_after`` on, a row whose value exceeds ``prune_factor`` times its group's
-            best stops: such rows sit in degenerate basins (an exponent on its bound traded against a huge
-            offset) that they would creep along for hundreds of iterations.
+        groups: Rows that solve the same problem from different starts share a label (default: every row is
+            its own problem). From iteration ``prune_after`` on, a row whose value exceeds ``prune_factor``
+            times its group's best stops: such rows sit in degenerate basins (an exponent on its bound traded
+            against a huge offset) that they would creep along for hundreds of iterations.
 
     Returns:
         Final points, values, iterations used and a per-row convergence flag. Rows with a non-finite start
@@ -123,7 +123,7 @@ def minimize_lm(
     active = np.isfinite(f)
     converged = ~active
     damping, growth = np.full(len(x), 1e-3), np.full(len(x), 2.0)
-    labels = np.zeros(len(x), dtype=int) if groups is None else np.unique(groups, return_inverse=True)[1]
+    labels = np.arange(len(x)) if groups is None else np.unique(groups, return_inverse=True)[1].ravel()
     iterations = 0
     while iterations < max_iter and active.any():
         iterations += 1

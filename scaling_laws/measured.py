@@ -63,15 +63,22 @@ class MeasuredMultiplier:
 
 
 def curves_record(table: pd.DataFrame, loss_column: str) -> list[dict]:
-    """The fitted evaluations per run, for the fit JSON: ``run_id``, ``fraction``, ``tokens``, ``loss``."""
-    runs = table["run_id"].astype(str).str.strip() if "run_id" in table.columns else pd.Series(
-        ["all"] * len(table), index=table.index)
+    """The fitted evaluations per run, for the fit JSON: ``run_id``, ``fraction``, ``tokens``, ``loss``.
+
+    Without a ``run_id`` column every row is its own run (a table of final losses); the rows of one fraction
+    then form its curve over budgets.
+    """
+    if "run_id" in table.columns:
+        runs = table["run_id"].astype(str).str.strip()
+    else:
+        runs = pd.Series([f"delta={float(f):g}" for f in pd.to_numeric(table["fraction"])], index=table.index)
     out = []
     for run in dict.fromkeys(runs):
         rows = table[runs == run]
-        order = np.argsort(pd.to_numeric(rows["tokens"]).to_numpy(float), kind="stable")
+        tokens = pd.to_numeric(rows["tokens"]).to_numpy(float)
+        order = np.argsort(tokens, kind="stable")
         out.append({"run_id": run, "fraction": float(pd.to_numeric(rows["fraction"]).iloc[0]),
-                    "tokens": pd.to_numeric(rows["tokens"]).to_numpy(float)[order].tolist(),
+                    "tokens": tokens[order].tolist(),
                     "loss": pd.to_numeric(rows[loss_column]).to_numpy(float)[order].tolist()})
     return out
 

@@ -148,7 +148,7 @@ class FitResult:
                        for k, v in _mapping(data.get("constants"), "constants", source).items()},
             samples=_samples(data.get("bootstrap_samples"), len(law.names), source), level=level,
             extrapolation=data.get("extrapolation"), noise=data.get("noise"),
-            components=data.get("components"), decision=data.get("decision"),
+            components=data.get("components"), decision=_decision(data.get("decision"), source),
             caveats=[str(v) for v in _list(data.get("caveats"), "caveats", source)],
             validation=data.get("validation"),
         )
@@ -226,6 +226,28 @@ def _samples(value, width: int, source: str) -> np.ndarray | None:
             if cell is not None:  # null marks a failed refit
                 out[i, j] = _number(cell, f"bootstrap_samples[{i}][{j}]", source)
     return out
+
+
+def _decision(value, source: str) -> dict | None:
+    """The parts of ``decision`` that decisions read, checked: swept fractions, fine-tuned runs, multipliers."""
+    if value is None:
+        return None
+    decision = _mapping(value, "decision", source)
+    for i, f in enumerate(_list(decision.get("fractions"), "decision.fractions", source)):
+        _number(f, f"decision.fractions[{i}]", source)
+    for i, run in enumerate(_list(decision.get("finetune"), "decision.finetune", source)):
+        run = _mapping(run, f"decision.finetune[{i}]", source)
+        for key in ("fraction", "tokens", "finetune_loss"):
+            _number(run.get(key), f"decision.finetune[{i}].{key}", source)
+    for i, item in enumerate(_list(decision.get("measured"), "decision.measured", source)):
+        item = _mapping(item, f"decision.measured[{i}]", source)
+        _number(item.get("fraction"), f"decision.measured[{i}].fraction", source)
+        if item.get("reached") not in ("yes", "no", "before the first evaluation"):
+            raise InputError(f"{source}: decision.measured[{i}].reached={json.dumps(item.get('reached'))}: "
+                             f"expected yes, no or before the first evaluation")
+        if item["reached"] != "no":
+            _number(item.get("value"), f"decision.measured[{i}].value", source)
+    return decision
 
 
 def _json_float(value: float) -> float | None:

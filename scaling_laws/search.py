@@ -82,11 +82,12 @@ class Problem:
     def minimize(self, x0: np.ndarray, *, max_iter: int | None = None, ftol: float = 1e-9,
                  groups: np.ndarray | None = None) -> BatchResult:
         """Runs the law's batched optimizer from free starts ``x0`` ``(S, F)`` (one row per batch row); rows with
-        the same ``groups`` label solve the same problem (Levenberg-Marquardt drops hopeless ones early)."""
+        the same ``groups`` label solve the same problem (Levenberg-Marquardt drops hopeless ones early); the
+        default is one problem (a multi-start search)."""
         if getattr(self.law, "optimizer", "lbfgs") == "lm":
+            groups = np.zeros(len(x0), dtype=int) if groups is None else groups
             return minimize_lm(self.residual_jac, x0, self.lower, self.upper, self.objective,
-                               max_iter=max_iter or 200, ftol=min(ftol, 1e-10) if groups is None else ftol,
-                               groups=groups)
+                               max_iter=max_iter or 200, ftol=ftol, groups=groups)
         return minimize_batched(self, x0, self.lower, self.upper, max_iter=max_iter or 500, ftol=ftol)
 
     def full(self, x_free: np.ndarray) -> np.ndarray:
@@ -198,7 +199,7 @@ def search(problem: Problem, starts: np.ndarray, *, polish: int | None = None, k
     if polish is None:
         polish = 2 if getattr(problem.law, "optimizer", "lbfgs") == "lm" else 8
     # A loose stop for the thousands of starts (halves the time); the SciPy polish tightens the best few.
-    batch = problem.minimize(x0, max_iter=max_iter, ftol=1e-9)
+    batch = problem.minimize(x0, max_iter=max_iter, ftol=1e-10)
     order = distinct(batch.x, batch.f, max(keep, polish))
     if order.size == 0:
         raise ValueError(f"law {problem.law.name}: no start gives a finite objective on this data")

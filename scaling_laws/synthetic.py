@@ -15,7 +15,7 @@ from scaling_laws.registry import get_law
 CHINCHILLA = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37}
 MUENNIGHOFF = {"E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.35, "beta": 0.353, "R_D_star": 15.4,
                "R_N_star": 5.31}
-SPT = {"A_train": 30.0, "b_train_s": -0.15, "b_train_g": -0.12, "b_gap_s": 0.45, "b_gap_g": -0.1, "a1": 0.3,
+SPT = {"A_train": 30.0, "b_train_s": -0.15, "b_train_g": -0.12, "b_gap_s": 0.6, "b_gap_g": -0.2, "a1": 0.02,
        "a2": 1.5, "a3": 1.0, "k0": 1.0, "k1": 0.05, "k2": 0.01, "k3": 0.3}
 #: A small CPU pilot: 2.5e4..5e5 tokens, a domain set of ``PILOT_DOMAIN_TOKENS`` (30 epochs at delta = 0.6 and
 #: 5e5 tokens), losses from about 7 down to 3.4 nats; held-out loss rises at the end of the largest delta's run.
@@ -61,11 +61,23 @@ def muennighoff_table(noise: float = 0.005, seed: int = 0, params: dict = MUENNI
 
 
 def spt_table(noise: float = 0.001, seed: int = 0, params: dict = SPT, target: str = "loss",
-              fractions=SPT_FRACTIONS, num_budgets: int = 9) -> pd.DataFrame:
-    """A grid of token budgets (1e8..1e10) x domain fractions."""
+              fractions=SPT_FRACTIONS, num_budgets: int = 9, train_column: str | None = None,
+              gap_offset: float = 0.0) -> pd.DataFrame:
+    """A grid of token budgets (1e8..1e10) x domain fractions; with ``train_column``, also the train-sample loss
+    (the law minus its gap half, :class:`scaling_laws.spt_parts.SPTGap` with ``c_gap = gap_offset``), with the
+    same multiplicative noise draw as the held-out loss plus its own draw."""
     rng = np.random.default_rng(seed)
     tokens, fraction = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 1e10, num_budgets), fractions))
-    return _noisy("spt", params, {"tokens": tokens, "fraction": fraction}, noise, rng, target=target)
+    table = _noisy("spt", params, {"tokens": tokens, "fraction": fraction}, noise, rng, target=target)
+    if train_column is not None:
+        from scaling_laws.spt_parts import GAP_NAMES, SPTGap
+
+        gap = SPTGap().predict({**{n: params[n] for n in GAP_NAMES}, "c_gap": gap_offset},
+                               {"tokens": tokens, "fraction": fraction})
+        clean = get_law("spt").predict(params, {"tokens": tokens, "fraction": fraction})
+        shared = table[target].to_numpy() / clean
+        table[train_column] = (clean - gap) * shared * np.exp(rng.normal(0.0, noise / 4, len(clean)))
+    return table
 
 
 def spt_n_table(noise: float = 0.001, seed: int = 0, params: dict = SPT_N) -> pd.DataFrame:
