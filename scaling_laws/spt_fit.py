@@ -21,7 +21,7 @@ import pandas as pd
 
 from scaling_laws.data import check_frame, law_inputs
 from scaling_laws.fitting import fit, search_law
-from scaling_laws.noise import RunLayout, bootstrap_fits, estimate_noise, resolve_method, run_layout
+from scaling_laws.noise import RunLayout, estimate_noise, resolve_method, run_layout, simulate
 from scaling_laws.objective import Objective
 from scaling_laws.result import FitResult
 from scaling_laws.search import refit
@@ -158,19 +158,45 @@ def _fit_halves(table, loss_column, train_column, objective, n_starts, replicate
     return result
 
 
+def _joint_replicates(problems: dict, replicates: int, layout: RunLayout, rng: np.random.Generator):
+    """Replicate train losses and gaps drawn the way an evaluation's two losses arise (``runs`` method).
+
+    Both losses of one checkpoint share its quality (a run offset and drift along the run) and differ by the
+    noise of their own samples. So the log residuals are split into their mean (shared: offset + AR(1)) and
+    their difference (own samples: no run offset), each modelled by :func:`scaling_laws.noise.estimate_noise`;
+    replicate losses are the fitted ones times ``exp(shared +- difference / 2)``, and the replicate gap is their
+    difference, so a large gap carries the shared noise as it does in the data.
+    """
+    (train_problem, train_found), (gap_problem, gap_found) = problems["train"], problems["gap"]
+    with np.errstate(all="ignore"):
+        train_fit = train_problem.law.predict_many(train_found.minima[:1], train_problem.inputs)[0]
+        held_fit = train_fit + gap_problem.law.predict_many(gap_found.minima[:1], gap_problem.inputs)[0]
+    train_obs = train_problem.target
+    held_obs = train_obs + gap_problem.target
+    train_res, held_res = np.log(train_obs / train_fit), np.log(held_obs / held_fit)
+    args = (layout.groups, layout.order, layout.cells, "log")
+    shared = estimate_noise(0.5 * (train_res + held_res), *args, len(train_problem.free))
+    own = estimate_noise(held_res - train_res, *args, len(gap_problem.free), offset_prior=0.0)
+    common = simulate(shared, layout.groups, layout.order, replicates, rng)
+    split = 0.5 * simulate(own, layout.groups, layout.order, replicates, rng)
+    train_star = train_fit[None, :] * np.exp(common - split)
+    held_star = held_fit[None, :] * np.exp(common + split)
+    return train_star, held_star - train_star, {"shared": shared.to_dict(), "own_samples": own.to_dict()}
+
+
 def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunLayout,
                       rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Replicates of both halves (the same resampled rows for ``points``), summed into the law's samples."""
+    """Replicates of both halves (the same resampled rows for ``points``, joint noise draws for ``runs``),
+    summed into the law's samples."""
     public, noise = {}, {}
     if method == "points":
         n = len(problems["train"][0].target)
         counts = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(float)
+        variants = {name: problem.with_weights(counts) for name, (problem, _) in problems.items()}
+    else:
+        train_star, gap_star, noise = _joint_replicates(problems, replicates, layout, rng)
+        variants = {"train": problems["train"][0].with_targets(train_star),
+                    "gap": problems["gap"][0].with_targets(gap_star)}
     for name, (problem, found) in problems.items():
-        if method == "points":
-            thetas = refit(problem.with_weights(counts), found.minima[:3], replicates)
-        else:
-            thetas, model = bootstrap_fits(problem, found.minima, replicates, method, layout, rng,
-                                           offset_prior=0.0 if name == "gap" else 1.0)
-            noise[name] = model.to_dict()
-        public[name] = problem.law.to_public(thetas)
+        public[name] = problem.law.to_public(refit(variants[name], found.minima[:3], replicates))
     return combine_samples(public["train"], public["gap"]), noise

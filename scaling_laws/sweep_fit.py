@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_laws.measured import curves_record, measured_multipliers
-from scaling_laws.noise import RunNoise
+from scaling_laws.noise import ASSUMED_OFFSET, RunNoise
 from scaling_laws.points import select_points
 from scaling_laws.result import FitResult
 from scaling_laws.spt_fit import fit_spt
@@ -27,13 +27,13 @@ def noise_caveats(result: FitResult) -> list[str]:
     """What the bootstrap had to assume about noise, in plain words."""
     models = result.noise or {}
     assumed = [name for name, model in models.items() if model.get("offset_source") == "assumed"
-               and name in ("train", "held_out", "fitted") and model.get("offset_sd", 0) > 0]
+               and name in ("shared", "held_out", "fitted") and model.get("offset_sd", 0) > 0]
     if not assumed:
         return []
-    sd = models[assumed[0]]["along_sd"]
-    return [f"each fraction has one run, so run-to-run variation cannot be measured: the band assumes each run's "
-            f"offset is as large as the noise along a run ({100 * sd:.2g}%); sweep 2 or more seeds per fraction "
-            f"to measure it"]
+    model = models[assumed[0]]
+    return [f"each fraction has one run, so run-to-run variation cannot be measured: the band assumes each run is "
+            f"offset by {100 * model['offset_sd']:.2g}% ({ASSUMED_OFFSET:g}x the noise along a run, "
+            f"{100 * model['along_sd']:.2g}%); sweep 2 or more seeds per fraction to measure it"]
 
 
 def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None, source: str = "curves",
