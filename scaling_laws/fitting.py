@@ -25,8 +25,8 @@ def _resolve(table: pd.DataFrame, law: str | Law) -> Law:
 
 
 def search_law(law: Law, inputs: dict, values: np.ndarray, objective: Objective, *, fixed: Mapping | None = None,
-               n_starts: int | None = None, staged: bool = True,
-               rng: np.random.Generator | None = None) -> tuple[Problem, SearchResult]:
+               n_starts: int | None = None, staged: bool = True, rng: np.random.Generator | None = None,
+               prior_noise: float | None = None) -> tuple[Problem, SearchResult]:
     """The multi-start search of one law on arrays: its start grid (a random subset of ``n_starts``), the staged
     start where the law has one, the batched optimizer and a polish.
 
@@ -40,7 +40,7 @@ def search_law(law: Law, inputs: dict, values: np.ndarray, objective: Objective,
         starts = starts[np.sort(rng.choice(len(starts), size=n_starts, replace=False))]
     if staged and not fixed:
         starts = np.vstack([staged_starts(law, inputs, values, objective), starts])
-    problem = Problem(law, inputs, values, objective, fixed=fixed)
+    problem = Problem(law, inputs, values, objective, fixed=fixed, prior_noise=prior_noise)
     try:
         return problem, search(problem, starts)
     except ValueError as exc:

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from scaling_laws.laws import Inputs, Law
-from scaling_laws.lm import minimize_lm
+from scaling_laws.lm import minimize_lm, objective_value
 from scaling_laws.objective import Objective, value_and_grad
 from scaling_laws.optimize import BatchResult, minimize_batched
 
@@ -35,10 +35,13 @@ class Problem:
         objective: What to minimize.
         fixed: Public values of parameters held fixed, by name.
         weights: Per-point multiplicities ``(n,)``, or ``(S, n)`` with one row per start (bootstrap).
+        prior_noise: Residual size one prior weighs as (see :meth:`_set_priors`); default the law's
+            ``prior_noise``, times the median target for linear residuals.
     """
 
     def __init__(self, law: Law, inputs: Inputs, target: np.ndarray, objective: Objective,
-                 fixed: Mapping[str, float] | None = None, weights: np.ndarray | None = None):
+                 fixed: Mapping[str, float] | None = None, weights: np.ndarray | None = None,
+                 prior_noise: float | None = None):
         self.law, self.inputs, self.target, self.objective = law, inputs, target, objective
         fixed = dict(fixed or {})
         self.free = np.array([i for i, p in enumerate(law.params) if p.name not in fixed], dtype=int)
@@ -46,6 +49,37 @@ class Problem:
         self.weights = np.ones(len(target)) if weights is None else np.asarray(weights, dtype=float)
         lower, upper = law.bounds()
         self.lower, self.upper = lower[self.free], upper[self.free]
+        self._set_priors(np.asarray(target, dtype=float), prior_noise)
+
+    def _set_priors(self, target: np.ndarray, prior_noise: float | None) -> None:
+        """Weak priors of the law (``Law.priors``) as extra residuals ``scale * (x - center) / sd``.
+
+        ``scale`` is the law's ``prior_noise`` in the fit's residual space (times the typical target for linear
+        residuals), so a prior weighs like one evaluation whose noise is that of a pilot: it decides only what
+        the data leave undecided (a flat valley, where the optimizer would otherwise drift to a bound).
+        """
+        priors = getattr(self.law, "priors", {})
+        names = [self.law.params[i].name for i in self.free]
+        chosen = [(names.index(n), c, sd) for n, (c, sd) in priors.items() if n in names]
+        scale = prior_noise
+        if scale is None:
+            scale = getattr(self.law, "prior_noise", 0.0)
+            if self.objective.residuals == "linear":
+                scale *= float(np.median(np.abs(target))) if target.size else 0.0
+        self.prior_index = np.array([i for i, _, _ in chosen], dtype=int)
+        self.prior_center = np.array([c for _, c, _ in chosen], dtype=float)
+        self.prior_scale = np.array([scale / sd for _, _, sd in chosen], dtype=float)
+
+    def _with_priors(self, residuals, jac, weights, x_free):
+        """Appends the prior residuals (weight 1) to residuals ``(k, n)``, Jacobian ``(k, n, F)`` and weights."""
+        if self.prior_index.size == 0:
+            return residuals, jac, weights
+        k, free = len(x_free), x_free.shape[1]
+        extra = self.prior_scale * (x_free[:, self.prior_index] - self.prior_center)
+        extra_jac = np.zeros((k, self.prior_index.size, free))
+        extra_jac[:, np.arange(self.prior_index.size), self.prior_index] = self.prior_scale
+        return (np.concatenate([residuals, extra], axis=1), np.concatenate([jac, extra_jac], axis=1),
+                np.concatenate([weights, np.ones_like(extra)], axis=1))
 
     def with_weights(self, weights: np.ndarray) -> Problem:
         """The same problem with other per-point (or per-start, per-point) weights."""
@@ -77,7 +111,8 @@ class Problem:
         shape = residuals.shape
         stacked = np.stack([np.broadcast_to(jac[i], shape) for i in self.free], axis=-1)
         weights = np.broadcast_to(self._rows(self.weights, rows), shape)
-        return residuals, np.nan_to_num(stacked, nan=0.0, posinf=0.0, neginf=0.0), weights
+        return self._with_priors(residuals, np.nan_to_num(stacked, nan=0.0, posinf=0.0, neginf=0.0), weights,
+                                 x_free)
 
     def minimize(self, x0: np.ndarray, *, max_iter: int | None = None, ftol: float = 1e-9,
                  groups: np.ndarray | None = None) -> BatchResult:
@@ -132,17 +167,23 @@ class Problem:
 
         def residuals(x):
             resid = (observed - evaluate(x)[0]) * scale
-            return np.where(np.isfinite(resid), resid, 1e6)
+            prior = -self.prior_scale * (x[self.prior_index] - self.prior_center) * scale
+            return np.concatenate([np.where(np.isfinite(resid), resid, 1e6), prior])
 
         def jacobian(x):
             pred, jac = evaluate(x)
             columns = [np.broadcast_to(jac[i], pred[None, :].shape)[0] for i in self.free]
-            return np.nan_to_num(-np.stack(columns, axis=1) * scale)
+            prior = np.zeros((self.prior_index.size, len(x)))
+            prior[np.arange(self.prior_index.size), self.prior_index] = -self.prior_scale * scale
+            return np.vstack([np.nan_to_num(-np.stack(columns, axis=1) * scale), prior])
 
         loss, f_scale = ("huber", self.objective.huber_delta) if self.objective.kind == "huber" else ("linear", 1.0)
         result = least_squares(residuals, x_free, jac=jacobian, bounds=(self.lower, self.upper), method="trf",
                                loss=loss, f_scale=f_scale, x_scale="jac", ftol=1e-12, xtol=1e-12, gtol=1e-12,
                                max_nfev=500)
+        if self.prior_index.size:  # the objective the batched optimizer saw, priors included
+            r, _, w = self.residual_jac(result.x[None, :], np.zeros(1, dtype=int))
+            return result.x, float(objective_value(r, w, self.objective)[0]), bool(result.status > 0)
         value, _ = value_and_grad(self.law, self.full(result.x[None, :]), self.inputs, self.target, counts,
                                   self.objective)
         return result.x, float(value[0]), bool(result.status > 0)

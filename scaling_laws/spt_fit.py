@@ -125,11 +125,15 @@ def _fit_halves(table, loss_column, train_column, objective, n_starts, replicate
         raise InputError("the train half is fitted with log residuals; drop --residuals linear")
     gap_objective = Objective(kind=train_objective.kind, residuals="linear",
                               huber_delta=train_objective.huber_delta * float(np.median(held_out)))
+    # (a gap of nats is noisy like the losses it is the difference of: scale its Huber transition and priors)
     rng = np.random.default_rng(seed)
     problems = {}
+    loss_level = float(np.median(held_out))
     for name, law, values, goal in (("train", train_law, train, train_objective),
                                     ("gap", gap_law, held_out - train, gap_objective)):
-        problems[name] = search_law(law, inputs, values, goal, n_starts=n_starts, staged=False, rng=rng)
+        problems[name] = search_law(law, inputs, values, goal, n_starts=n_starts, staged=False, rng=rng,
+                                    prior_noise=getattr(law, "prior_noise", 0.0) * loss_level
+                                    if name == "gap" else None)
     values = {name: dict(zip(problem.law.names, map(float, problem.law.to_public(found.theta))))
               for name, (problem, found) in problems.items()}
     params = combine(values["train"], values["gap"])

@@ -45,6 +45,15 @@ SPT_PARAMS = {p.name: p for p in (
 )}
 
 
+#: Weak priors on the gap's shape in delta, ``name: (center, sd)``: a gap proportional to delta (``a2 = 1``) with
+#: no extra exponential bend (``a3 = 0``). Over a pilot's single decade of tokens ``exp(a3 delta)`` and the gap
+#: exponent's slope in delta are nearly the same function, so without a prior the fit drifted along that valley
+#: to a bound (``a3 = +-10`` with ``b_gap_s`` at 0 or 2) on synthetic pilots fitted on small delta.
+GAP_PRIORS = {"a2": (1.0, 2.0), "a3": (0.0, 5.0)}
+#: Noise (log residuals) a prior weighs as: one pilot evaluation's.
+PRIOR_NOISE = 0.005
+
+
 class SPTOverfit(Law):
     """SPT overfitting law (Baek et al. 2026, section 5) for the domain test loss.
 
@@ -62,6 +71,8 @@ class SPTOverfit(Law):
     name = "spt"
     inputs = ("tokens", "fraction")
     optimizer = "lm"
+    priors = GAP_PRIORS
+    prior_noise = PRIOR_NOISE
     keep_starts = 256
     linear_names = ("A_train", "a1", "k0", "k1", "k3")
     params = tuple(SPT_PARAMS.values())

@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from scaling_laws.laws import Law, Param
-from scaling_laws.spt_laws import SPT_PARAMS, _safe_log_fraction, projected_starts
+from scaling_laws.spt_laws import GAP_PRIORS, PRIOR_NOISE, SPT_PARAMS, _safe_log_fraction, projected_starts
 
 _LINEAR = (1.0,)
 TRAIN_NAMES = ("A_train", "b_train_s", "b_train_g", "k0", "k1", "k2", "k3")
@@ -78,6 +78,8 @@ class SPTGap(Law):
     target = "gap"
     residuals = "linear"
     optimizer = "lm"
+    priors = GAP_PRIORS
+    prior_noise = PRIOR_NOISE  # relative: the fit scales it by the held-out loss (a gap's noise is the losses')
     keep_starts = 64
     linear_names = ("a1", "c_gap")
     params = _with_grids(GAP_NAMES, _GAP_GRID) + (
