@@ -110,6 +110,10 @@ def run_plot(args: argparse.Namespace) -> int:
     """`spt plot`: loss curves, residuals and (SPT fits) delta* vs budget, as PNG and SVG."""
     result = FitResult.load(args.fit)
     table = read_data(args).table
+    if "fraction" in result.form.inputs:  # show the evaluations the fit used (valid budgets only)
+        from scaling_laws.points import select_points
+
+        table = select_points(table, str(args.data)).table
     target = result.settings.get("loss_column", result.form.target)
     check_frame(table, result.form, target, residuals="log" if result.form.residuals == "log" else "linear",
                 free_params=0, source=str(args.data))

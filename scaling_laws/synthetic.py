@@ -147,41 +147,51 @@ def spt_sweep(fractions=(0.0, 0.2, 0.5), total_tokens=1e9, evaluations: int = 8,
     decay, 2% below the law at the end) and ``cosine`` (all decay after warmup, 3% below the law at the end);
     warmup evaluations are 5% above the law. The fine-tuned loss is the final held-out loss minus ``gain``.
     """
-    from scaling_laws.spt_parts import GAP_NAMES, SPTGap
     from scaling_laws.sweeps import CURVES_COLUMNS, RESULTS_COLUMNS
 
-    law, gap_law = get_law("spt"), SPTGap()
-    gap_params = {**{name: params[name] for name in GAP_NAMES}, "c_gap": gap_offset}
     eval_noise = noise / 4.0 if eval_noise is None else eval_noise
     budgets = [float(t) for t in np.atleast_1d(total_tokens)]
-    domain_tokens = domain_tokens or max(budgets) * max(max(fractions), 1e-3) / 20.0
+    setup = {"params": params, "gap_offset": gap_offset, "schedule": schedule, "warmup": warmup,
+             "evaluations": evaluations, "domain_tokens": domain_tokens or max(budgets) * max(max(fractions), 1e-3)
+             / 20.0, "noise": (offset_sd, noise, ar_rho, eval_noise), "gain": gain}
     rng = np.random.default_rng(seed)
     results, curves = [], []
     for fraction in fractions:
         for budget in budgets:
             for run_seed in seeds:
                 run_id = f"d{fraction:g}-T{budget:g}-s{run_seed}" if len(budgets) > 1 else f"d{fraction:g}-s{run_seed}"
-                tokens = np.arange(1, evaluations + 1) * (budget / evaluations)
-                phases = _phases(evaluations, schedule, warmup)
-                scale, lr = _schedule(phases, tokens / budget, schedule)
-                common = rng.normal(0.0, offset_sd) + _ar1(rng, evaluations, noise, ar_rho)
-                heldout_clean = law.loss_at(params, tokens, fraction)
-                gap_clean = gap_law.predict(gap_params, {"tokens": tokens, "fraction": np.full(evaluations, fraction)})
-                heldout = heldout_clean * scale * np.exp(common + rng.normal(0.0, eval_noise, evaluations))
-                train = (heldout_clean - gap_clean) * scale * np.exp(common + rng.normal(0.0, eval_noise,
-                                                                                         evaluations))
-                general = law.loss_at(params, (1.0 - fraction) * tokens + 1.0, 0.0) * np.exp(
-                    rng.normal(0.0, noise, evaluations))
                 run = {"run_id": run_id, "domain_fraction": fraction, "preset": preset, "params": model_params,
                        "seed": run_seed}
-                curves += [{**run, "tokens": t, "domain_loss": d, "general_loss": g, "domain_train_loss": r,
-                            "domain_epochs": t * fraction / domain_tokens, "phase": p, "lr": rate}
-                           for t, d, g, r, p, rate in zip(tokens, heldout, general, train, phases, lr)]
-                finetuned = heldout[-1] - float(gain(fraction, budget)) + rng.normal(0.0, eval_noise)
-                results.append({**run, "tokens": budget, "domain_loss": heldout[-1], "general_loss": general[-1],
-                                "finetune_domain_loss": finetuned, "wall_seconds": budget / 1e7, "status": "ok",
-                                "error": "", "log_path": f"runs/{run_id}/train.log"})
+                result, rows = _synthetic_run(run, fraction, budget, setup, rng)
+                results.append(result)
+                curves += rows
     return pd.DataFrame(results)[list(RESULTS_COLUMNS)], pd.DataFrame(curves)[list(CURVES_COLUMNS)]
+
+
+def _synthetic_run(run: dict, fraction: float, budget: float, setup: dict, rng: np.random.Generator):
+    """One synthetic run's ``results`` row and ``curves`` rows (see :func:`spt_sweep`)."""
+    from scaling_laws.spt_parts import GAP_NAMES, SPTGap
+
+    law, params, count = get_law("spt"), setup["params"], setup["evaluations"]
+    offset_sd, noise, ar_rho, eval_noise = setup["noise"]
+    tokens = np.arange(1, count + 1) * (budget / count)
+    phases = _phases(count, setup["schedule"], setup["warmup"])
+    scale, lr = _schedule(phases, tokens / budget, setup["schedule"])
+    common = rng.normal(0.0, offset_sd) + _ar1(rng, count, noise, ar_rho)
+    heldout_clean = law.loss_at(params, tokens, fraction)
+    gap_clean = SPTGap().predict({**{name: params[name] for name in GAP_NAMES}, "c_gap": setup["gap_offset"]},
+                                 {"tokens": tokens, "fraction": np.full(count, fraction)})
+    heldout = heldout_clean * scale * np.exp(common + rng.normal(0.0, eval_noise, count))
+    train = (heldout_clean - gap_clean) * scale * np.exp(common + rng.normal(0.0, eval_noise, count))
+    general = law.loss_at(params, (1.0 - fraction) * tokens + 1.0, 0.0) * np.exp(rng.normal(0.0, noise, count))
+    rows = [{**run, "tokens": t, "domain_loss": d, "general_loss": g, "domain_train_loss": r,
+             "domain_epochs": t * fraction / setup["domain_tokens"], "phase": p, "lr": rate}
+            for t, d, g, r, p, rate in zip(tokens, heldout, general, train, phases, lr)]
+    finetuned = heldout[-1] - float(setup["gain"](fraction, budget)) + rng.normal(0.0, eval_noise)
+    result = {**run, "tokens": budget, "domain_loss": heldout[-1], "general_loss": general[-1],
+              "finetune_domain_loss": finetuned, "wall_seconds": budget / 1e7, "status": "ok", "error": "",
+              "log_path": f"runs/{run['run_id']}/train.log"}
+    return result, rows
 
 
 def pilot_sweep(seed: int = 0, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
