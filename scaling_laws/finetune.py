@@ -52,9 +52,10 @@ class GainModel:
         self.runs = pd.DataFrame({"fraction": fractions, "tokens": tokens,
                                   "gain": predicted - np.array([r["finetune_loss"] for r in runs])})
         self.fitted = {f: self._per_fraction(self.runs[self.runs["fraction"] == f]) for f in self.fractions}
-        self.single_runs = bool((self.runs.groupby(["fraction", "tokens"]).size() == 1).any())
+        cell_sizes = self.runs.groupby(["fraction", "tokens"]).size()
+        # Replicates differ from the fit only where a cell has several runs to resample.
         rng = np.random.default_rng(seed)
-        self.replicas = [self._resampled(rng) for _ in range(replicates)]
+        self.replicas = [self._resampled(rng) for _ in range(replicates)] if (cell_sizes > 1).any() else []
 
     @staticmethod
     def _per_fraction(rows: pd.DataFrame):
@@ -88,6 +89,6 @@ class GainModel:
 
     def gain(self, tokens: float, fractions: np.ndarray, replicate: int | None = None) -> np.ndarray:
         """The gain at ``tokens`` for each fraction (interpolated linearly between swept fractions)."""
-        table = self.fitted if replicate is None else self.replicas[replicate]
+        table = self.fitted if replicate is None or not self.replicas else self.replicas[replicate]
         at_swept = np.array([a * tokens**b + c for a, b, c in (table[f] for f in self.fractions)])
         return np.interp(np.asarray(fractions, float), self.fractions, at_swept)

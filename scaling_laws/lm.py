@@ -2,8 +2,9 @@
 
 Scaling-law fits are small nonlinear least-squares problems: a few hundred points, 5 to 15 parameters. A
 Gauss-Newton method uses that structure (it needs only the residuals' Jacobian) and converges in tens of
-iterations where a quasi-Newton method on the scalar objective needs hundreds: measured on a 6-fraction x
-20-evaluation SPT table, 64 starts took 2.2 s with the batched L-BFGS (500 iterations) and 0.1 s here.
+iterations where a quasi-Newton method on the scalar objective needs hundreds: ``benchmarks/fit_speed.py`` fits
+a 6-fraction x 20-evaluation pilot (two halves, 128 starts) and 200 bootstrap refits in 1.05 s this way and in
+4.5 s with the batched L-BFGS (same delta* and interval).
 Every start (or bootstrap replicate) keeps its own damping, so only the arithmetic is shared.
 
 The Huber loss is handled by iteratively reweighted least squares: at each iterate the weight of a residual
@@ -145,8 +146,8 @@ def minimize_lm(
         x[kept], f[kept], residuals[kept], jac[kept] = trial[better], f_new[better], r_new[better], j_new[better]
         # Nielsen's update: the better the quadratic model predicted the decrease, the less damping next time.
         gain = decrease / np.maximum(predicted[better], 1e-300)
-        damping[kept] = np.maximum(damping[kept] * np.maximum(1.0 / 3.0, 1.0 - (2.0 * np.minimum(gain, 1.0) - 1.0) ** 3),
-                                   1e-12)
+        shrink = np.maximum(1.0 / 3.0, 1.0 - (2.0 * np.minimum(gain, 1.0) - 1.0) ** 3)
+        damping[kept] = np.maximum(damping[kept] * shrink, 1e-12)
         growth[kept] = 2.0
         failed = rows[~better]
         damping[failed] *= growth[failed]

@@ -56,7 +56,8 @@ class MeasuredMultiplier:
     def describe(self) -> str:
         """Plain words: ``1.6x fewer tokens`` or ``not reached within the measured data``."""
         if self.reached == "no":
-            return f"not reached within the measured data (delta={self.fraction:g} never got to {self.baseline_loss:.4g})"
+            return (f"not reached within the measured data (delta={self.fraction:g} never got to "
+                    f"{self.baseline_loss:.4g})")
         bound = "at least " if self.reached != "yes" else ""
         return f"{bound}{self.value:.3g}x (delta={self.fraction:g} reached {self.baseline_loss:.4g} at " \
                f"{self.tokens:.3g} tokens; delta=0 at {self.baseline_tokens:.3g})"

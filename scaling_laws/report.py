@@ -132,7 +132,12 @@ def _choice_caveats(fit: FitResult, choices) -> list[str]:
             lines.append(f"at T={c.tokens:.3g}, delta* sits at the edge {edge[0]:g} of the fractions searched "
                          f"[{c.fraction_range[0]:g}, {c.fraction_range[1]:g}]: the best delta may lie beyond it")
     bases = {c.basis for c in choices}
-    if "pre-finetune" in bases and (fit.decision or {}).get("finetune"):
+    finetuned = (fit.decision or {}).get("finetune") or []
+    cells = pd.Series([(run["fraction"], run["tokens"]) for run in finetuned], dtype=object).value_counts()
+    if "post-finetune" in bases and (cells == 1).any():
+        lines.append("some fractions were fine-tuned once per budget: the band of the post-finetune delta* carries "
+                     "the pretraining law's uncertainty but not the fine-tuning's own noise")
+    if "pre-finetune" in bases and finetuned:
         lines.append("delta* is chosen on the pretraining loss: fine-tuned runs do not cover every swept fraction")
     elif "pre-finetune" in bases:
         lines.append("delta* is chosen on the pretraining loss (no fine-tuned runs): the paper's delta* is the one "

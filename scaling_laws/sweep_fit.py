@@ -65,7 +65,11 @@ def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
     curves = curves_record(selection.table, loss_column)
     fractions = sorted({run["fraction"] for run in curves})
     noise = RunNoise(**result.noise["held_out"]) if result.noise and "held_out" in result.noise else None
-    measured = measured_multipliers(curves, noise, bootstrap_replicates, level, seed)
+    several_sizes = "params" in result.form.inputs
+    measured = [] if several_sizes else measured_multipliers(curves, noise, bootstrap_replicates, level, seed)
+    if several_sizes:
+        result.caveats.append("several model sizes: the measured compute multiplier compares runs of one size and "
+                              "is not computed here")
     finetuned = []
     if results is not None and "params" not in result.form.inputs:
         from scaling_laws.finetune import finetune_record
@@ -73,7 +77,7 @@ def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
         finetuned = [run for run in finetune_record(results) if run["fraction"] in set(fractions)]
     result.decision = {"fractions": fractions, "curves": curves, "measured": [m.to_dict() for m in measured],
                        "finetune": finetuned}
-    if 0.0 not in fractions:
+    if 0.0 not in fractions and not several_sizes:
         result.caveats.append("no run had delta = 0, so there is no measured compute multiplier (it compares "
                               "with the delta = 0 runs' best loss)")
     return result

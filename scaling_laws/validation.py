@@ -73,7 +73,8 @@ def validate(table: pd.DataFrame, *, holdout_tokens_above: float | None = None, 
         "median_abs_pct_error": float(np.median(np.abs(error))), "max_abs_pct_error": float(np.max(np.abs(error))),
         "rows": [{"run_id": r, "fraction": float(f), "tokens": float(t), "observed": float(o), "predicted": float(p),
                   "error_pct": float(e)}
-                 for r, f, t, o, p, e in zip(run_ids, inputs["fraction"], inputs["tokens"], observed, predicted, error)],
+                 for r, f, t, o, p, e in zip(run_ids, inputs["fraction"], inputs["tokens"], observed, predicted,
+                                             error)],
         "params": reduced.params,
     }
 

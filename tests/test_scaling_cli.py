@@ -246,7 +246,8 @@ def spt_fit_dict(**changes) -> dict:
 def test_bad_fit_json_is_one_line_and_exit_2(tmp_path, run_cli, changes, expected):
     path = write_csv(tmp_path / "fit.json", json.dumps(spt_fit_dict(**changes)))
     inputs = write_csv(tmp_path / "x.csv", "tokens,fraction\n1e9,0.1\n")
-    for command in (("optimal-fraction", "--fit", path, "--tokens", "1e9"), ("predict", "--fit", path, "--data", inputs)):
+    for command in (("optimal-fraction", "--fit", path, "--tokens", "1e9"),
+                    ("predict", "--fit", path, "--data", inputs)):
         code, stdout, err = run_cli(*command)
         assert (code, stdout, err) == (2, "", f"error: {path}: {expected}\n")
 
