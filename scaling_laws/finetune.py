@@ -7,7 +7,9 @@ reproduces the fine-tuned loss at the run's budget whatever part of the run's fi
 law of stable-phase losses leaves the final decay's drop in the gain). Per fraction, the gain is a
 :class:`~scaling_laws.spt_laws.FinetuneGain` law ``a T**b + c`` when that fraction was fine-tuned at 4 or more
 budgets, else a constant (the mean over its runs; it is then assumed not to change with T). Between swept
-fractions the gain is interpolated linearly in delta; nothing is extrapolated beyond them.
+fractions the gain is interpolated by a monotone cubic (PCHIP): smooth, so that delta* does not stick to the
+kinks a piecewise-linear gain would put at the swept fractions, and without overshoot; nothing is extrapolated
+beyond them.
 
 Uncertainty: bootstrap replicate ``k`` of the post-finetune loss is the law's replicate ``k`` minus a gain
 recomputed on runs resampled within each (fraction, budget) cell when the cell has several (seeds); a cell with
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.interpolate import PchipInterpolator
 
 #: Budgets per fraction from which the gain is fitted as a function of T (the FinetuneGain law has 3 parameters).
 MIN_GAIN_BUDGETS = 4
@@ -91,4 +94,7 @@ class GainModel:
         """The gain at ``tokens`` for each fraction (interpolated linearly between swept fractions)."""
         table = self.fitted if replicate is None or not self.replicas else self.replicas[replicate]
         at_swept = np.array([a * tokens**b + c for a, b, c in (table[f] for f in self.fractions)])
-        return np.interp(np.asarray(fractions, float), self.fractions, at_swept)
+        fractions = np.clip(np.asarray(fractions, float), self.fractions[0], self.fractions[-1])
+        if len(self.fractions) == 1:
+            return np.full(fractions.shape, at_swept[0])
+        return PchipInterpolator(self.fractions, at_swept)(fractions)
