@@ -1,58 +1,78 @@
 """`spt fit`, `spt predict`, `spt optimal-fraction`, `spt compute-optimal` and `spt plot`: thin wrappers over the
-library functions in :mod:`scaling_laws.fitting`, :mod:`scaling_laws.decisions` and :mod:`scaling_laws.plots`."""
+library. This module declares the arguments; :mod:`scaling_laws.cli_fit` and :mod:`scaling_laws.cli_decide` run
+them.
+
+Recommended invocation for a sweep (what the quickstart runs):
+
+    spt fit --law spt --data SWEEP_FOLDER --starts 64 --bootstrap 200 --seed 0 --out fit.json
+    spt optimal-fraction --fit fit.json --tokens 1e6 1e7 [--lines]
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-import numpy as np
-
-from scaling_laws.data import check_frame, resolve_law, summarize
-from scaling_laws.laws import Muennighoff
-from scaling_laws.objective import Objective
 from scaling_laws.registry import LAWS
-from scaling_laws.result import FitResult, write_atomic
-from scaling_laws.sweeps import FitData, read_fit_data
-from spt.errors import InputError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds the scaling-law subcommands to the ``spt`` parser."""
-    fit = subparsers.add_parser("fit", help="fit a scaling law (chinchilla, muennighoff, spt) to a CSV of runs")
+def _fit_parser(subparsers) -> None:
+    fit = subparsers.add_parser("fit", help="fit a scaling law (spt, chinchilla, muennighoff, ...) to a sweep or CSV")
     fit.add_argument("--law", required=True, choices=list(LAWS),
                      help="law form; spt becomes spt-n when the data has several model sizes in 'params'")
     fit.add_argument("--data", required=True, type=Path,
-                     help="CSV with the law's columns, or a sweep output folder (fits its curves.csv with "
-                          "fraction := domain_fraction, loss := domain_loss)")
+                     help="CSV with the law's columns, or a sweep output folder (its curves.csv: valid budgets only, "
+                          "fraction := domain_fraction, loss := domain_loss, train loss := domain_train_loss)")
     fit.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction "
                      "(domain_fraction for a sweep's curves.csv)")
-    fit.add_argument("--out", type=Path, help="fit JSON to write")
-    fit.add_argument("--bootstrap", type=int, default=0, metavar="K", help="bootstrap refits for intervals")
+    fit.add_argument("--out", type=Path, help="fit JSON to write (checked for writability before fitting)")
+    fit.add_argument("--bootstrap", type=int, metavar="K",
+                     help="bootstrap refits for intervals (default: 200 for spt laws, 0 for the others)")
+    fit.add_argument("--bootstrap-method", choices=("auto", "runs", "points"), default="auto",
+                     help="runs: simulated run offsets and correlated noise along runs (default for evaluations "
+                          "of runs); points: resample single rows (right only when each row is its own run)")
+    fit.add_argument("--level", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the start subset and the bootstrap")
-    fit.add_argument("--loss-column", help="column to fit (default: loss; gain for finetune-gain)")
+    fit.add_argument("--loss-column", help="column to fit (default: loss; gain for finetune-gain; domain_loss "
+                     "for a sweep)")
+    fit.add_argument("--fitted", choices=("auto", "train+gap", "held-out"), default="auto",
+                     help="spt: fit the train loss and the gap separately (auto: when domain_train_loss is there) "
+                          "or the held-out loss alone")
     fit.add_argument("--objective", choices=("huber", "mse"), default="huber",
                      help="sum of Huber losses (default) or mean squared error (the SPT paper's choice)")
     fit.add_argument("--residuals", choices=("log", "linear"), help="residual space (default: the law's, mostly log)")
-    fit.add_argument("--huber-delta", type=float, default=1e-3, help="Huber transition (default 1e-3)")
+    fit.add_argument("--huber-delta", type=float,
+                     help="Huber transition (default: 1e-2 for spt fits of evaluations, 1e-3 otherwise)")
     fit.add_argument("--starts", type=int, help="use a random subset of this many grid starts")
     fit.add_argument("--no-staged", action="store_true", help="skip the staged start (per-fraction, then joint)")
     fit.add_argument("--fix", type=Path, metavar="FIT.json",
                      help="muennighoff: hold E, A, B, alpha, beta at this fit's values")
     fit.add_argument("--holdout", type=float, metavar="SHARE",
                      help="extrapolation check: also fit without the largest SHARE of budgets and report the error")
+    fit.add_argument("--holdout-tokens-above", type=float, metavar="T",
+                     help="spt validation: refit without evaluations beyond T tokens and print the error on each")
+    fit.add_argument("--holdout-fractions", type=float, nargs="+", metavar="DELTA",
+                     help="spt validation: refit without these domain fractions and print the error on each")
     fit.add_argument("--dry-run", action="store_true", help="check the data and print the plan; fit nothing")
+    from scaling_laws.cli_fit import run_fit
+
     fit.set_defaults(func=run_fit, environment="any")
 
+
+def _predict_parser(subparsers) -> None:
     pred = subparsers.add_parser("predict", help="add a predicted_loss column to a CSV from a fit JSON")
     pred.add_argument("--fit", required=True, type=Path, help="fit JSON")
     pred.add_argument("--data", required=True, type=Path, help="CSV with the law's input columns, or a sweep folder")
     pred.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction")
     pred.add_argument("--out", type=Path, help="CSV to write (default: print to stdout)")
     pred.add_argument("--dry-run", action="store_true", help="check the inputs and print a summary; write nothing")
+    from scaling_laws.cli_fit import run_predict
+
     pred.set_defaults(func=run_predict, environment="any")
+
+
+def _decision_parsers(subparsers) -> None:
+    from scaling_laws.cli_decide import run_compute_optimal, run_optimal_fraction, run_plot
 
     best = subparsers.add_parser("optimal-fraction", help="print delta*, its interval and the compute multiplier")
     best.add_argument("--fit", required=True, type=Path, help="fit JSON of law spt or spt-n")
@@ -61,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     best.add_argument("--max-fraction", type=float, help="largest fraction searched (default: the fitted range)")
     best.add_argument("--widen", action="store_true", help="search [0, 1] instead of the fitted fractions")
     best.add_argument("--params", type=float, help="model size N (parameters), for spt-n fits")
+    best.add_argument("--basis", choices=("auto", "post-finetune", "pre-finetune"), default="auto",
+                      help="decide on the loss after fine-tuning (auto: when every swept fraction was fine-tuned)")
     best.add_argument("--domain-tokens", type=float, metavar="D",
                       help="size |D| of your domain set (tokens): also print the epochs T*delta*/|D|")
     output = best.add_mutually_exclusive_group()
@@ -89,206 +111,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plot.set_defaults(func=run_plot, environment="any")
 
 
-def _print_arguments(args: argparse.Namespace) -> None:
-    for key, value in sorted(vars(args).items()):
-        if key not in ("func", "environment", "dry_run"):
-            print(f"  {key}: {value}")
-
-
-def _read_data(args: argparse.Namespace) -> FitData:
-    """``--data`` (a CSV or a sweep folder); notes on what a sweep folder left out go to stderr."""
-    data = read_fit_data(args.data, args.fraction_column)
-    for note in data.notes:
-        print(f"note: {note}", file=sys.stderr)
-    return data
-
-
-def _fit_options(args: argparse.Namespace, law, default_loss: str | None = None) -> dict:
-    fixed = None
-    if args.fix is not None:
-        if not isinstance(law, Muennighoff):
-            raise InputError(f"--fix applies to --law muennighoff, not {law.name}")
-        base = FitResult.load(args.fix)
-        missing = [name for name in Muennighoff.base_names if name not in base.params]
-        if missing:
-            raise InputError(f"{args.fix}: fit of law {base.law} lacks {', '.join(missing)}")
-        fixed = {name: base.params[name] for name in Muennighoff.base_names}
-    if args.bootstrap < 0:
-        raise InputError(f"--bootstrap {args.bootstrap}: must be 0 or more")
-    if args.starts is not None and args.starts < 1:
-        raise InputError(f"--starts {args.starts}: must be 1 or more")
-    if not args.huber_delta > 0:
-        raise InputError(f"--huber-delta {args.huber_delta}: must be positive")
-    objective = Objective(kind=args.objective, huber_delta=args.huber_delta,
-                          residuals=args.residuals or law.residuals)
-    return {"loss_column": args.loss_column or default_loss or law.target, "objective": objective, "fixed": fixed,
-            "n_starts": args.starts, "staged": not args.no_staged, "seed": args.seed, "source": str(args.data)}
-
-
-def run_fit(args: argparse.Namespace) -> int:
-    """`spt fit`: checks the table, fits (optionally bootstraps and checks extrapolation), writes the JSON."""
-    from scaling_laws.fitting import extrapolation_check, fit
-
-    data = _read_data(args)
-    table = data.table
-    law = resolve_law(args.law, table)
-    options = _fit_options(args, law, data.loss_column)
-    free = len(law.params) - len(options["fixed"] or {})
-    checked = check_frame(table, law, options["loss_column"], residuals=options["objective"].residuals,
-                          free_params=free, source=str(args.data))
-    if args.holdout is not None and not 0.0 < args.holdout < 1.0:
-        raise InputError(f"--holdout {args.holdout}: must be in (0, 1)")
-    if args.dry_run:
-        print(f"spt fit (dry run): law {law.name}, {free} free parameters")
-        _print_arguments(args)
-        print("\n".join(summarize(checked)))
-        grid = np.prod([len(p.grid) for p in law.params if p.name not in (options["fixed"] or {})])
-        kept = getattr(law, "keep_starts", None)
-        note = f" (the best {kept} by least squares become starts)" if kept and grid > kept else ""
-        print(f"start grid: {grid} points{note}; nothing fitted or written")
-        return 0
-    result = fit(table, law, bootstrap_replicates=args.bootstrap, **options)
-    if args.holdout is not None:
-        result.extrapolation = extrapolation_check(table, law, holdout=args.holdout, **options)
-    print(format_fit(result))
-    if args.out is not None:
-        result.save(args.out)
-        print(f"wrote {args.out}")
-    return 0
-
-
-def format_fit(result: FitResult) -> str:
-    """A human-readable summary of a fit."""
-    s = result.settings
-    lines = [f"law {result.law}: {result.n_points} points, {s.get('n_starts')} starts, {s.get('seconds')} s; "
-             f"objective {s.get('objective')} ({s.get('residuals')} residuals) = {result.objective:.6g}"
-             + ("" if s.get("converged", True) else " (best start did not converge)")]
-    intervals = result.intervals or {}
-    for name, value in result.params.items():
-        note = " (fixed)" if name in result.fixed else ""
-        if name in intervals and not note:
-            low, high = intervals[name]
-            note = f"  [{low:.6g}, {high:.6g}]"
-        lines.append(f"  {name:<10} {value:>14.6g}{note}")
-    if intervals:
-        lines.append(f"  (intervals: central {100 * result.level:g}% of {s.get('bootstrap')} bootstrap refits)")
-    if result.extrapolation:
-        e = result.extrapolation
-        lines.append(f"extrapolation: fit on {e['n_fit']} rows with {e['budget']} <= {e['threshold']:.4g}; "
-                     f"on the {e['n_holdout']} larger: mean |relative error| {100 * e['mean_abs_rel_error']:.3g}%, "
-                     f"max {100 * e['max_abs_rel_error']:.3g}%")
-    return "\n".join(lines)
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    """`spt predict`: the table with ``predicted_loss`` (and its band) as CSV, to ``--out`` or stdout."""
-    from scaling_laws.fitting import predict_table
-
-    result = FitResult.load(args.fit)
-    table = _read_data(args).table
-    checked = check_frame(table, result.form, target=None, source=str(args.data))
-    if args.dry_run:
-        print(f"spt predict (dry run): law {result.law}")
-        _print_arguments(args)
-        print("\n".join(summarize(checked)))
-        print("nothing written")
-        return 0
-    out = predict_table(result, table, source=str(args.data))
-    if args.out is None:
-        out.to_csv(sys.stdout, index=False)
-    else:
-        write_atomic(args.out, out.to_csv(index=False))
-        print(f"wrote {args.out} ({len(out)} rows)")
-    return 0
-
-
-def _note_extrapolation(result: FitResult, column: str, values) -> None:
-    low, high = result.data_ranges.get(column, [-np.inf, np.inf])
-    for value in values:
-        if not low <= value <= high:
-            print(f"note: {column}={value:g} is outside the fitted range [{low:g}, {high:g}]", file=sys.stderr)
-
-
-def run_optimal_fraction(args: argparse.Namespace) -> int:
-    """`spt optimal-fraction`: delta*, its interval and the compute multiplier per budget."""
-    from scaling_laws.decisions import fraction_range, optimal_fraction
-
-    result = FitResult.load(args.fit)
-    if "fraction" not in result.form.inputs:
-        raise InputError(f"{args.fit}: optimal-fraction needs an spt fit; this fit is law {result.law}")
-    low, high = fraction_range(result, args.min_fraction, args.max_fraction, args.widen)
-    if "params" in result.form.inputs and args.params is None:
-        raise InputError(f"law {result.law} needs --params (the model size, in parameters)")
-    if args.domain_tokens is not None and not (np.isfinite(args.domain_tokens) and args.domain_tokens > 0):
-        raise InputError(f"--domain-tokens {args.domain_tokens:g}: must be a positive number of tokens")
-    if args.dry_run:
-        print(f"spt optimal-fraction (dry run): law {result.law}, fractions searched [{low:g}, {high:g}]")
-        _print_arguments(args)
-        return 0
-    _note_extrapolation(result, "tokens", args.tokens)
-    choices = [optimal_fraction(result, t, low=low, high=high, params=args.params) for t in args.tokens]
-    if args.json:
-        print(json.dumps([c.to_dict() for c in choices], indent=2))
-        return 0
-    if args.lines:
-        print("\n".join(c.line(args.domain_tokens) for c in choices))
-        return 0
-    level = f"{100 * result.level:g}%"
-    print(f"law {result.law}: fractions searched [{low:g}, {high:g}]" +
-          (f", model size {args.params:g}" if args.params else ""))
-    epochs = args.domain_tokens is not None
-    print(f"{'tokens':>10}  {'delta*':>8}  {level + ' interval':>20}  {'loss':>8}  {'multiplier':>10}  "
-          f"{level + ' interval':>20}" + (f"  {'epochs':>8}" if epochs else ""))
-    for c in choices:
-        interval = f"[{c.fraction_interval[0]:.4g}, {c.fraction_interval[1]:.4g}]" if c.fraction_interval else "-"
-        spread = (f"[{c.multiplier_interval[0]:.3g}x, {c.multiplier_interval[1]:.3g}x]"
-                  if c.multiplier_interval else "-")
-        print(f"{c.tokens:>10.4g}  {c.fraction:>8.4g}  {interval:>20}  {c.loss:>8.4f}  "
-              f"{c.compute_multiplier:>9.3g}x  {spread:>20}"
-              + (f"  {c.domain_epochs(args.domain_tokens):>8.4g}" if epochs else ""))
-    return 0
-
-
-def run_compute_optimal(args: argparse.Namespace) -> int:
-    """`spt compute-optimal`: N* and D* per FLOP budget from a Chinchilla-type fit."""
-    from scaling_laws.decisions import compute_optimal
-
-    result = FitResult.load(args.fit)
-    if args.dry_run:
-        print(f"spt compute-optimal (dry run): law {result.law}")
-        _print_arguments(args)
-        return 0
-    rows = [compute_optimal(result, flops) for flops in args.flops]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'flops':>10}  {'params N*':>10}  {'tokens D*':>10}  {'loss':>8}  intervals (N*, D*)")
-    for row in rows:
-        spans = ""
-        if "params_interval" in row:
-            (n0, n1), (d0, d1) = row["params_interval"], row["tokens_interval"]
-            spans = f"[{n0:.3g}, {n1:.3g}], [{d0:.3g}, {d1:.3g}]"
-        print(f"{row['flops']:>10.4g}  {row['params']:>10.4g}  {row['tokens']:>10.4g}  {row['loss']:>8.4f}  {spans}")
-    return 0
-
-
-def run_plot(args: argparse.Namespace) -> int:
-    """`spt plot`: loss curves, residuals and (SPT fits) delta* vs budget, as PNG and SVG."""
-    result = FitResult.load(args.fit)
-    table = _read_data(args).table
-    target = result.settings.get("loss_column", result.form.target)
-    checked = check_frame(table, result.form, target, residuals=result.settings.get("residuals", "log"),
-                          free_params=0, source=str(args.data))
-    if "params" in result.form.inputs and "fraction" in result.form.inputs and args.params is None:
-        raise InputError(f"law {result.law} needs --params (model size) for the delta* plot")
-    if args.dry_run:
-        print(f"spt plot (dry run): law {result.law}, {len(checked)} rows; figures loss_curves, residuals"
-              + (", optimal_fraction" if "fraction" in result.form.inputs else "") + " (PNG and SVG)")
-        _print_arguments(args)
-        return 0
-    from scaling_laws.plots import plot_all
-
-    search = {"widen": args.widen, "params": args.params} if "fraction" in result.form.inputs else {}
-    for path in plot_all(result, table, args.out_dir, budgets=args.tokens, **search):
-        print(f"wrote {path}")
-    return 0
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the scaling-law subcommands to the ``spt`` parser."""
+    _fit_parser(subparsers)
+    _predict_parser(subparsers)
+    _decision_parsers(subparsers)

@@ -1,64 +1,22 @@
-"""Decisions from fits: the optimal domain fraction, its compute multiplier, and compute-optimal N and D."""
+"""Decisions from fits: the optimal domain fraction (before or after fine-tuning), its compute multipliers, and
+compute-optimal N and D."""
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
+from scaling_laws.choice import FractionChoice
+from scaling_laws.finetune import GainModel
+from scaling_laws.intervals import percentile_interval
 from scaling_laws.result import FitResult
 from spt.errors import InputError
 
-#: Grid points over the fraction range before the bounded refinement.
+#: Grid points over the fraction range before the bounded refinement (of the fit; replicates use the grid).
 _FRACTION_GRID = 1001
 #: Largest compute multiplier searched (beyond it the multiplier is reported as infinite).
 _MAX_MULTIPLIER = 1e12
-
-
-@dataclass
-class FractionChoice:
-    """The best domain fraction at one token budget.
-
-    Attributes:
-        tokens: Total pretraining tokens T.
-        fraction: delta*, the domain fraction minimizing the predicted domain test loss.
-        loss: Predicted domain test loss at delta* (nats/token).
-        fraction_range: The ``[low, high]`` range searched.
-        compute_multiplier: Tokens that delta = 0 needs to reach the loss of delta*, divided by T
-            (``inf`` when delta = 0 never reaches it).
-        fraction_interval: Bootstrap interval of delta* (None without bootstrap).
-        multiplier_interval: Bootstrap interval of the compute multiplier.
-    """
-
-    tokens: float
-    fraction: float
-    loss: float
-    fraction_range: tuple[float, float]
-    compute_multiplier: float
-    fraction_interval: tuple[float, float] | None = None
-    multiplier_interval: tuple[float, float] | None = None
-
-    def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-
-    def domain_epochs(self, domain_tokens: float) -> float:
-        """Epochs over a domain set of ``domain_tokens`` tokens that delta* implies: ``T delta* / |D|``."""
-        return self.tokens * self.fraction / domain_tokens
-
-    def line(self, domain_tokens: float | None = None) -> str:
-        """One machine-readable line; the notebook and ``spt optimal-fraction --lines`` print the same text.
-
-        ``delta_star tokens=1e+09 value=0.1234 low=0.1 high=0.2 loss=3.1 multiplier=1.5 multiplier_low=1.2
-        multiplier_high=2.1`` (``low``/``high`` are ``nan`` without bootstrap), plus ``epochs=...`` when
-        ``domain_tokens`` is given.
-        """
-        low, high = self.fraction_interval or (float("nan"), float("nan"))
-        m_low, m_high = self.multiplier_interval or (float("nan"), float("nan"))
-        text = (f"delta_star tokens={self.tokens:.6g} value={self.fraction:.6g} low={low:.6g} high={high:.6g} "
-                f"loss={self.loss:.6g} multiplier={self.compute_multiplier:.6g} multiplier_low={m_low:.6g} "
-                f"multiplier_high={m_high:.6g}")
-        return text if domain_tokens is None else f"{text} epochs={self.domain_epochs(domain_tokens):.6g}"
+BASES = ("auto", "post-finetune", "pre-finetune")
 
 
 def _require_fraction_law(fit: FitResult) -> None:
@@ -90,23 +48,65 @@ def fraction_range(fit: FitResult, low: float | None = None, high: float | None 
     return float(lo), float(hi)
 
 
-def _best_fractions(fit: FitResult, thetas: np.ndarray, tokens: float, lo: float, hi: float,
-                    params: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """delta* and its loss for each internal vector ``(K, P)``: a dense grid, then a bounded 1-D refinement."""
-    law = fit.form
-    grid = np.linspace(lo, hi, _FRACTION_GRID)
+def gain_model(fit: FitResult, basis: str = "auto", low: float = 0.0, high: float = 1.0,
+               replicates: int = 0) -> tuple[GainModel | None, str]:
+    """The fine-tune gain to decide on, and the basis it gives (with why, when it falls back).
+
+    Returns:
+        ``(model or None, basis)``: ``post-finetune`` with a model when the fit records fine-tuned runs at
+        every swept fraction in ``[low, high]``; otherwise ``pre-finetune`` (asking for ``post-finetune``
+        then is an error).
+
+    Raises:
+        InputError: For an unknown basis, or ``post-finetune`` without the fine-tuned runs it needs.
+    """
+    if basis not in BASES:
+        raise InputError(f"basis={basis!r}: expected one of {', '.join(BASES)}")
+    runs = (fit.decision or {}).get("finetune") or []
+    swept = (fit.decision or {}).get("fractions") or []
+    problem = ""
+    if basis == "pre-finetune":
+        return None, "pre-finetune"
+    if not runs:
+        problem = "the fit records no fine-tuned runs (results.csv has no finetune_domain_loss)"
+    elif "params" in fit.form.inputs:
+        problem = f"law {fit.law} spans several model sizes; fine-tune gains are not modelled per size"
+    else:
+        model = GainModel(fit.form, fit.params, runs, replicates=replicates, seed=int(fit.settings.get("seed", 0)))
+        ok, problem = model.covers(low, high, swept)
+        if ok:
+            return model, "post-finetune"
+    if basis == "post-finetune":
+        raise InputError(f"cannot decide after fine-tuning: {problem}")
+    return None, "pre-finetune"
+
+
+def _losses(fit, thetas, tokens, fractions, params, gains, replicate_gains):
+    """Predicted losses ``(K, G)`` on the basis: the law, minus the fine-tune gain when there is one."""
     with np.errstate(all="ignore"):
-        losses = law.predict_many(thetas, _inputs(fit, tokens, grid, params))
-    losses = np.where(np.isfinite(losses), losses, np.inf)
+        losses = fit.form.predict_many(thetas, _inputs(fit, tokens, fractions, params))
+    if gains is not None:
+        if replicate_gains:
+            losses = losses - np.stack([gains.gain(tokens, fractions, k) for k in range(len(thetas))])
+        else:
+            losses = losses - gains.gain(tokens, fractions)[None, :]
+    return np.where(np.isfinite(losses), losses, np.inf)
+
+
+def _best_fractions(fit, thetas, tokens, lo, hi, params, gains=None, replicate_gains=False, refine=True):
+    """delta* and its loss for each internal vector ``(K, P)``: a dense grid, then (``refine``) a bounded 1-D
+    refinement around the best grid point."""
+    grid = np.linspace(lo, hi, _FRACTION_GRID)
+    losses = _losses(fit, thetas, tokens, grid, params, gains, replicate_gains)
     best = np.argmin(losses, axis=1)
     fractions, values = grid[best].copy(), losses[np.arange(len(best)), best].copy()
+    if not refine:
+        return fractions, values
     for k, i in enumerate(best):
         left, right = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
 
         def loss_at(fraction, k=k):
-            with np.errstate(all="ignore"):
-                value = law.predict_many(thetas[k : k + 1], _inputs(fit, tokens, fraction, params))[0, 0]
-            return value if np.isfinite(value) else np.inf
+            return float(_losses(fit, thetas[k : k + 1], tokens, np.array([fraction]), params, gains, False)[0, 0])
 
         refined = minimize_scalar(loss_at, bounds=(left, right), method="bounded", options={"xatol": 1e-12})
         if refined.fun < values[k]:
@@ -114,14 +114,14 @@ def _best_fractions(fit: FitResult, thetas: np.ndarray, tokens: float, lo: float
     return fractions, values
 
 
-def _multiplier(fit: FitResult, theta: np.ndarray, tokens: float, loss: float, params: float | None) -> float:
-    """Tokens at delta = 0 reaching ``loss``, over ``tokens``; by root finding in log tokens."""
-    law = fit.form
+def _model_multiplier(fit, theta, tokens, loss, params, gains=None) -> float:
+    """Tokens at delta = 0 reaching ``loss`` by the law (minus the gain at 0), over ``tokens``; root finding in
+    log tokens."""
 
     def excess(log_ratio: float) -> float:
-        inputs = _inputs(fit, tokens * np.exp(log_ratio), 0.0, params)
-        with np.errstate(all="ignore"):
-            return float(law.predict_many(theta[None, :], inputs)[0, 0]) - loss
+        budget = tokens * np.exp(log_ratio)
+        value = _losses(fit, theta[None, :], budget, np.array([0.0]), params, gains, False)[0, 0]
+        return float(value) - loss
 
     at_budget = excess(0.0)
     if not np.isfinite(at_budget) or abs(at_budget) <= 1e-12 * abs(loss):
@@ -137,20 +137,21 @@ def _multiplier(fit: FitResult, theta: np.ndarray, tokens: float, loss: float, p
     return float("inf") if direction > 0 else 0.0
 
 
-def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
-    tail = 100.0 * (1.0 - level) / 2.0
-    finite_or_inf = values[~np.isnan(values)]
-    # "lower"/"higher" never interpolate, so an infinite multiplier stays infinite instead of turning NaN.
-    return (float(np.percentile(finite_or_inf, tail, method="lower")),
-            float(np.percentile(finite_or_inf, 100.0 - tail, method="higher")))
+def _nearest_measured(fit: FitResult, fraction: float) -> dict | None:
+    measured = (fit.decision or {}).get("measured") or []
+    if not measured:
+        return None
+    return min(measured, key=lambda m: (abs(m["fraction"] - fraction), m["fraction"]))
 
 
 def optimal_fraction(fit: FitResult, total_tokens: float, *, low: float | None = None, high: float | None = None,
-                     widen: bool = False, params: float | None = None) -> FractionChoice:
-    """delta* at a token budget, with bootstrap intervals when the fit has replicates.
+                     widen: bool = False, params: float | None = None, basis: str = "auto") -> FractionChoice:
+    """delta* at a token budget, with its interval, its budget ratio and compute multipliers.
 
     The law is fitted on a range of fractions and is trusted there, so the search covers that range by default
-    (``widen`` searches [0, 1]). At delta = 0 the gap coefficient ``a1 delta**a2 exp(a3 delta)`` is 0.
+    (``widen`` searches [0, 1]). With fine-tuned runs at every swept fraction, delta* minimizes the predicted
+    loss *after* fine-tuning (:mod:`scaling_laws.finetune`), as the paper's does; otherwise the pretraining
+    loss; ``FractionChoice.basis`` says which.
 
     Args:
         fit: An ``spt`` or ``spt-n`` fit.
@@ -159,12 +160,11 @@ def optimal_fraction(fit: FitResult, total_tokens: float, *, low: float | None =
         high: Largest fraction searched (default: the fit data's largest, or 1 with ``widen``).
         widen: Search [0, 1] instead of the fitted range.
         params: Model size N (parameters); required for ``spt-n`` fits.
-
-    Returns:
-        delta*, its loss, the compute multiplier and intervals.
+        basis: ``auto``, ``post-finetune`` or ``pre-finetune``.
 
     Raises:
-        InputError: For a non-fraction law, a bad range or budget, or a missing model size.
+        InputError: For a non-fraction law, a bad range or budget, a missing model size, or a basis the fit
+            cannot give.
     """
     _require_fraction_law(fit)
     if not np.isfinite(total_tokens) or total_tokens <= 0:
@@ -172,17 +172,24 @@ def optimal_fraction(fit: FitResult, total_tokens: float, *, low: float | None =
     if "params" in fit.form.inputs and (params is None or not params > 0):
         raise InputError(f"law {fit.law} needs the model size: pass params (a positive number of parameters)")
     lo, hi = fraction_range(fit, low, high, widen)
-    fractions, losses = _best_fractions(fit, fit.theta()[None, :], total_tokens, lo, hi, params)
+    thetas = fit.sample_thetas()
+    replicates = 0 if thetas is None else len(thetas)
+    gains, used = gain_model(fit, basis, lo, hi, replicates)
+    fractions, losses = _best_fractions(fit, fit.theta()[None, :], total_tokens, lo, hi, params, gains)
+    largest = fit.data_ranges.get("tokens", [None, None])[1]
     choice = FractionChoice(
         tokens=float(total_tokens), fraction=float(fractions[0]), loss=float(losses[0]), fraction_range=(lo, hi),
-        compute_multiplier=_multiplier(fit, fit.theta(), total_tokens, float(losses[0]), params),
+        basis=used, budget_ratio=None if not largest else float(total_tokens / largest),
+        measured_multiplier=_nearest_measured(fit, float(fractions[0])),
+        model_multiplier=_model_multiplier(fit, fit.theta(), total_tokens, float(losses[0]), params, gains),
     )
-    thetas = fit.sample_thetas()
-    if thetas is not None and len(thetas):
-        sample_fractions, sample_losses = _best_fractions(fit, thetas, total_tokens, lo, hi, params)
-        multipliers = np.array([_multiplier(fit, t, total_tokens, v, params) for t, v in zip(thetas, sample_losses)])
-        choice.fraction_interval = _interval(sample_fractions, fit.level)
-        choice.multiplier_interval = _interval(multipliers, fit.level)
+    if replicates:
+        sample_fractions, sample_losses = _best_fractions(fit, thetas, total_tokens, lo, hi, params, gains,
+                                                          replicate_gains=gains is not None, refine=False)
+        choice.fraction_interval = percentile_interval(sample_fractions, choice.fraction, fit.level)
+        multipliers = [_model_multiplier(fit, t, total_tokens, v, params, gains)
+                       for t, v in zip(thetas, sample_losses)]
+        choice.model_multiplier_interval = percentile_interval(multipliers, choice.model_multiplier, fit.level)
     return choice
 
 
@@ -222,6 +229,6 @@ def compute_optimal(fit: FitResult, flops: float) -> dict:
         index = [fit.form.names.index(name) for name in names]
         with np.errstate(all="ignore"):
             ns, ds, _ = solve(fit.samples[:, index].T)
-        out["params_interval"] = list(_interval(ns, fit.level))
-        out["tokens_interval"] = list(_interval(ds, fit.level))
+        out["params_interval"] = list(percentile_interval(ns, float(n), fit.level))
+        out["tokens_interval"] = list(percentile_interval(ds, float(d), fit.level))
     return out

@@ -9,17 +9,42 @@ import numpy as np
 import pandas as pd
 
 from scaling_laws.data import check_frame, law_inputs, resolve_law
+from scaling_laws.intervals import percentile_bands
 from scaling_laws.laws import Law
 from scaling_laws.objective import Objective
 from scaling_laws.registry import get_law
 from scaling_laws.result import FitResult
-from scaling_laws.search import Problem, bootstrap, search
+from scaling_laws.noise import bootstrap_fits, resolve_method, run_layout
+from scaling_laws.search import Problem, SearchResult, search
 from scaling_laws.staged import staged_starts
 from spt.errors import InputError
 
 
 def _resolve(table: pd.DataFrame, law: str | Law) -> Law:
     return resolve_law(law, table) if isinstance(law, str) else law
+
+
+def search_law(law: Law, inputs: dict, values: np.ndarray, objective: Objective, *, fixed: Mapping | None = None,
+               n_starts: int | None = None, staged: bool = True, rng: np.random.Generator | None = None,
+               prior_noise: float | None = None) -> tuple[Problem, SearchResult]:
+    """The multi-start search of one law on arrays: its start grid (a random subset of ``n_starts``), the staged
+    start where the law has one, the batched optimizer and a polish.
+
+    Raises:
+        InputError: When no start gives a finite objective.
+    """
+    rng = rng or np.random.default_rng(0)
+    fixed = dict(fixed or {})
+    starts = law.start_grid(inputs, values)
+    if n_starts is not None and n_starts < len(starts):
+        starts = starts[np.sort(rng.choice(len(starts), size=n_starts, replace=False))]
+    if staged and not fixed:
+        starts = np.vstack([staged_starts(law, inputs, values, objective), starts])
+    problem = Problem(law, inputs, values, objective, fixed=fixed, prior_noise=prior_noise)
+    try:
+        return problem, search(problem, starts)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def fit(
@@ -32,22 +57,29 @@ def fit(
     n_starts: int | None = None,
     staged: bool = True,
     bootstrap_replicates: int = 0,
+    bootstrap_method: str = "auto",
     level: float = 0.95,
     seed: int = 0,
     source: str = "data",
 ) -> FitResult:
-    """Fits a law form to a table by multi-start L-BFGS.
+    """Fits a law form to a table by multi-start batched optimization.
 
     Args:
-        table: One row per run, with the law's input columns and the fitted column.
-        law: A law name (``chinchilla``, ``muennighoff``, ``spt``, ``spt-n``, ``finetune-gain``) or form.
-            ``spt`` becomes ``spt-n`` when the table has a ``params`` column with several values.
+        table: One row per run, or per evaluation of a run (with a ``run_id`` column), with the law's input
+            columns and the fitted column.
+        law: A law name (``chinchilla``, ``muennighoff``, ``spt``, ``spt-n``, ``spt-train``, ``spt-gap``,
+            ``finetune-gain``) or form. ``spt`` becomes ``spt-n`` when the table has a ``params`` column with
+            several values. (A sweep's SPT fit, with the train loss and the gap fitted separately, is
+            :func:`scaling_laws.spt_fit.fit_spt`.)
         loss_column: Column to fit (default: the law's target, ``loss`` or ``gain``).
         objective: What to minimize (default: sum of Huber losses, delta 1e-3, in the law's residual space).
         fixed: Public values of parameters held fixed, by name (e.g. a Chinchilla base for ``muennighoff``).
         n_starts: Use a random subset of this many grid starts (default: the whole grid).
         staged: Add a staged start where the law has one (see :mod:`scaling_laws.staged`).
         bootstrap_replicates: Number of bootstrap refits for intervals (0: none).
+        bootstrap_method: ``points`` (resample rows: right when each row is its own run), ``runs`` (simulated
+            run offsets and correlated noise along runs, :mod:`scaling_laws.noise`), or ``auto`` (``runs`` when a
+            ``run_id`` groups several rows).
         level: Coverage of the bootstrap intervals.
         seed: Seed of the start subset and the resamples.
         source: Name of the table in error messages.
@@ -70,21 +102,14 @@ def fit(
                           free_params=len(law.params) - len(fixed), source=source)
     inputs, values = law_inputs(checked, law), checked[target].to_numpy(dtype=float)
     rng = np.random.default_rng(seed)
-
-    starts = law.start_grid(inputs, values)
-    if n_starts is not None and n_starts < len(starts):
-        starts = starts[np.sort(rng.choice(len(starts), size=n_starts, replace=False))]
-    if staged and not fixed:
-        starts = np.vstack([staged_starts(law, inputs, values, objective), starts])
-    problem = Problem(law, inputs, values, objective, fixed=fixed)
-    try:
-        found = search(problem, starts)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-
-    samples = None
+    problem, found = search_law(law, inputs, values, objective, fixed=fixed, n_starts=n_starts, staged=staged,
+                                rng=rng)
+    samples, noise, method = None, None, None
     if bootstrap_replicates > 0:
-        samples = law.to_public(bootstrap(problem, found.minima, bootstrap_replicates, rng))
+        layout = run_layout(table, checked)
+        method = resolve_method(bootstrap_method, layout)
+        thetas, noise = bootstrap_fits(problem, found.minima, bootstrap_replicates, method, layout, rng)
+        samples = law.to_public(thetas)
     return FitResult(
         law=law.name,
         params=dict(zip(law.names, map(float, law.to_public(found.theta)))),
@@ -93,14 +118,15 @@ def fit(
         settings={
             "objective": objective.kind, "huber_delta": objective.huber_delta, "residuals": objective.residuals,
             "loss_column": target, "n_starts": found.n_starts, "staged": staged and not fixed,
-            "bootstrap": bootstrap_replicates, "seed": seed, "converged": found.converged,
-            "seconds": round(time.perf_counter() - started, 3),
+            "bootstrap": bootstrap_replicates, "bootstrap_method": method, "seed": seed,
+            "converged": found.converged, "seconds": round(time.perf_counter() - started, 3),
         },
         fixed=sorted(fixed),
         data_ranges={c: [float(checked[c].min()), float(checked[c].max())] for c in law.inputs},
         constants=law.constants,
         samples=samples,
         level=level,
+        noise={"fitted": noise.to_dict()} if noise is not None else None,
     )
 
 
@@ -112,8 +138,8 @@ def predict(fit_result: FitResult, inputs: Mapping[str, np.ndarray]) -> dict[str
         inputs: The law's input columns as arrays.
 
     Returns:
-        ``{"predicted": (n,)}`` plus ``"lower"`` and ``"upper"`` (percentile interval at the fit's level)
-        when the fit was bootstrapped.
+        ``{"predicted": (n,)}`` plus ``"lower"`` and ``"upper"`` (percentile interval at the fit's level,
+        widened to contain the prediction) when the fit was bootstrapped.
     """
     law = fit_result.form
     out = {"predicted": law.predict(fit_result.params, inputs)}
@@ -121,8 +147,7 @@ def predict(fit_result: FitResult, inputs: Mapping[str, np.ndarray]) -> dict[str
     if thetas is not None and len(thetas):
         with np.errstate(all="ignore"):
             draws = law.predict_many(thetas, {k: np.asarray(v, dtype=float) for k, v in inputs.items()})
-        tail = 100.0 * (1.0 - fit_result.level) / 2.0
-        out["lower"], out["upper"] = np.nanpercentile(draws, [tail, 100.0 - tail], axis=0)
+        out["lower"], out["upper"] = percentile_bands(draws, out["predicted"], fit_result.level)
     return out
 
 

@@ -61,9 +61,12 @@ class Law:
         target: Default name of the fitted column.
         residuals: Default residual space, ``"log"`` (needs positive predictions) or ``"linear"``.
         budget_column: Column (or derived quantity) ordering rows from small to large runs, for extrapolation checks.
+        optimizer: The batched optimizer of its fits: ``"lbfgs"`` (:mod:`scaling_laws.optimize`) or ``"lm"``
+            (Levenberg-Marquardt, :mod:`scaling_laws.lm`).
     """
 
     name = ""
+    optimizer = "lbfgs"
     params: tuple[Param, ...] = ()
     inputs: tuple[str, ...] = ()
     target = "loss"

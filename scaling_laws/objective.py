@@ -61,7 +61,7 @@ def value_and_grad(
         law: The law form.
         theta: Internal parameter vectors ``(S, P)``.
         inputs: Input columns, each ``(n,)``.
-        target: Observed values ``(n,)``.
+        target: Observed values, ``(n,)`` shared by all rows or ``(S, n)`` (simulated bootstrap data).
         weights: Per-point multiplicities, ``(n,)`` shared by all rows or ``(S, n)`` (bootstrap replicates).
         objective: What to minimize.
 
@@ -70,13 +70,16 @@ def value_and_grad(
         gets value ``inf`` and gradient 0.
     """
     num_starts, num_params = theta.shape
-    weights = np.broadcast_to(weights, (num_starts, len(target)))
-    chunk = max(1, _CHUNK_ELEMENTS // len(target))
+    num_points = np.shape(target)[-1]
+    weights = np.broadcast_to(weights, (num_starts, num_points))
+    targets = np.broadcast_to(target, (num_starts, num_points))
+    chunk = max(1, _CHUNK_ELEMENTS // num_points)
     values = np.empty(num_starts)
     grads = np.empty((num_starts, num_params))
     for begin in range(0, num_starts, chunk):
         rows = slice(begin, begin + chunk)
-        values[rows], grads[rows] = _value_and_grad(law, theta[rows], inputs, target, weights[rows], objective)
+        values[rows], grads[rows] = _value_and_grad(law, theta[rows], inputs, targets[rows], weights[rows],
+                                                    objective)
     return values, grads
 
 

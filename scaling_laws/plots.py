@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scaling_laws.choice import EXTRAPOLATION_LIMIT
 from scaling_laws.data import check_frame, law_inputs
 from scaling_laws.decisions import optimal_fraction
 from scaling_laws.fitting import predict
@@ -41,6 +42,11 @@ def _budget_axis(axes, largest_fitted: float | None, budgets) -> None:
         axes.axvline(largest_fitted, color="grey", linestyle=":", linewidth=1.0, label="largest fitted budget")
 
 
+def residual_space(fit: FitResult) -> str:
+    """``log`` or ``linear``: the space the fit's (main) residuals were taken in."""
+    return "linear" if str(fit.settings.get("residuals", fit.form.residuals)).startswith("linear") else "log"
+
+
 def _group_column(fit: FitResult) -> str:
     """Curves are drawn per domain fraction for SPT laws and per model size otherwise."""
     inputs = fit.form.inputs
@@ -56,8 +62,7 @@ def plot_loss_curves(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Pa
     plt = _pyplot()
     law = fit.form
     target = fit.settings.get("loss_column", law.target)
-    checked = check_frame(table, law, target, residuals=fit.settings.get("residuals", "log"),
-                          free_params=0, source="data")
+    checked = check_frame(table, law, target, residuals=residual_space(fit), free_params=0, source="data")
     group = _group_column(fit)
     others = [c for c in law.inputs if c not in ("tokens", group)]
     figure, axes = plt.subplots(figsize=(7, 4.5))
@@ -98,38 +103,71 @@ def plot_optimal_fraction(fit: FitResult, budgets, stem: Path, choices=None, **s
         low, high = zip(*(c.fraction_interval for c in choices))
         axes.fill_between(budgets, low, high, color="C0", alpha=0.25, linewidth=0,
                           label=f"{100 * fit.level:g}% bootstrap band")
-    axes.set(xscale="log", xlabel="total tokens T", ylabel="optimal domain fraction delta*",
+    largest = fit.data_ranges.get("tokens", [None, None])[1]
+    if largest is not None and max(budgets) > EXTRAPOLATION_LIMIT * largest:
+        axes.axvspan(EXTRAPOLATION_LIMIT * largest, max(budgets), color="red", alpha=0.08,
+                     label=f"extrapolation (> {EXTRAPOLATION_LIMIT:g}x the largest trained budget)")
+    basis = choices[0].basis
+    axes.set(xscale="log", xlabel="total tokens T", ylabel=f"optimal domain fraction delta* ({basis})",
              title="optimal domain fraction vs budget")
-    _budget_axis(axes, fit.data_ranges.get("tokens", [None, None])[1], budgets)
+    _budget_axis(axes, largest, budgets)
     axes.legend(fontsize=8)
     return save_figure(figure, stem)
 
 
-def plot_compute_multiplier(choices, stem: Path, level: float = 0.95,
-                            largest_fitted: float | None = None) -> list[Path]:
-    """The compute multiplier of delta* vs token budget (log scale), with its bootstrap band when known.
+def plot_measured_multiplier(fit: FitResult, stem: Path) -> list[Path]:
+    """The measured compute multiplier of every swept fraction, with its interval; fractions that never reached
+    the delta = 0 runs' best loss within the measured data are marked, not given a number."""
+    plt = _pyplot()
+    measured = (fit.decision or {}).get("measured") or []
+    figure, axes = plt.subplots(figsize=(6, 4))
+    reached = [m for m in measured if m["value"] is not None]
+    for m in reached:
+        low, high = m.get("interval") or (m["value"], m["value"])
+        axes.errorbar([m["fraction"]], [m["value"]], yerr=[[m["value"] - low], [high - m["value"]]], fmt="o",
+                      color="C1", capsize=4, mfc="white" if m["reached"] != "yes" else "C1")
+    for m in measured:
+        if m["value"] is None:
+            axes.annotate("not reached", (m["fraction"], 1.0), rotation=90, ha="center", va="bottom", fontsize=8,
+                          color="grey")
+    axes.axhline(1.0, color="grey", linewidth=0.8)
+    title = ("measured compute multiplier vs delta = 0" if measured else
+             "no delta = 0 run: no measured compute multiplier")
+    axes.set(xlabel="domain fraction delta (swept)", ylabel="tokens delta=0 needed / tokens needed",
+             title=title)
+    if measured:
+        axes.set_xlim(0.0, max(m["fraction"] for m in measured) * 1.1)
+    return save_figure(figure, stem)
 
-    Args:
-        choices: :class:`FractionChoice` per budget (from :func:`optimal_fraction`).
-        stem: Output path without suffix.
-        level: Coverage of the band (the fit's ``level``), for the legend.
-        largest_fitted: Largest fitted budget (tokens), marked by a dotted line when the budgets go beyond it.
+
+def plot_curves_by_epochs(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Path]:
+    """Measured held-out domain loss against epochs of the domain set, per fraction, with the fitted law.
+
+    Epochs come from the table's ``domain_epochs``; the domain set size ``|D| = T delta / epochs`` they imply
+    maps the law's token axis onto epochs.
     """
     plt = _pyplot()
-    budgets = [c.tokens for c in choices]
-    figure, axes = plt.subplots(figsize=(6, 4))
-    axes.plot(budgets, [c.compute_multiplier for c in choices], marker="o", color="C1", label="compute multiplier")
-    if choices[0].multiplier_interval is not None:
-        low, high = zip(*(c.multiplier_interval for c in choices))
-        # An infinite upper end (delta = 0 never reaches the loss) is drawn to the top of the axes.
-        axes.fill_between(budgets, low, np.where(np.isfinite(high), high, 1e12), color="C1", alpha=0.25,
-                          linewidth=0, label=f"{100 * level:g}% bootstrap band")
-    axes.axhline(1.0, color="grey", linewidth=0.8)
-    top = max([c.compute_multiplier for c in choices if np.isfinite(c.compute_multiplier)] + [1.0])
-    axes.set(xscale="log", yscale="log", ylim=(None, 100 * top), xlabel="total tokens T",
-             ylabel="tokens delta=0 needs / T", title="compute multiplier of delta* over no domain data")
-    _budget_axis(axes, largest_fitted, budgets)
-    axes.legend(fontsize=8)
+    target = fit.settings.get("loss_column", "domain_loss")
+    rows = table.assign(**{c: pd.to_numeric(table[c], errors="coerce") for c in ("tokens", "fraction", target,
+                                                                                 "domain_epochs")})
+    rows = rows[(rows["fraction"] > 0) & (rows["domain_epochs"] > 0)]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    if rows.empty:
+        axes.set(title="no domain epochs recorded")
+        return save_figure(figure, stem)
+    domain_tokens = float(np.median(rows["tokens"] * rows["fraction"] / rows["domain_epochs"]))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, rows["fraction"].nunique()))
+    for color, (value, group) in zip(colors, rows.groupby("fraction")):
+        axes.scatter(group["domain_epochs"], group[target], s=14, color=color, label=f"delta={value:g}")
+        tokens = np.geomspace(group["tokens"].min(), group["tokens"].max(), 60)
+        curve = predict(fit, {"tokens": tokens, "fraction": np.full_like(tokens, value)})
+        epochs = tokens * value / domain_tokens
+        axes.plot(epochs, curve["predicted"], color=color, linewidth=1.0)
+        if "lower" in curve:
+            axes.fill_between(epochs, curve["lower"], curve["upper"], color=color, alpha=0.2, linewidth=0)
+    axes.set(xscale="log", xlabel=f"epochs of the domain set (|D| = {domain_tokens:.3g} tokens)", ylabel=target,
+             title="held-out domain loss vs domain epochs")
+    axes.legend(fontsize=7, ncol=2)
     return save_figure(figure, stem)
 
 
@@ -138,7 +176,7 @@ def plot_residuals(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Path
     plt = _pyplot()
     law = fit.form
     target = fit.settings.get("loss_column", law.target)
-    space = fit.settings.get("residuals", "log")
+    space = residual_space(fit)
     checked = check_frame(table, law, target, residuals=space, free_params=0, source="data")
     inputs = law_inputs(checked, law)
     observed, predicted = checked[target].to_numpy(), predict(fit, inputs)["predicted"]
@@ -162,4 +200,8 @@ def plot_all(fit: FitResult, table: pd.DataFrame, out_dir: Path, budgets=None, *
             low, high = fit.data_ranges["tokens"]
             budgets = np.geomspace(low, high, 7)
         paths += plot_optimal_fraction(fit, list(budgets), out_dir / "optimal_fraction", **search)
+        if "domain_epochs" in table.columns:
+            paths += plot_curves_by_epochs(fit, table, out_dir / "loss_by_epochs")
+        if fit.decision:
+            paths += plot_measured_multiplier(fit, out_dir / "compute_multiplier")
     return paths

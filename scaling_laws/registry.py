@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from scaling_laws.laws import Chinchilla, Law, Muennighoff
 from scaling_laws.spt_laws import FinetuneGain, SPTOverfit, SPTOverfitN
+from scaling_laws.spt_parts import SPTGap, SPTTrain
 from spt.errors import InputError
 
 LAWS: dict[str, type[Law]] = {
-    law.name: law for law in (Chinchilla, Muennighoff, SPTOverfit, SPTOverfitN, FinetuneGain)
+    law.name: law for law in (Chinchilla, Muennighoff, SPTOverfit, SPTOverfitN, SPTTrain, SPTGap, FinetuneGain)
 }
 
 

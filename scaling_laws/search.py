@@ -1,7 +1,10 @@
-"""Multi-start search on arrays: batched L-BFGS from a grid, a SciPy polish of the best minima, and bootstrap refits.
+"""Multi-start search on arrays: a batched optimizer from a grid, a SciPy polish of the best minima, and batched
+refits (bootstrap replicates).
 
-Everything here works on internal parameter vectors (see :mod:`scaling_laws.laws`); parameters held fixed are
-simply removed from the optimized vector.
+The batched optimizer is the law's choice (``Law.optimizer``): L-BFGS for the Chinchilla-type laws, whose
+4,500-start grids it was tuned on, and Levenberg-Marquardt (:mod:`scaling_laws.lm`) for the SPT laws, whose
+curved valleys it crosses in tens of iterations instead of hundreds. Everything here works on internal parameter
+vectors (see :mod:`scaling_laws.laws`); parameters held fixed are simply removed from the optimized vector.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from scaling_laws.laws import Inputs, Law
+from scaling_laws.lm import minimize_lm, objective_value
 from scaling_laws.objective import Objective, value_and_grad
-from scaling_laws.optimize import minimize_batched
+from scaling_laws.optimize import BatchResult, minimize_batched
 
 #: Minima polished besides the best one must end the batched phase within this factor of the best value.
 _POLISH_WITHIN = 2.0
@@ -27,14 +31,17 @@ class Problem:
     Args:
         law: The law form.
         inputs: Input columns.
-        target: Observed values ``(n,)``.
+        target: Observed values ``(n,)``, or ``(S, n)`` with one row per start (simulated bootstrap data).
         objective: What to minimize.
         fixed: Public values of parameters held fixed, by name.
         weights: Per-point multiplicities ``(n,)``, or ``(S, n)`` with one row per start (bootstrap).
+        prior_noise: Residual size one prior weighs as (see :meth:`_set_priors`); default the law's
+            ``prior_noise``, times the median target for linear residuals.
     """
 
     def __init__(self, law: Law, inputs: Inputs, target: np.ndarray, objective: Objective,
-                 fixed: Mapping[str, float] | None = None, weights: np.ndarray | None = None):
+                 fixed: Mapping[str, float] | None = None, weights: np.ndarray | None = None,
+                 prior_noise: float | None = None):
         self.law, self.inputs, self.target, self.objective = law, inputs, target, objective
         fixed = dict(fixed or {})
         self.free = np.array([i for i, p in enumerate(law.params) if p.name not in fixed], dtype=int)
@@ -42,12 +49,81 @@ class Problem:
         self.weights = np.ones(len(target)) if weights is None else np.asarray(weights, dtype=float)
         lower, upper = law.bounds()
         self.lower, self.upper = lower[self.free], upper[self.free]
+        self._set_priors(np.asarray(target, dtype=float), prior_noise)
+
+    def _set_priors(self, target: np.ndarray, prior_noise: float | None) -> None:
+        """Weak priors of the law (``Law.priors``) as extra residuals ``scale * (x - center) / sd``.
+
+        ``scale`` is the law's ``prior_noise`` in the fit's residual space (times the typical target for linear
+        residuals), so a prior weighs like one evaluation whose noise is that of a pilot: it decides only what
+        the data leave undecided (a flat valley, where the optimizer would otherwise drift to a bound).
+        """
+        priors = getattr(self.law, "priors", {})
+        names = [self.law.params[i].name for i in self.free]
+        chosen = [(names.index(n), c, sd) for n, (c, sd) in priors.items() if n in names]
+        scale = prior_noise
+        if scale is None:
+            scale = getattr(self.law, "prior_noise", 0.0)
+            if self.objective.residuals == "linear":
+                scale *= float(np.median(np.abs(target))) if target.size else 0.0
+        self.prior_index = np.array([i for i, _, _ in chosen], dtype=int)
+        self.prior_center = np.array([c for _, c, _ in chosen], dtype=float)
+        self.prior_scale = np.array([scale / sd for _, _, sd in chosen], dtype=float)
+
+    def _with_priors(self, residuals, jac, weights, x_free):
+        """Appends the prior residuals (weight 1) to residuals ``(k, n)``, Jacobian ``(k, n, F)`` and weights."""
+        if self.prior_index.size == 0:
+            return residuals, jac, weights
+        k, free = len(x_free), x_free.shape[1]
+        extra = self.prior_scale * (x_free[:, self.prior_index] - self.prior_center)
+        extra_jac = np.zeros((k, self.prior_index.size, free))
+        extra_jac[:, np.arange(self.prior_index.size), self.prior_index] = self.prior_scale
+        return (np.concatenate([residuals, extra], axis=1), np.concatenate([jac, extra_jac], axis=1),
+                np.concatenate([weights, np.ones_like(extra)], axis=1))
 
     def with_weights(self, weights: np.ndarray) -> Problem:
         """The same problem with other per-point (or per-start, per-point) weights."""
         clone = copy.copy(self)
         clone.weights = np.asarray(weights, dtype=float)
         return clone
+
+    def with_targets(self, targets: np.ndarray) -> Problem:
+        """The same problem with other observed values, ``(n,)`` or one row per start ``(S, n)``."""
+        clone = copy.copy(self)
+        clone.target = np.asarray(targets, dtype=float)
+        return clone
+
+    def _rows(self, array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return array[rows] if array.ndim == 2 else array
+
+    def residual_jac(self, x_free: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Residuals (prediction minus observation in the objective's space), their Jacobian ``(k, n, F)`` wrt
+        the free parameters, and the weights, for free vectors ``x_free`` of the given batch rows."""
+        theta = self.full(x_free)
+        target = self._rows(self.target, rows)
+        with np.errstate(all="ignore"):
+            if self.objective.residuals == "log":
+                pred, jac = self.law.log_predict_jac(theta, self.inputs)
+                residuals = pred - np.log(target)
+            else:
+                pred, jac = self.law.predict_jac(theta, self.inputs)
+                residuals = pred - target
+        shape = residuals.shape
+        stacked = np.stack([np.broadcast_to(jac[i], shape) for i in self.free], axis=-1)
+        weights = np.broadcast_to(self._rows(self.weights, rows), shape)
+        return self._with_priors(residuals, np.nan_to_num(stacked, nan=0.0, posinf=0.0, neginf=0.0), weights,
+                                 x_free)
+
+    def minimize(self, x0: np.ndarray, *, max_iter: int | None = None, ftol: float = 1e-9,
+                 groups: np.ndarray | None = None) -> BatchResult:
+        """Runs the law's batched optimizer from free starts ``x0`` ``(S, F)`` (one row per batch row); rows with
+        the same ``groups`` label solve the same problem (Levenberg-Marquardt drops hopeless ones early); the
+        default is one problem (a multi-start search)."""
+        if getattr(self.law, "optimizer", "lbfgs") == "lm":
+            groups = np.zeros(len(x0), dtype=int) if groups is None else groups
+            return minimize_lm(self.residual_jac, x0, self.lower, self.upper, self.objective,
+                               max_iter=max_iter or 200, ftol=ftol, groups=groups)
+        return minimize_batched(self, x0, self.lower, self.upper, max_iter=max_iter or 500, ftol=ftol)
 
     def full(self, x_free: np.ndarray) -> np.ndarray:
         """Free vectors ``(S, F)`` to full internal vectors ``(S, P)``."""
@@ -56,8 +132,8 @@ class Problem:
         return theta
 
     def __call__(self, x_free: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        weights = self.weights[rows] if self.weights.ndim == 2 else self.weights
-        values, grads = value_and_grad(self.law, self.full(x_free), self.inputs, self.target, weights, self.objective)
+        values, grads = value_and_grad(self.law, self.full(x_free), self.inputs, self._rows(self.target, rows),
+                                       self._rows(self.weights, rows), self.objective)
         return values, grads[:, self.free]
 
     def polish(self, x_free: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, float, bool]:
@@ -91,17 +167,23 @@ class Problem:
 
         def residuals(x):
             resid = (observed - evaluate(x)[0]) * scale
-            return np.where(np.isfinite(resid), resid, 1e6)
+            prior = -self.prior_scale * (x[self.prior_index] - self.prior_center) * scale
+            return np.concatenate([np.where(np.isfinite(resid), resid, 1e6), prior])
 
         def jacobian(x):
             pred, jac = evaluate(x)
             columns = [np.broadcast_to(jac[i], pred[None, :].shape)[0] for i in self.free]
-            return np.nan_to_num(-np.stack(columns, axis=1) * scale)
+            prior = np.zeros((self.prior_index.size, len(x)))
+            prior[np.arange(self.prior_index.size), self.prior_index] = -self.prior_scale * scale
+            return np.vstack([np.nan_to_num(-np.stack(columns, axis=1) * scale), prior])
 
         loss, f_scale = ("huber", self.objective.huber_delta) if self.objective.kind == "huber" else ("linear", 1.0)
         result = least_squares(residuals, x_free, jac=jacobian, bounds=(self.lower, self.upper), method="trf",
                                loss=loss, f_scale=f_scale, x_scale="jac", ftol=1e-12, xtol=1e-12, gtol=1e-12,
                                max_nfev=500)
+        if self.prior_index.size:  # the objective the batched optimizer saw, priors included
+            r, _, w = self.residual_jac(result.x[None, :], np.zeros(1, dtype=int))
+            return result.x, float(objective_value(r, w, self.objective)[0]), bool(result.status > 0)
         value, _ = value_and_grad(self.law, self.full(result.x[None, :]), self.inputs, self.target, counts,
                                   self.objective)
         return result.x, float(value[0]), bool(result.status > 0)
@@ -135,17 +217,18 @@ def free_starts(problem: Problem, starts: np.ndarray) -> np.ndarray:
     return np.unique(free, axis=0)
 
 
-def search(problem: Problem, starts: np.ndarray, *, polish: int = 8, keep: int = 8,
-           max_iter: int = 500) -> SearchResult:
-    """Runs the batched L-BFGS from every start, then polishes the best distinct minima with SciPy's TRF.
+def search(problem: Problem, starts: np.ndarray, *, polish: int | None = None, keep: int = 8,
+           max_iter: int | None = None) -> SearchResult:
+    """Runs the batched optimizer from every start, then polishes the best distinct minima with SciPy's TRF.
 
     Args:
         problem: What to minimize.
         starts: Full internal start vectors ``(S, P)``; fixed entries are ignored.
         polish: How many of the best distinct minima to refine with :meth:`Problem.polish` (those within
-            a factor ``_POLISH_WITHIN`` of the best batched value).
+            a factor ``_POLISH_WITHIN`` of the best batched value); default 8 after L-BFGS, 2 after
+            Levenberg-Marquardt (which already ends tightly).
         keep: How many distinct minima to return (seeds for bootstrap refits).
-        max_iter: Iteration limit of the batched phase.
+        max_iter: Iteration limit of the batched phase (default: the optimizer's).
 
     Returns:
         The best point found.
@@ -154,8 +237,10 @@ def search(problem: Problem, starts: np.ndarray, *, polish: int = 8, keep: int =
         ValueError: When no start gives a finite objective.
     """
     x0 = free_starts(problem, starts)
+    if polish is None:
+        polish = 2 if getattr(problem.law, "optimizer", "lbfgs") == "lm" else 8
     # A loose stop for the thousands of starts (halves the time); the SciPy polish tightens the best few.
-    batch = minimize_batched(problem, x0, problem.lower, problem.upper, max_iter=max_iter, ftol=1e-9)
+    batch = problem.minimize(x0, max_iter=max_iter, ftol=1e-10)
     order = distinct(batch.x, batch.f, max(keep, polish))
     if order.size == 0:
         raise ValueError(f"law {problem.law.name}: no start gives a finite objective on this data")
@@ -164,21 +249,55 @@ def search(problem: Problem, starts: np.ndarray, *, polish: int = 8, keep: int =
     for i in range(min(polish, len(order))):
         if i > 0 and not values[i] <= _POLISH_WITHIN * values[0]:
             break  # far worse basins rarely win after polishing, and degenerate ones make TRF crawl
-        polished, value, converged[i] = problem.polish(points[i])
+        polished, value, done = problem.polish(points[i])
         if value <= values[i]:
-            points[i], values[i] = polished, value
+            points[i], values[i], converged[i] = polished, value, done or converged[i]
     ranking = np.argsort(values, kind="stable")
     points, values, converged = points[ranking], values[ranking], converged[ranking]
     return SearchResult(theta=problem.full(points[:1])[0], value=float(values[0]), minima=problem.full(points[:keep]),
                         n_starts=len(x0), converged=bool(converged[0]))
 
 
+def refit(problem: Problem, seeds: np.ndarray, replicates: int, max_iter: int | None = None,
+          ftol: float = 1e-8) -> np.ndarray:
+    """Refits ``replicates`` variants of a problem in one batch, each from every seed; keeps each one's best.
+
+    The variants are the rows of ``problem.weights`` or ``problem.target`` (both ``(replicates, n)`` or
+    shared): resampled multiplicities or simulated observations.
+
+    Args:
+        problem: The problem with per-replicate weights and/or targets.
+        seeds: Full internal vectors ``(m, P)`` to start each replicate from (e.g. the full-data minima).
+        replicates: Number of variants ``K``.
+        max_iter: Iteration limit (default: the optimizer's).
+        ftol: Relative decrease below which a replicate stops: looser than a fit's own, since a replicate only
+            has to land where its data put it, not to the last digit (measured: at 1e-8 every replicate's
+            objective is within 1e-6 of where 300 more iterations take it, in a fifth of the time).
+
+    Returns:
+        Full internal vectors ``(K, P)``; a replicate with no finite end point is a row of NaN.
+    """
+    seeds_free = seeds[:, problem.free]
+    m = len(seeds_free)
+    spread = problem.with_weights(np.repeat(problem.weights, m, axis=0) if problem.weights.ndim == 2
+                                  else problem.weights)
+    if problem.target.ndim == 2:
+        spread = spread.with_targets(np.repeat(problem.target, m, axis=0))
+    batch = spread.minimize(np.tile(seeds_free, (replicates, 1)), max_iter=max_iter, ftol=ftol,
+                            groups=np.repeat(np.arange(replicates), m))
+    values = batch.f.reshape(replicates, m)
+    best = np.argmin(values, axis=1)
+    chosen = batch.x.reshape(replicates, m, -1)[np.arange(replicates), best]
+    chosen[~np.isfinite(values[np.arange(replicates), best])] = np.nan
+    return problem.full(chosen)
+
+
 def bootstrap(problem: Problem, seeds: np.ndarray, replicates: int, rng: np.random.Generator,
-              max_iter: int = 500) -> np.ndarray:
+              max_iter: int | None = None) -> np.ndarray:
     """Refits on ``replicates`` resamples of the points (with replacement), all replicates in one batch.
 
-    Each resample is a vector of multiplicities; each replicate starts from every seed (the distinct minima of
-    the full-data fit) in one batched L-BFGS run, and its best end point is polished like the main fit.
+    This resamples single points, which is right when every point is an independent run (a table of final
+    losses). Evaluations along one run are correlated; :mod:`scaling_laws.noise` resamples those.
 
     Args:
         problem: The full-data problem (its weights are replaced).
@@ -192,17 +311,4 @@ def bootstrap(problem: Problem, seeds: np.ndarray, replicates: int, rng: np.rand
     """
     n = len(problem.target)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(float)
-    seeds_free = seeds[:, problem.free]
-    m = len(seeds_free)
-    resampled = problem.with_weights(np.repeat(counts, m, axis=0))
-    batch = minimize_batched(resampled, np.tile(seeds_free, (replicates, 1)), problem.lower, problem.upper,
-                             max_iter=max_iter, ftol=1e-9)
-    values = batch.f.reshape(replicates, m)
-    best = np.argmin(values, axis=1)
-    chosen = batch.x.reshape(replicates, m, -1)[np.arange(replicates), best]
-    for k in range(replicates):
-        if np.isfinite(values[k, best[k]]):
-            chosen[k] = problem.polish(chosen[k], counts=counts[k])[0]
-        else:
-            chosen[k] = np.nan
-    return problem.full(chosen)
+    return refit(problem.with_weights(counts), seeds, replicates, max_iter=max_iter)

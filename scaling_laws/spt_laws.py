@@ -22,6 +22,38 @@ def _safe_log_fraction(fraction: np.ndarray) -> np.ndarray:
     return np.log(np.where(fraction > 0, fraction, 1.0))
 
 
+#: Parameters of the SPT law by name, shared by the law and its two halves (:mod:`scaling_laws.spt_parts`).
+#: Signs follow the paper: the train loss falls with T at every delta (negative train exponents); the gap
+#: grows with T when the mix is all domain data (``b_gap_s > 0``) and shrinks with T when there is none
+#: (``b_gap_g < 0``), so the gap exponent ``b_gap(delta)`` changes sign at one fraction. The other bounds keep
+#: the terms in a physical range (a floor that falls as domain data is added: ``k1 >= 0``) without touching
+#: the values fits of real sweeps reach. Unbounded exponents let the power terms swap roles (a fit on small
+#: delta once put ``b_gap_s`` at -2 and ``b_train_s`` at +0.19, so that a 5x larger delta "never overfit").
+SPT_PARAMS = {p.name: p for p in (
+    Param("A_train", 1e-10, 1e10, log=True, grid=_LINEAR, description="train-loss coefficient (nats/token)"),
+    Param("b_train_s", -1.5, -0.01, grid=(-0.6, -0.3, -0.1), description="train exponent at delta=1 (< 0)"),
+    Param("b_train_g", -1.5, -0.01, grid=(-0.6, -0.3, -0.1), description="train exponent at delta=0 (< 0)"),
+    Param("b_gap_s", 0.0, 2.0, grid=(0.2, 0.6, 1.2), description="gap exponent at delta=1 (>= 0: the gap grows)"),
+    Param("b_gap_g", -2.0, 0.0, grid=(-1.0, -0.4, -0.1), description="gap exponent at delta=0 (<= 0)"),
+    Param("a1", 1e-30, 1e10, log=True, grid=_LINEAR, description="gap coefficient (nats/token)"),
+    Param("a2", 0.05, 5.0, grid=(0.5, 1.0, 2.0), description="power of delta in the gap coefficient"),
+    Param("a3", -10.0, 10.0, grid=(-3.0, 0.0, 3.0), description="exponential rate of delta in the gap"),
+    Param("k0", -50.0, 50.0, grid=_LINEAR, description="train-loss floor offset (nats/token)"),
+    Param("k1", 0.0, 10.0, grid=_LINEAR, description="weight of -log(delta + k2) in the floor (>= 0)"),
+    Param("k2", 1e-4, 1.0, log=True, grid=(1e-3, 1e-2, 1e-1), description="fraction offset inside the log"),
+    Param("k3", -20.0, 20.0, grid=_LINEAR, description="linear slope of the floor in delta (nats/token)"),
+)}
+
+
+#: Weak priors on the gap's shape in delta, ``name: (center, sd)``: a gap proportional to delta (``a2 = 1``) with
+#: no extra exponential bend (``a3 = 0``). Over a pilot's single decade of tokens ``exp(a3 delta)`` and the gap
+#: exponent's slope in delta are nearly the same function, so without a prior the fit drifted along that valley
+#: to a bound (``a3 = +-10`` with ``b_gap_s`` at 0 or 2) on synthetic pilots fitted on small delta.
+GAP_PRIORS = {"a2": (1.0, 2.0), "a3": (0.0, 5.0)}
+#: Noise (log residuals) a prior weighs as: one pilot evaluation's.
+PRIOR_NOISE = 0.005
+
+
 class SPTOverfit(Law):
     """SPT overfitting law (Baek et al. 2026, section 5) for the domain test loss.
 
@@ -31,27 +63,19 @@ class SPTOverfit(Law):
     ``A_gap(delta) = a1 delta**a2 exp(a3 delta)``; ``C_train(delta) = k0 - k1 log(delta + k2) - k3 delta``.
 
     ``a2`` is bounded above 0, so ``A_gap(0) = 0``: with no domain data in the mix there is no memorization gap.
+    Bounds and signs: see ``SPT_PARAMS``. Fitting the train loss and the gap separately
+    (:func:`scaling_laws.spt_fit.fit_spt`) pins each half on its own data; this law is the sum they give.
     Inputs: ``tokens`` (T) and ``fraction`` (delta in [0, 1]).
     """
 
     name = "spt"
     inputs = ("tokens", "fraction")
+    optimizer = "lm"
+    priors = GAP_PRIORS
+    prior_noise = PRIOR_NOISE
     keep_starts = 256
     linear_names = ("A_train", "a1", "k0", "k1", "k3")
-    params = (
-        Param("A_train", 1e-10, 1e10, log=True, grid=_LINEAR, description="train-loss coefficient (nats/token)"),
-        Param("b_train_s", -2.0, 2.0, grid=(-0.6, -0.3, -0.1), description="train exponent at delta=1"),
-        Param("b_train_g", -2.0, 2.0, grid=(-0.6, -0.3, -0.1), description="train exponent at delta=0"),
-        Param("b_gap_s", -2.0, 2.0, grid=(-0.1, 0.2, 0.5, 1.0), description="gap exponent at delta=1"),
-        Param("b_gap_g", -2.0, 2.0, grid=(-0.1, 0.2, 0.5, 1.0), description="gap exponent at delta=0"),
-        Param("a1", 1e-30, 1e10, log=True, grid=_LINEAR, description="gap coefficient (nats/token)"),
-        Param("a2", 1e-3, 5.0, grid=(0.5, 1.0, 2.0), description="power of delta in the gap coefficient"),
-        Param("a3", -50.0, 50.0, grid=(-5.0, 0.0, 5.0), description="exponential rate of delta in the gap"),
-        Param("k0", -100.0, 100.0, grid=_LINEAR, description="train-loss floor offset (nats/token)"),
-        Param("k1", -10.0, 10.0, grid=_LINEAR, description="weight of -log(delta + k2) in the floor"),
-        Param("k2", 1e-6, 10.0, log=True, grid=(1e-3, 1e-2, 1e-1), description="fraction offset inside the log"),
-        Param("k3", -100.0, 100.0, grid=_LINEAR, description="linear slope of the floor in delta (nats/token)"),
-    )
+    params = tuple(SPT_PARAMS.values())
 
     def _pieces(self, theta, inputs, gap_scale=1.0):
         """Train term, gap term, floor and the Jacobian of the prediction, for the 12 SPT parameters."""
@@ -110,8 +134,8 @@ class SPTOverfit(Law):
 def _spt_n_params() -> tuple[Param, ...]:
     # A coarser grid than SPT's, since two more nonlinear parameters multiply its size.
     coarse = {
-        "b_train_s": (-0.5, -0.2), "b_train_g": (-0.5, -0.2), "b_gap_s": (0.0, 0.4, 0.8),
-        "b_gap_g": (0.0, 0.4, 0.8), "a2": (0.7, 1.5), "a3": (-3.0, 3.0), "k2": (1e-3, 1e-1),
+        "b_train_s": (-0.5, -0.2), "b_train_g": (-0.5, -0.2), "b_gap_s": (0.2, 0.6, 1.2),
+        "b_gap_g": (-0.8, -0.3, -0.05), "a2": (0.7, 1.5), "a3": (-3.0, 3.0), "k2": (1e-3, 1e-1),
     }
     base = tuple(replace(p, grid=coarse.get(p.name, p.grid)) for p in SPTOverfit.params)
     return base + (
@@ -138,6 +162,7 @@ class SPTOverfitN(SPTOverfit):
 
     name = "spt-n"
     inputs = ("params", "tokens", "fraction")
+    optimizer = "lm"
     keep_starts = 256
     linear_names = SPTOverfit.linear_names + ("A_N",)
     params = _spt_n_params()
@@ -172,6 +197,7 @@ class FinetuneGain(Law):
 
     name = "finetune-gain"
     inputs = ("tokens",)
+    optimizer = "lm"
     target = "gain"
     residuals = "linear"
     keep_starts = 32

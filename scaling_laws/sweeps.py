@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_laws.data import read_table
-from scaling_laws.decisions import FractionChoice, optimal_fraction
-from scaling_laws.result import FitResult, write_atomic
+from scaling_laws.result import write_atomic
 from spt.errors import InputError
 
 RESULTS_FILE = "results.csv"
@@ -32,10 +31,6 @@ OPTIONAL_CURVES_COLUMNS = ("domain_train_loss", "domain_epochs", "phase", "lr")
 FRACTION_COLUMN = "domain_fraction"
 LOSS_COLUMN = "domain_loss"
 STATUSES = ("ok", "failed")
-#: Swept fractions below which the caveats call the law's shape in delta weakly determined.
-WELL_DETERMINED_FRACTIONS = 5
-#: Bootstrap replicates below which the caveats call the band rough.
-MIN_REPLICATES = 50
 #: Ids named in a note before the rest are counted.
 _MAX_NAMED = 5
 
@@ -80,12 +75,16 @@ def _require_columns(frame: pd.DataFrame, expected, path: Path) -> None:
 
 def _bad_cells(frame: pd.DataFrame, path: Path, checks: dict[str, str], rows: np.ndarray) -> list[str]:
     """One line per bad cell among ``rows`` (positions): ``checks`` maps a column to ``fraction``, ``positive``
-    or ``non-negative``. Rows are numbered from 1 over the file's data rows."""
+    or ``non-negative``, with ``?`` appended when an empty cell is allowed (an optional column). Rows are
+    numbered from 1 over the file's data rows."""
     problems = []
     for column, rule in checks.items():
+        optional, rule = rule.endswith("?"), rule.rstrip("?")
         values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
         for row in rows:
             raw, value = str(frame[column].iloc[row]).strip(), values[row]
+            if optional and raw in ("", "nan"):
+                continue
             if not np.isfinite(value):
                 reason = "empty" if raw == "" else f"not a finite number ({raw!r})"
             elif rule == "fraction" and not 0.0 <= value <= 1.0:
@@ -143,7 +142,9 @@ def load_sweep(folder: str | Path) -> Sweep:
     ok_ids = set(results.loc[status == "ok", "run_id"].str.strip())
     of_ok_runs = np.flatnonzero(curves["run_id"].str.strip().isin(ok_ids).to_numpy())
     problems += _bad_cells(curves, paths[CURVES_FILE], {FRACTION_COLUMN: "fraction", "params": "positive",
-                                                         "tokens": "non-negative", LOSS_COLUMN: "positive"},
+                                                         "tokens": "non-negative", LOSS_COLUMN: "positive",
+                                                         "domain_train_loss": "positive?",
+                                                         "domain_epochs": "non-negative?", "lr": "non-negative?"},
                            of_ok_runs)
     if problems:
         raise InputError(problems)
@@ -176,7 +177,8 @@ def load_sweep(folder: str | Path) -> Sweep:
 def fit_table(sweep: Sweep) -> pd.DataFrame:
     """The curves as the fitter's input: ``domain_fraction`` renamed to ``fraction`` (text cells, as read).
 
-    Fit it with ``fit(table, "spt", loss_column="domain_loss")``.
+    Fit it with :func:`scaling_laws.sweep_fit.fit_evaluations` (which keeps the valid budgets) or
+    ``fit(table, "spt", loss_column="domain_loss")`` (every row).
 
     Raises:
         InputError: When no evaluation is left to fit.
@@ -199,6 +201,7 @@ class FitData:
     table: pd.DataFrame
     loss_column: str | None = None
     notes: list[str] = field(default_factory=list)
+    sweep: Sweep | None = None
 
 
 def read_fit_data(path: str | Path, fraction_column: str | None = None) -> FitData:
@@ -218,7 +221,7 @@ def read_fit_data(path: str | Path, fraction_column: str | None = None) -> FitDa
             raise InputError(f"{path}: a sweep folder is fitted on {FRACTION_COLUMN}; drop --fraction-column "
                              f"{fraction_column} or pass a CSV")
         sweep = load_sweep(path)
-        return FitData(fit_table(sweep), LOSS_COLUMN, sweep.notes)
+        return FitData(fit_table(sweep), LOSS_COLUMN, sweep.notes, sweep)
     table = read_table(path)
     if fraction_column is not None and fraction_column != "fraction":
         if fraction_column not in table.columns:
@@ -245,96 +248,6 @@ def run_summary(sweep: Sweep) -> pd.DataFrame:
                  domain_loss=("domain_loss", "mean"), general_loss=("general_loss", "mean"),
                  finetune_domain_loss=("finetune_domain_loss", "mean"), wall_seconds=("wall_seconds", "sum"))
             .sort_values([FRACTION_COLUMN, "params", "tokens"], ignore_index=True))
-
-
-def resolve_budgets(fit: FitResult, budgets=None) -> list[float]:
-    """The token budgets asked for, or (None) the largest fitted budget and 10x and 100x it.
-
-    Raises:
-        InputError: For an empty list or a budget that is not a positive number of tokens.
-    """
-    if budgets is None:
-        largest = fit.data_ranges["tokens"][1]
-        return [largest, 10.0 * largest, 100.0 * largest]
-    budgets = [float(b) for b in np.atleast_1d(budgets)]
-    bad = [b for b in budgets if not (np.isfinite(b) and b > 0)]
-    if not budgets or bad:
-        raise InputError(f"budgets={budgets}: give one or more positive numbers of tokens")
-    return budgets
-
-
-def budget_grid(fit: FitResult, budgets, points: int = 9) -> np.ndarray:
-    """Budgets log-spaced from the smallest fitted one to the largest of the fit's and ``budgets`` (for plots)."""
-    low, high = fit.data_ranges["tokens"]
-    return np.geomspace(low, max(high, *budgets), points)
-
-
-def model_size(fit: FitResult, params: float | None = None) -> float | None:
-    """The model size a delta* is chosen for: None for ``spt``; ``params`` or the largest swept for ``spt-n``."""
-    if "params" not in fit.form.inputs:
-        return None
-    return float(params) if params is not None else fit.data_ranges["params"][1]
-
-
-def choose_fractions(fit: FitResult, budgets, *, params: float | None = None,
-                     widen: bool = False) -> list[FractionChoice]:
-    """delta* with its interval and compute multiplier at each budget (see :func:`optimal_fraction`)."""
-    return [optimal_fraction(fit, float(t), params=model_size(fit, params), widen=widen) for t in budgets]
-
-
-def choices_table(choices: list[FractionChoice], domain_tokens: float | None = None) -> pd.DataFrame:
-    """The choices as a table; with ``domain_tokens`` (|D|), the epochs ``T delta* / |D|`` too."""
-    nan2 = (np.nan, np.nan)
-    table = pd.DataFrame({
-        "tokens": [c.tokens for c in choices],
-        "delta_star": [c.fraction for c in choices],
-        "delta_low": [(c.fraction_interval or nan2)[0] for c in choices],
-        "delta_high": [(c.fraction_interval or nan2)[1] for c in choices],
-        "domain_loss": [c.loss for c in choices],
-        "compute_multiplier": [c.compute_multiplier for c in choices],
-        "multiplier_low": [(c.multiplier_interval or nan2)[0] for c in choices],
-        "multiplier_high": [(c.multiplier_interval or nan2)[1] for c in choices],
-    })
-    if domain_tokens is not None:
-        table["domain_epochs"] = [c.domain_epochs(domain_tokens) for c in choices]
-    return table
-
-
-def caveats(fit: FitResult, choices: list[FractionChoice] = (), sweep: Sweep | None = None) -> list[str]:
-    """Plain-words limits of a decision from this fit and sweep, one line each (empty when none apply)."""
-    lines = []
-    fractions = sorted(pd.to_numeric(sweep.curves[FRACTION_COLUMN]).unique()) if sweep is not None else []
-    if sweep is not None and len(fractions) < WELL_DETERMINED_FRACTIONS:
-        lines.append(f"only {len(fractions)} domain fractions were swept; the law has {len(fit.params)} parameters, "
-                     f"so its shape between and beyond them is weakly determined (sweep more fractions)")
-    if sweep is not None:
-        budgets = pd.to_numeric(sweep.ok_runs["tokens"]).groupby(sweep.ok_runs[FRACTION_COLUMN]).nunique()
-        if (budgets <= 1).all():
-            lines.append("each fraction was trained to a single budget, so the token dependence comes from "
-                         "evaluations during one run, before its learning rate had decayed; those losses are higher "
-                         "than runs trained to those budgets would reach")
-    low, high = fit.data_ranges.get("fraction", [0.0, 1.0])
-    if low > 0:
-        lines.append(f"no run had delta = 0: the compute multiplier compares with a law extrapolated to delta = 0 "
-                     f"(the smallest swept fraction is {low:g})")
-    tokens_high = fit.data_ranges["tokens"][1]
-    far = sorted({c.tokens for c in choices if c.tokens > tokens_high})
-    if far:
-        lines.append(f"budgets {', '.join(f'{t:.3g}' for t in far)} lie beyond the largest fitted budget "
-                     f"{tokens_high:.3g} (up to {max(far) / tokens_high:.3g}x): delta* there is an extrapolation")
-    for c in choices:
-        edge = [end for end in c.fraction_range if abs(c.fraction - end) < 1e-6 * max(1.0, end)]
-        if edge:
-            lines.append(f"at T={c.tokens:.3g}, delta* sits at the edge {edge[0]:g} of the fractions searched "
-                         f"[{c.fraction_range[0]:g}, {c.fraction_range[1]:g}]: the best delta may lie beyond it")
-    replicates = int(fit.settings.get("bootstrap", 0) or 0)
-    if replicates == 0:
-        lines.append("no bootstrap: there is no uncertainty band (set bootstrap to 50 or more)")
-    elif replicates < MIN_REPLICATES:
-        lines.append(f"{replicates} bootstrap refits: the band is rough (use {MIN_REPLICATES} or more)")
-    if not fit.settings.get("converged", True):
-        lines.append("the best start of the fit did not converge (try more starts)")
-    return lines
 
 
 def write_sweep(folder: str | Path, results: pd.DataFrame, curves: pd.DataFrame) -> None:

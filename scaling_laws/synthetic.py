@@ -15,8 +15,16 @@ from scaling_laws.registry import get_law
 CHINCHILLA = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37}
 MUENNIGHOFF = {"E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.35, "beta": 0.353, "R_D_star": 15.4,
                "R_N_star": 5.31}
-SPT = {"A_train": 30.0, "b_train_s": -0.15, "b_train_g": -0.12, "b_gap_s": 0.45, "b_gap_g": 0.25, "a1": 3e-3,
+SPT = {"A_train": 30.0, "b_train_s": -0.15, "b_train_g": -0.12, "b_gap_s": 0.6, "b_gap_g": -0.2, "a1": 0.02,
        "a2": 1.5, "a3": 1.0, "k0": 1.0, "k1": 0.05, "k2": 0.01, "k3": 0.3}
+#: A small CPU pilot: 2.5e4..5e5 tokens, a domain set of ``PILOT_DOMAIN_TOKENS`` (30 epochs at delta = 0.6 and
+#: 5e5 tokens), losses from about 7 down to 3.4 nats; held-out loss rises at the end of the largest delta's run.
+SPT_PILOT = {"A_train": 400.0, "b_train_s": -0.55, "b_train_g": -0.45, "b_gap_s": 0.6, "b_gap_g": -0.2,
+             "a1": 1.5e-2, "a2": 1.0, "a3": 2.0, "k0": 2.6, "k1": 0.05, "k2": 0.03, "k3": 0.1}
+PILOT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6)
+PILOT_DOMAIN_TOKENS = 1e4
+#: Held-out minus training-sample loss of the pilot's domain samples that memorization does not explain.
+PILOT_GAP_OFFSET = 0.02
 SPT_N = {**SPT, "A_N": 0.5, "alpha_N": 0.3, "gamma_N": 0.3}
 FINETUNE_GAIN = {"a": -2.0, "b": -0.1, "c": 0.5}
 
@@ -53,11 +61,23 @@ def muennighoff_table(noise: float = 0.005, seed: int = 0, params: dict = MUENNI
 
 
 def spt_table(noise: float = 0.001, seed: int = 0, params: dict = SPT, target: str = "loss",
-              fractions=SPT_FRACTIONS, num_budgets: int = 9) -> pd.DataFrame:
-    """A grid of token budgets (1e8..1e10) x domain fractions."""
+              fractions=SPT_FRACTIONS, num_budgets: int = 9, train_column: str | None = None,
+              gap_offset: float = 0.0) -> pd.DataFrame:
+    """A grid of token budgets (1e8..1e10) x domain fractions; with ``train_column``, also the train-sample loss
+    (the law minus its gap half, :class:`scaling_laws.spt_parts.SPTGap` with ``c_gap = gap_offset``), with the
+    same multiplicative noise draw as the held-out loss plus its own draw."""
     rng = np.random.default_rng(seed)
     tokens, fraction = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 1e10, num_budgets), fractions))
-    return _noisy("spt", params, {"tokens": tokens, "fraction": fraction}, noise, rng, target=target)
+    table = _noisy("spt", params, {"tokens": tokens, "fraction": fraction}, noise, rng, target=target)
+    if train_column is not None:
+        from scaling_laws.spt_parts import GAP_NAMES, SPTGap
+
+        gap = SPTGap().predict({**{n: params[n] for n in GAP_NAMES}, "c_gap": gap_offset},
+                               {"tokens": tokens, "fraction": fraction})
+        clean = get_law("spt").predict(params, {"tokens": tokens, "fraction": fraction})
+        shared = table[target].to_numpy() / clean
+        table[train_column] = (clean - gap) * shared * np.exp(rng.normal(0.0, noise / 4, len(clean)))
+    return table
 
 
 def spt_n_table(noise: float = 0.001, seed: int = 0, params: dict = SPT_N) -> pd.DataFrame:
@@ -74,32 +94,111 @@ def finetune_gain_table(noise: float = 0.002, seed: int = 0, params: dict = FINE
     return _noisy("finetune-gain", params, {"tokens": np.geomspace(1e8, 1e11, 12)}, noise, rng, target="gain")
 
 
-def spt_sweep(fractions=(0.0, 0.2, 0.5), total_tokens: float = 1e9, evaluations: int = 8, seeds=(0,),
-              noise: float = 0.002, seed: int = 0, params: dict = SPT, preset: str = "micro",
-              model_params: float = 7e5) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pilot_gain(fraction, tokens):
+    """The synthetic pilot's fine-tune gain (nats/token): largest without domain data in pretraining."""
+    return 0.12 * (1.0 - np.asarray(fraction, dtype=float)) ** 2 + 0.0 * np.asarray(tokens, dtype=float)
+
+
+def _phases(count: int, schedule: str, warmup: int) -> list[str]:
+    """Schedule phase of each of ``count`` evaluations: warmup, then stable, decay (wsd: the last 20%)."""
+    decay_from = {"constant": count, "wsd": count - max(1, count // 5), "cosine": warmup}[schedule]
+    return ["warmup" if k < warmup else ("decay" if k >= decay_from else "stable") for k in range(count)]
+
+
+def _schedule(phases: list[str], progress: np.ndarray, schedule: str) -> tuple[np.ndarray, np.ndarray]:
+    """Loss multiplier relative to the constant-rate law, and the learning rate, at each evaluation."""
+    phases = np.array(phases)
+    scale, rate = np.ones(len(phases)), np.ones(len(phases))
+    warm = phases == "warmup"
+    scale[warm], rate[warm] = 1.05, progress[warm] / max(progress[warm].max(initial=0.0), 1e-12)
+    decay = phases == "decay"
+    if decay.any():
+        first = int(np.flatnonzero(decay)[0])
+        start = progress[first - 1] if first > 0 else 0.0
+        share = (progress - start) / max(1.0 - start, 1e-12)
+        bonus = {"wsd": 0.02, "cosine": 0.03}.get(schedule, 0.0)
+        scale[decay], rate[decay] = 1.0 - bonus * share[decay], 1.0 - 0.9 * share[decay]
+    return scale, 3e-3 * rate
+
+
+def _ar1(rng: np.random.Generator, count: int, sd: float, rho: float) -> np.ndarray:
+    """A stationary AR(1) series with marginal standard deviation ``sd``."""
+    series = np.empty(count)
+    series[0] = rng.normal(0.0, sd)
+    for k in range(1, count):
+        series[k] = rho * series[k - 1] + rng.normal(0.0, sd * np.sqrt(1.0 - rho**2))
+    return series
+
+
+def spt_sweep(fractions=(0.0, 0.2, 0.5), total_tokens=1e9, evaluations: int = 8, seeds=(0,), noise: float = 0.002,
+              seed: int = 0, params: dict = SPT, preset: str = "micro", model_params: float = 7e5, *,
+              offset_sd: float = 0.0, ar_rho: float = 0.0, eval_noise: float | None = None,
+              gap_offset: float = 0.0, domain_tokens: float | None = None, schedule: str = "constant",
+              warmup: int = 0, gain=pilot_gain) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A sweep's ``results`` and ``curves`` tables in the sweep runner's format, drawn from the SPT law.
 
-    One run per fraction and seed, evaluated every ``total_tokens / evaluations`` tokens. The domain loss follows
-    the law with log-normal noise; the general loss is the law's delta = 0 loss at the run's general tokens
-    ``(1 - delta) T`` (more domain data, less general data); the fine-tuned loss is a placeholder 2% below.
+    One run per fraction, budget (``total_tokens``: a number or a list) and seed, evaluated every
+    ``budget / evaluations`` tokens. The law gives the held-out domain loss at constant learning rate; the
+    training-sample loss is that minus the gap half of the law (:class:`scaling_laws.spt_parts.SPTGap` with
+    ``c_gap = gap_offset``). Noise is multiplicative and shared by both losses of an evaluation, as a checkpoint's
+    quality is: a per-run offset (sd ``offset_sd``) plus an AR(1) series along the run (marginal sd ``noise``,
+    lag-1 correlation ``ar_rho``); each loss also gets independent evaluation noise (sd ``eval_noise``, default
+    ``noise / 4``). Schedules: ``constant`` (all stable after ``warmup`` evaluations), ``wsd`` (the last 20%
+    decay, 2% below the law at the end) and ``cosine`` (all decay after warmup, 3% below the law at the end);
+    warmup evaluations are 5% above the law. The fine-tuned loss is the final held-out loss minus ``gain``.
     """
-    law = get_law("spt")
-    rng = np.random.default_rng(seed)
-    tokens = np.arange(1, evaluations + 1) * (total_tokens / evaluations)
-    results, curves = [], []
-    for fraction in fractions:
-        for run_seed in seeds:
-            run_id = f"d{fraction:g}-s{run_seed}"
-            domain = law.loss_at(params, tokens, fraction) * np.exp(rng.normal(0.0, noise, evaluations))
-            general = law.loss_at(params, (1.0 - fraction) * tokens + 1.0, 0.0) * np.exp(
-                rng.normal(0.0, noise, evaluations))
-            run = {"run_id": run_id, "domain_fraction": fraction, "preset": preset, "params": model_params,
-                   "seed": run_seed}
-            curves += [{**run, "tokens": t, "domain_loss": d, "general_loss": g}
-                       for t, d, g in zip(tokens, domain, general)]
-            results.append({**run, "tokens": total_tokens, "domain_loss": domain[-1], "general_loss": general[-1],
-                            "finetune_domain_loss": 0.98 * domain[-1], "wall_seconds": total_tokens / 1e7,
-                            "status": "ok", "error": "", "log_path": f"runs/{run_id}/train.log"})
     from scaling_laws.sweeps import CURVES_COLUMNS, RESULTS_COLUMNS
 
+    eval_noise = noise / 4.0 if eval_noise is None else eval_noise
+    budgets = [float(t) for t in np.atleast_1d(total_tokens)]
+    setup = {"params": params, "gap_offset": gap_offset, "schedule": schedule, "warmup": warmup,
+             "evaluations": evaluations, "domain_tokens": domain_tokens or max(budgets) * max(max(fractions), 1e-3)
+             / 20.0, "noise": (offset_sd, noise, ar_rho, eval_noise), "gain": gain}
+    rng = np.random.default_rng(seed)
+    results, curves = [], []
+    for fraction in fractions:
+        for budget in budgets:
+            for run_seed in seeds:
+                run_id = f"d{fraction:g}-T{budget:g}-s{run_seed}" if len(budgets) > 1 else f"d{fraction:g}-s{run_seed}"
+                run = {"run_id": run_id, "domain_fraction": fraction, "preset": preset, "params": model_params,
+                       "seed": run_seed}
+                result, rows = _synthetic_run(run, fraction, budget, setup, rng)
+                results.append(result)
+                curves += rows
     return pd.DataFrame(results)[list(RESULTS_COLUMNS)], pd.DataFrame(curves)[list(CURVES_COLUMNS)]
+
+
+def _synthetic_run(run: dict, fraction: float, budget: float, setup: dict, rng: np.random.Generator):
+    """One synthetic run's ``results`` row and ``curves`` rows (see :func:`spt_sweep`)."""
+    from scaling_laws.spt_parts import GAP_NAMES, SPTGap
+
+    law, params, count = get_law("spt"), setup["params"], setup["evaluations"]
+    offset_sd, noise, ar_rho, eval_noise = setup["noise"]
+    tokens = np.arange(1, count + 1) * (budget / count)
+    phases = _phases(count, setup["schedule"], setup["warmup"])
+    scale, lr = _schedule(phases, tokens / budget, setup["schedule"])
+    common = rng.normal(0.0, offset_sd) + _ar1(rng, count, noise, ar_rho)
+    heldout_clean = law.loss_at(params, tokens, fraction)
+    gap_clean = SPTGap().predict({**{name: params[name] for name in GAP_NAMES}, "c_gap": setup["gap_offset"]},
+                                 {"tokens": tokens, "fraction": np.full(count, fraction)})
+    heldout = heldout_clean * scale * np.exp(common + rng.normal(0.0, eval_noise, count))
+    train = (heldout_clean - gap_clean) * scale * np.exp(common + rng.normal(0.0, eval_noise, count))
+    general = law.loss_at(params, (1.0 - fraction) * tokens + 1.0, 0.0) * np.exp(rng.normal(0.0, noise, count))
+    rows = [{**run, "tokens": t, "domain_loss": d, "general_loss": g, "domain_train_loss": r,
+             "domain_epochs": t * fraction / setup["domain_tokens"], "phase": p, "lr": rate}
+            for t, d, g, r, p, rate in zip(tokens, heldout, general, train, phases, lr)]
+    finetuned = heldout[-1] - float(setup["gain"](fraction, budget)) + rng.normal(0.0, eval_noise)
+    result = {**run, "tokens": budget, "domain_loss": heldout[-1], "general_loss": general[-1],
+              "finetune_domain_loss": finetuned, "wall_seconds": budget / 1e7, "status": "ok", "error": "",
+              "log_path": f"runs/{run['run_id']}/train.log"}
+    return result, rows
+
+
+def pilot_sweep(seed: int = 0, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A sweep like a small CPU pilot's (:data:`SPT_PILOT`): 6 fractions x 20 evaluations to 5e5 tokens, one
+    seed, noise 0.5% (AR(1), lag-1 correlation 0.7) plus run offsets of 0.5%; options override any of these."""
+    settings = dict(fractions=PILOT_FRACTIONS, total_tokens=5e5, evaluations=20, noise=0.005, params=SPT_PILOT,
+                    offset_sd=0.005, ar_rho=0.7, gap_offset=PILOT_GAP_OFFSET, domain_tokens=PILOT_DOMAIN_TOKENS,
+                    schedule="constant", warmup=1, model_params=1e6)
+    settings.update(options)
+    return spt_sweep(seed=seed, **settings)

@@ -18,11 +18,11 @@ from spt.notebooks import execute_notebook, save_copies, stdout_lines
 from tests.conftest import REPO
 
 NOTEBOOK = REPO / "notebooks" / "choose_repetition_fraction.ipynb"
-FIGURES = ("loss_curves", "residuals", "optimal_fraction", "compute_multiplier")
-# Small enough for the default test run: 16 of the law's 256 starts and 6 bootstrap refits.
-SETTINGS = {"starts": 16, "bootstrap": 6, "seed": 3}
-BUDGETS = [5e8, 4e9]  # inside the swept range, and 4x beyond it
-DOMAIN_TOKENS = 2.5e7
+FIGURES = ("loss_curves", "loss_by_epochs", "residuals", "optimal_fraction", "compute_multiplier")
+# Small enough for the default test run: 16 starts per half of the law and 20 bootstrap refits.
+SETTINGS = {"starts": 16, "bootstrap": 20, "seed": 3}
+BUDGETS = [2e5, 4e6]  # inside the swept range, and 10x beyond it (an extrapolation, flagged)
+DOMAIN_TOKENS = 1e4
 
 
 def test_the_committed_notebook_has_no_outputs_and_one_parameters_cell():
@@ -33,14 +33,16 @@ def test_the_committed_notebook_has_no_outputs_and_one_parameters_cell():
     tags = [tag for cell in code for tag in cell.metadata.get("tags", [])]
     assert tags.count("parameters") == 1 and tags.count("decision") == 1
     parameters = next(cell.source for cell in code if "parameters" in cell.metadata.get("tags", []))
-    for name in ("results_dir", "budgets", "domain_tokens", "bootstrap", "seed", "starts", "output_dir"):
+    for name in ("results_dir", "budgets", "domain_tokens", "bootstrap", "seed", "starts", "output_dir",
+                 "holdout_tokens_above", "holdout_fractions"):
         assert f"\n{name} = " in f"\n{parameters}"
     assert 'results_dir = "outputs/quickstart/sweep"' in parameters
 
 
 def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp_path, run_cli):
     sweep_dir, figures = tmp_path / "sweep", tmp_path / "figures"
-    sweeps.write_sweep(sweep_dir, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
+    # A small pilot: 6 fractions, wsd schedule (warmup and decay evaluations are left out), fine-tuned runs.
+    sweeps.write_sweep(sweep_dir, *synthetic.pilot_sweep(seed=1, evaluations=12, schedule="wsd"))
 
     parameters = dict(results_dir=str(sweep_dir), budgets=BUDGETS, domain_tokens=DOMAIN_TOKENS,
                       output_dir=str(figures), **SETTINGS)
@@ -61,8 +63,13 @@ def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp
     printed = stdout_lines(notebook)
     from_notebook = [line for line in printed if line.startswith("delta_star ")]
     assert len(from_notebook) == len(BUDGETS)
-    assert all(f" epochs=" in line and " low=nan" not in line for line in from_notebook)
-    assert any(line.startswith("caveat: only 3 domain fractions were swept") for line in printed)
+    assert all(" epochs=" in line and " low=nan" not in line and " basis=post-finetune " in line
+               for line in from_notebook)
+    assert [" extrapolated=yes " in line for line in from_notebook] == [False, True]
+    assert any(line.startswith("WARNING: delta* at T=4e+06 is an EXTRAPOLATION") for line in printed)
+    assert any(line.startswith("validation: fit on ") for line in printed)
+    assert any(line.startswith("note: ") and "warmup evaluations left out" in line for line in printed)
+    assert any(line.startswith("caveat: 20 bootstrap refits: the band is rough") for line in printed)
 
     cli_fit = tmp_path / "cli-fit.json"
     code, _, err = run_cli("fit", "--law", "spt", "--data", sweep_dir, "--starts", SETTINGS["starts"],

@@ -47,6 +47,8 @@ def test_fit_spt_on_a_sweep_table_then_predict_and_choose_the_fraction(tmp_path,
     result = json.loads(spt_fit_json.read_text())
     assert result["law"] == "spt" and set(result["intervals"]) == set(synthetic.SPT)
     assert result["settings"]["loss_column"] == "domain_loss" and len(result["bootstrap_samples"]) == 4
+    # A table of final losses (no run_id): every row is its own run, resampled as such.
+    assert result["settings"]["fitted"] == "held-out" and result["settings"]["bootstrap_method"] == "points"
 
     predicted = tmp_path / "predicted.csv"
     code, _, err = run_cli("predict", "--fit", spt_fit_json, "--data", spt_csv, "--out", predicted)
@@ -61,8 +63,11 @@ def test_fit_spt_on_a_sweep_table_then_predict_and_choose_the_fraction(tmp_path,
     assert [c["tokens"] for c in choices] == [1e9, 1e12]
     assert choices[0]["fraction_range"] == [0.0, 0.5] and 0.0 < choices[0]["fraction"] < 0.5
     assert choices[0]["fraction_interval"][0] <= choices[0]["fraction"] <= choices[0]["fraction_interval"][1]
-    assert choices[0]["compute_multiplier"] > 1.0
-    assert "note: tokens=1e+12 is outside the fitted range [1e+08, 1e+10]" in err
+    assert choices[0]["model_multiplier"] > 1.0 and choices[0]["basis"] == "pre-finetune"
+    assert choices[0]["measured_multiplier"]["reached"] in ("yes", "no", "before the first evaluation")
+    assert [c["extrapolated"] for c in choices] == [False, True]
+    assert err == ("WARNING: delta* at T=1e+12 is an EXTRAPOLATION: 100x the largest trained budget (more than 2x); "
+                   "no run checked the law there\n")
 
     code, stdout, _ = run_cli("optimal-fraction", "--fit", spt_fit_json, "--tokens", "1e9", "--widen")
     assert code == 0 and "fractions searched [0, 1]" in stdout and "delta*" in stdout
@@ -101,8 +106,8 @@ def test_plot_writes_png_and_svg(tmp_path, spt_csv, spt_fit_json, run_cli):
     code, _, err = run_cli("plot", "--fit", spt_fit_json, "--data", spt_csv, "--out-dir", tmp_path / "figs",
                            "--tokens", "1e8", "1e9")
     assert code == 0, err
-    assert tree(tmp_path / "figs") == sorted(f"{name}.{ext}" for name in ("loss_curves", "optimal_fraction",
-                                                                         "residuals") for ext in ("png", "svg"))
+    assert tree(tmp_path / "figs") == sorted(f"{name}.{ext}" for name in (
+        "compute_multiplier", "loss_curves", "optimal_fraction", "residuals") for ext in ("png", "svg"))
 
 
 def test_dry_runs_write_nothing(tmp_path, spt_csv, spt_fit_json, run_cli):
@@ -192,3 +197,97 @@ def test_every_command_has_a_help_line():
     helps = {action.dest: action.help for action in choices}
     for command in ("fit", "predict", "optimal-fraction", "compute-optimal", "plot"):
         assert helps.get(command), command
+
+
+NULL, DELETE = object(), object()
+
+
+def spt_fit_dict(**changes) -> dict:
+    """A hand-written fit of the paper's form (no bootstrap), with ``changes`` applied: ``params.NAME`` keys set a
+    parameter, ``NULL`` writes a JSON null, ``DELETE`` removes the key."""
+    data = {"law": "spt", "params": dict(synthetic.SPT), "objective": 0.0, "n_points": 0,
+            "data_ranges": {"tokens": [1e8, 1e10], "fraction": [0.0, 0.5]}}
+    for key, value in changes.items():
+        where, name = (data["params"], key.split(".", 1)[1]) if key.startswith("params.") else (data, key)
+        if value is DELETE:
+            where.pop(name)
+        else:
+            where[name] = None if value is NULL else value
+    return data
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"objective": NULL}, "objective=null: must be a finite number (the fit's final objective value; write 0 for "
+                          "parameters set by hand)"),
+    ({"params.k0": "1.0"}, 'params.k0="1.0": must be a finite number'),
+    ({"params.a1": NULL}, "params.a1=null: must be a finite number"),
+    ({"params.b_gap_s": True}, "params.b_gap_s=true: must be a finite number"),
+    ({"params": [1, 2]}, "params: expected an object of parameter values, got list"),
+    ({"params": {"k0": 1.0}}, "params lacks A_train, b_train_s, b_train_g, b_gap_s, b_gap_g, a1, a2, a3, k1, k2, "
+                              "k3 (law spt)"),
+    ({"law": 7}, "law=7: expected one of chinchilla, muennighoff, spt, spt-n, spt-train, spt-gap, finetune-gain"),
+    ({"law": "gpt"}, "law='gpt': expected one of chinchilla, muennighoff, spt, spt-n, spt-train, spt-gap, "
+                     "finetune-gain"),
+    ({"n_points": "x"}, 'n_points="x": must be a finite number'),
+    ({"n_points": 2.5}, "n_points=2.5: must be a whole number >= 0"),
+    ({"objective": DELETE}, "missing key 'objective'"),
+    ({"level": 2}, "level=2: must be in (0, 1)"),
+    ({"data_ranges": {"tokens": [1e8, "x"]}}, 'data_ranges.tokens="x": must be a finite number'),
+    ({"data_ranges": {"tokens": 5}}, "data_ranges.tokens: expected [min, max], got 5"),
+    ({"data_ranges": []}, "data_ranges: expected an object, got list"),
+    ({"bootstrap_samples": [[1.0, 2.0]]}, "bootstrap_samples[0]: expected a list of 12 numbers"),
+    ({"bootstrap_samples": [[1.0] * 11 + ["x"]]}, 'bootstrap_samples[0][11]="x": must be a finite number'),
+    ({"decision": {"finetune": [{"fraction": 0.1, "tokens": None, "finetune_loss": 3.0}]}},
+     "decision.finetune[0].tokens=null: must be a finite number"),
+    ({"decision": {"measured": [{"fraction": 0.1, "reached": "maybe"}]}},
+     'decision.measured[0].reached="maybe": expected yes, no or before the first evaluation'),
+    ({"caveats": "x"}, "caveats: expected a list, got str"),
+])
+def test_bad_fit_json_is_one_line_and_exit_2(tmp_path, run_cli, changes, expected):
+    path = write_csv(tmp_path / "fit.json", json.dumps(spt_fit_dict(**changes)))
+    inputs = write_csv(tmp_path / "x.csv", "tokens,fraction\n1e9,0.1\n")
+    for command in (("optimal-fraction", "--fit", path, "--tokens", "1e9"),
+                    ("predict", "--fit", path, "--data", inputs)):
+        code, stdout, err = run_cli(*command)
+        assert (code, stdout, err) == (2, "", f"error: {path}: {expected}\n")
+
+
+def test_a_hand_written_fit_of_the_paper_form_works(tmp_path, run_cli):
+    path = write_csv(tmp_path / "fit.json", json.dumps(spt_fit_dict()))
+    code, stdout, err = run_cli("optimal-fraction", "--fit", path, "--tokens", "1e9", "--lines")
+    assert code == 0, err
+    assert stdout.startswith("delta_star tokens=1e+09 value=") and " basis=pre-finetune " in stdout
+    assert " extrapolated=no budget_ratio=0.1 multiplier=nan " in stdout
+
+
+@pytest.mark.parametrize(("out", "expected"), [
+    ("folder", "--out {out}: is a folder, expected a file path"),
+    ("file/fit.json", "--out {out}: {tmp}/file is not a folder"),
+    ("file/deeper/fit.json", "--out {out}: {tmp}/file is not a folder"),
+])
+def test_an_unwritable_out_is_refused_before_reading_the_data(tmp_path, run_cli, out, expected):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("not a folder")
+    before = tree(tmp_path)
+    out = tmp_path / out
+    # The data do not even exist: the output path is checked first, before any work.
+    code, stdout, err = run_cli("fit", "--law", "spt", "--data", tmp_path / "absent", "--out", out)
+    assert (code, stdout, err) == (2, "", f"error: {expected.format(out=out, tmp=tmp_path)}\n")
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (("--bootstrap", "-1"), "--bootstrap -1: must be 0 or more"),
+    (("--level", "1.5"), "--level 1.5: must be in (0, 1)"),
+    (("--holdout-tokens-above", "-3"), "--holdout-tokens-above -3: must be a positive number of tokens"),
+    (("--holdout-fractions", "1.5"), "--holdout-fractions 1.5: must be in [0, 1]"),
+    (("--huber-delta", "0"), "--huber-delta 0.0: must be positive"),
+    (("--holdout-tokens-above", "1e20"), "{data}: the holdout (tokens above 1e+20, fractions none) matches no "
+                                         "evaluation"),
+])
+def test_bad_fit_options_are_refused(tmp_path, spt_csv, run_cli, options, expected):
+    out = tmp_path / "fit.json"
+    code, stdout, err = run_cli("fit", "--law", "spt", "--data", spt_csv, "--loss-column", "domain_loss",
+                                "--starts", "4", "--bootstrap", "0", *options, "--out", out)
+    assert code == 2 and err == f"error: {expected.format(data=spt_csv)}\n"
+    assert not out.exists()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from scaling_laws import FitResult, compute_optimal, get_law, optimal_fraction, synthetic
+from scaling_laws.intervals import percentile_interval
 from spt.errors import InputError
 
 BUDGET_EXPONENT = 0.3
@@ -38,8 +39,8 @@ def test_optimal_fraction_matches_the_closed_form(a2, tokens):
     assert choice.loss == pytest.approx(law.loss_at(p, tokens, expected), rel=1e-12)
     # delta = 0 (A_gap = 0, C_train = k0) reaches that loss at T0 = ((L* - k0) / A) ** (1/b).
     matched_tokens = ((choice.loss - p["k0"]) / p["A_train"]) ** (1.0 / p["b_train_g"])
-    assert choice.compute_multiplier == pytest.approx(matched_tokens / tokens, rel=1e-6)
-    assert choice.compute_multiplier > 1.0
+    assert choice.model_multiplier == pytest.approx(matched_tokens / tokens, rel=1e-6)
+    assert choice.model_multiplier > 1.0 and choice.basis == "pre-finetune"
 
 
 def test_search_stays_in_the_fitted_range_unless_widened():
@@ -53,12 +54,12 @@ def test_zero_fraction_is_optimal_when_domain_data_only_hurts():
     p = {**closed_form_params(2.0), "k3": -0.5, "a1": 0.01}
     choice = optimal_fraction(spt_fit(p), 1e9)
     assert choice.fraction == pytest.approx(0.0, abs=1e-9)
-    assert choice.compute_multiplier == pytest.approx(1.0)
+    assert choice.model_multiplier == pytest.approx(1.0)
 
 
 def test_multiplier_is_infinite_when_general_data_never_catches_up():
     p = {**closed_form_params(2.0), "b_train_s": 0.0, "b_train_g": 0.0}  # delta = 0 loss does not fall with T
-    assert optimal_fraction(spt_fit(p), 1e9).compute_multiplier == float("inf")
+    assert optimal_fraction(spt_fit(p), 1e9).model_multiplier == float("inf")
 
 
 def test_bootstrap_samples_give_intervals_around_the_estimate():
@@ -70,8 +71,64 @@ def test_bootstrap_samples_give_intervals_around_the_estimate():
     choice = optimal_fraction(spt_fit(p, samples=samples), 1e9)
     low, high = choice.fraction_interval
     assert low < choice.fraction < high
-    assert choice.multiplier_interval[0] < choice.compute_multiplier < choice.multiplier_interval[1]
+    assert choice.model_multiplier_interval[0] < choice.model_multiplier < choice.model_multiplier_interval[1]
     assert choice.to_dict()["fraction_interval"] == [low, high]
+
+
+def test_the_point_estimate_is_always_inside_its_interval():
+    """Replicates all on one side of the estimate (a biased bootstrap) still give an interval around it."""
+    p = closed_form_params(2.0)
+    law = get_law("spt")
+    samples = np.tile([p[name] for name in law.names], (30, 1))
+    samples[:, law.names.index("k3")] *= np.linspace(1.1, 1.5, 30)  # every replicate wants more domain data
+    choice = optimal_fraction(spt_fit(p, samples=samples), 1e9)
+    low, high = choice.fraction_interval
+    assert low == pytest.approx(choice.fraction) and high > choice.fraction
+    assert percentile_interval([2.0, 3.0, 4.0], 1.0, 0.9) == (1.0, 4.0)
+    assert percentile_interval([2.0, np.inf, np.nan], 3.0, 0.9) == (2.0, np.inf)
+    assert percentile_interval([np.nan], 1.0, 0.9) is None
+
+
+def finetuned(p: dict, tokens: float, gains: dict) -> list[dict]:
+    """Fine-tuned runs at ``tokens`` whose fine-tuned loss is the law's minus ``gains[fraction]``."""
+    law = get_law("spt")
+    return [{"run_id": f"d{f}", "fraction": f, "tokens": tokens, "finetune_loss": law.loss_at(p, tokens, f) - g}
+            for f, g in gains.items()]
+
+
+def test_post_finetune_delta_star_adds_the_gain_per_fraction():
+    """A gain falling linearly in delta (g0 - g1 delta) acts like a smaller floor slope k3 - g1: closed form."""
+    p, tokens, g0, g1 = closed_form_params(2.0), 1e9, 0.2, 0.1
+    swept = [0.0, 0.1, 0.2, 0.3, 0.5]
+    fit = spt_fit(p)
+    fit.decision = {"fractions": swept, "finetune": finetuned(p, 3e8, {f: g0 - g1 * f for f in swept})}
+    after = optimal_fraction(fit, tokens)
+    expected = ((p["k3"] - g1) / (p["a1"] * 2.0 * tokens**BUDGET_EXPONENT)) ** (1.0 / (2.0 - 1.0))
+    assert after.basis == "post-finetune" and after.fraction == pytest.approx(expected, rel=1e-6)
+    before = optimal_fraction(fit, tokens, basis="pre-finetune")
+    assert before.basis == "pre-finetune" and before.fraction > after.fraction
+    assert after.loss == pytest.approx(get_law("spt").loss_at(p, tokens, expected) - (g0 - g1 * expected), rel=1e-9)
+
+
+def test_post_finetune_needs_every_swept_fraction_finetuned():
+    p = closed_form_params(2.0)
+    fit = spt_fit(p)
+    fit.decision = {"fractions": [0.0, 0.2, 0.5], "finetune": finetuned(p, 3e8, {0.0: 0.2, 0.5: 0.1})}
+    assert optimal_fraction(fit, 1e9).basis == "pre-finetune"
+    with pytest.raises(InputError, match=r"cannot decide after fine-tuning: no fine-tuned runs at delta=0.2$"):
+        optimal_fraction(fit, 1e9, basis="post-finetune")
+    with pytest.raises(InputError, match=r"cannot decide after fine-tuning: the fit records no fine-tuned runs"):
+        optimal_fraction(spt_fit(p), 1e9, basis="post-finetune")
+
+
+@pytest.mark.parametrize(("tokens", "ratio", "flag"), [(5e9, 0.5, "no"), (2e10, 2.0, "no"), (2.1e10, 2.1, "yes")])
+def test_budgets_beyond_twice_the_largest_trained_are_flagged(tokens, ratio, flag):
+    choice = optimal_fraction(spt_fit(closed_form_params(2.0)), tokens)  # fitted tokens reach 1e10
+    assert choice.budget_ratio == pytest.approx(ratio)
+    assert f" extrapolated={flag} " in choice.line()
+    assert (choice.warning() is not None) == (flag == "yes")
+    if flag == "yes":
+        assert choice.warning().startswith("WARNING: delta* at T=2.1e+10 is an EXTRAPOLATION: 2.1x the largest")
 
 
 def test_spt_n_needs_a_model_size_and_uses_it():

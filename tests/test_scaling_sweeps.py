@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling_laws import FitResult, synthetic, sweeps
-from scaling_laws.decisions import FractionChoice
+from scaling_laws import FitResult, report, synthetic, sweeps
+from scaling_laws.choice import FractionChoice
 from spt.errors import InputError
 from tests.conftest import tree
 
@@ -116,18 +116,23 @@ def test_fit_reads_a_sweep_folder_like_its_curves_csv_with_the_fraction_column(s
     from_folder, from_csv = tmp_path / "folder.json", tmp_path / "csv.json"
     code, stdout, err = run_cli("fit", "--law", "spt", "--data", sweep_dir, "--starts", "4", "--out", from_folder)
     assert code == 0, err
-    assert stdout.startswith("law spt: 24 points, 5 starts")
+    assert stdout.startswith("law spt: 24 points, 8 starts")  # 4 starts for each half
+    assert "fitted: the train loss (domain_train_loss) and the gap (held-out minus train) separately" in stdout
     code, _, err = run_cli("fit", "--law", "spt", "--data", sweep_dir / "curves.csv", "--starts", "4",
                            "--fraction-column", "domain_fraction", "--loss-column", "domain_loss", "--out", from_csv)
     assert code == 0, err
     folder_fit, csv_fit = json.loads(from_folder.read_text()), json.loads(from_csv.read_text())
-    assert folder_fit["settings"]["loss_column"] == "domain_loss"
+    assert folder_fit["settings"]["loss_column"] == "domain_loss" and folder_fit["settings"]["fitted"] == "train+gap"
     assert folder_fit["params"] == csv_fit["params"]
     assert folder_fit["data_ranges"] == {"tokens": [1.25e8, 1e9], "fraction": [0.0, 0.5]}
+    assert len(folder_fit["bootstrap_samples"]) == 200  # the default for spt fits
+    # Only the folder has results.csv, with the fine-tuned runs that a post-finetune decision needs.
+    assert len(folder_fit["decision"]["finetune"]) == 3 and csv_fit["decision"]["finetune"] == []
 
     code, stdout, err = run_cli("plot", "--fit", from_folder, "--data", sweep_dir, "--out-dir", tmp_path / "figs")
     assert code == 0, err
-    assert len(tree(tmp_path / "figs")) == 6
+    assert sorted({p.split(".")[0] for p in tree(tmp_path / "figs")}) == [
+        "compute_multiplier", "loss_by_epochs", "loss_curves", "optimal_fraction", "residuals"]
 
 
 def test_fraction_column_errors(sweep_dir, tmp_path):
@@ -144,18 +149,29 @@ def test_fraction_column_errors(sweep_dir, tmp_path):
 
 
 def test_delta_star_lines_are_machine_readable():
-    bare = FractionChoice(tokens=1e9, fraction=0.123456789, loss=3.5, fraction_range=(0.0, 0.5),
-                          compute_multiplier=2.5)
-    assert bare.line() == ("delta_star tokens=1e+09 value=0.123457 low=nan high=nan loss=3.5 multiplier=2.5 "
-                           "multiplier_low=nan multiplier_high=nan")
-    banded = FractionChoice(tokens=2e10, fraction=0.1, loss=3.0, fraction_range=(0.0, 0.5), compute_multiplier=4.0,
-                            fraction_interval=(0.05, 0.2), multiplier_interval=(2.0, float("inf")))
+    bare = FractionChoice(tokens=1e9, fraction=0.123456789, loss=3.5, fraction_range=(0.0, 0.5))
+    assert bare.line() == ("delta_star tokens=1e+09 value=0.123457 low=nan high=nan basis=pre-finetune loss=3.5 "
+                           "extrapolated=unknown budget_ratio=nan multiplier=nan multiplier_low=nan "
+                           "multiplier_high=nan multiplier_at=nan")
+    measured = {"fraction": 0.1, "value": 4.0, "reached": "yes", "interval": [2.0, 5.0]}
+    banded = FractionChoice(tokens=2e10, fraction=0.1, loss=3.0, fraction_range=(0.0, 0.5), basis="post-finetune",
+                            fraction_interval=(0.05, 0.2), budget_ratio=4.0, measured_multiplier=measured,
+                            model_multiplier=9.0, model_multiplier_interval=(3.0, float("inf")))
     assert banded.line(domain_tokens=5e7) == (
-        "delta_star tokens=2e+10 value=0.1 low=0.05 high=0.2 loss=3 multiplier=4 multiplier_low=2 "
-        "multiplier_high=inf epochs=40")
-    table = sweeps.choices_table([bare, banded], domain_tokens=5e7)
-    assert list(table.columns) == ["tokens", "delta_star", "delta_low", "delta_high", "domain_loss",
-                                   "compute_multiplier", "multiplier_low", "multiplier_high", "domain_epochs"]
+        "delta_star tokens=2e+10 value=0.1 low=0.05 high=0.2 basis=post-finetune loss=3 extrapolated=yes "
+        "budget_ratio=4 multiplier=4 multiplier_low=2 multiplier_high=5 multiplier_at=0.1 epochs=40")
+    never = FractionChoice(tokens=1e9, fraction=0.3, loss=3.0, fraction_range=(0.0, 0.5), budget_ratio=1.0,
+                           measured_multiplier={"fraction": 0.3, "value": None, "reached": "no", "interval": None})
+    assert " extrapolated=no budget_ratio=1 multiplier=not_reached multiplier_low=nan" in never.line()
+    early = FractionChoice(tokens=1e9, fraction=0.3, loss=3.0, fraction_range=(0.0, 0.5), measured_multiplier={
+        "fraction": 0.3, "value": 8.0, "reached": "before the first evaluation", "interval": [6.0, 9.0]})
+    assert early.line().endswith("multiplier=8 multiplier_low=6 multiplier_high=9 multiplier_at=0.3 "
+                                 "multiplier_bound=lower")
+    table = report.choices_table([bare, banded], domain_tokens=5e7)
+    assert list(table.columns) == ["tokens", "delta_star", "delta_low", "delta_high", "basis", "domain_loss",
+                                   "budget_ratio", "extrapolated", "measured_multiplier", "multiplier_low",
+                                   "multiplier_high", "multiplier_at", "model_multiplier_extrapolated",
+                                   "domain_epochs"]
     assert table["domain_epochs"].tolist() == pytest.approx([1e9 * 0.123456789 / 5e7, 40.0])
 
 
@@ -167,7 +183,7 @@ def test_optimal_fraction_prints_lines_and_epochs(tmp_path, run_cli):
     assert code == 0, err
     lines = stdout.splitlines()
     assert len(lines) == 2 and all(line.startswith("delta_star tokens=") for line in lines)
-    choice = sweeps.choose_fractions(FitResult.load(path), [1e9])[0]
+    choice = report.choose_fractions(FitResult.load(path), [1e9])[0]
     assert lines[0] == choice.line(1e8) and f"epochs={1e9 * choice.fraction / 1e8:.6g}" in lines[0]
     code, stdout, _ = run_cli("optimal-fraction", "--fit", path, "--tokens", "1e9", "--domain-tokens", "1e8")
     assert code == 0 and "epochs" in stdout.splitlines()[1]
@@ -179,33 +195,36 @@ def test_optimal_fraction_prints_lines_and_epochs(tmp_path, run_cli):
 
 def test_budgets_and_model_size():
     fit = spt_fit(tokens=(1e8, 2e9))
-    assert sweeps.resolve_budgets(fit) == [2e9, 2e10, 2e11]
-    assert sweeps.resolve_budgets(fit, 5e9) == [5e9]
+    assert report.resolve_budgets(fit) == [2e9, 4e9, 2e10]
+    assert report.resolve_budgets(fit, 5e9) == [5e9]
     with pytest.raises(InputError, match=r"budgets=\[1000000000.0, -1.0\]: give one or more positive numbers"):
-        sweeps.resolve_budgets(fit, [1e9, -1])
-    assert sweeps.budget_grid(fit, [1e10], points=3).tolist() == pytest.approx([1e8, 1e9, 1e10])
-    assert sweeps.model_size(fit, 5e8) is None
+        report.resolve_budgets(fit, [1e9, -1])
+    assert report.budget_grid(fit, [1e10], points=3).tolist() == pytest.approx([1e8, 1e9, 1e10])
+    assert report.model_size(fit, 5e8) is None
     sized = FitResult(law="spt-n", params=dict(synthetic.SPT_N), objective=0.0, n_points=0,
                       data_ranges={"params": [3e7, 3e8], "tokens": [1e8, 1e10], "fraction": [0.0, 0.4]})
-    assert sweeps.model_size(sized) == 3e8 and sweeps.model_size(sized, 1e8) == 1e8
+    assert report.model_size(sized) == 3e8 and report.model_size(sized, 1e8) == 1e8
 
 
 def test_caveats_name_the_limits_that_apply(sweep_dir):
     sweep = sweeps.load_sweep(sweep_dir)
     fit = spt_fit(fractions=(0.05, 0.5), tokens=(1.25e8, 1e9), bootstrap=0)
-    edge = FractionChoice(tokens=4e9, fraction=0.5, loss=3.0, fraction_range=(0.05, 0.5), compute_multiplier=2.0)
-    assert sweeps.caveats(fit, [edge], sweep) == [
+    fit.caveats = ["a caveat recorded when fitting"]
+    edge = FractionChoice(tokens=4e9, fraction=0.5, loss=3.0, fraction_range=(0.05, 0.5), budget_ratio=4.0)
+    assert report.caveats(fit, [edge], sweep) == [
+        "a caveat recorded when fitting",
         "only 3 domain fractions were swept; the law has 12 parameters, so its shape between and beyond them is "
         "weakly determined (sweep more fractions)",
         "each fraction was trained to a single budget, so the token dependence comes from evaluations during one "
-        "run, before its learning rate had decayed; those losses are higher than runs trained to those budgets "
-        "would reach",
-        "no run had delta = 0: the compute multiplier compares with a law extrapolated to delta = 0 (the smallest "
-        "swept fraction is 0.05)",
-        "budgets 4e+09 lie beyond the largest fitted budget 1e+09 (up to 4x): delta* there is an extrapolation",
+        "run",
+        "EXTRAPOLATION: budgets 4e+09 are more than 2x the largest trained budget 1e+09 (up to 4x): delta* there "
+        "rests on the law's form alone",
         "at T=4e+09, delta* sits at the edge 0.5 of the fractions searched [0.05, 0.5]: the best delta may lie "
         "beyond it",
-        "no bootstrap: there is no uncertainty band (set bootstrap to 50 or more)",
+        "delta* is chosen on the pretraining loss (no fine-tuned runs): the paper's delta* is the one after "
+        "fine-tuning, which favours a smaller delta when fine-tuning gains more from it",
+        "no bootstrap: there is no uncertainty band (use 200 or more refits)",
     ]
-    inside = FractionChoice(tokens=5e8, fraction=0.2, loss=3.0, fraction_range=(0.0, 0.5), compute_multiplier=2.0)
-    assert sweeps.caveats(spt_fit(tokens=(1.25e8, 1e9)), [inside]) == []
+    inside = FractionChoice(tokens=5e8, fraction=0.2, loss=3.0, fraction_range=(0.0, 0.5), basis="post-finetune",
+                            budget_ratio=0.5)
+    assert report.caveats(spt_fit(tokens=(1.25e8, 1e9), bootstrap=200), [inside]) == []

@@ -1,0 +1,206 @@
+"""Fitting the SPT law to a sweep's evaluations: the train loss and the gap separately, or the held-out loss.
+
+The paper fits the two halves of ``L_test = L_train + L_gap`` on their own data. When the evaluations have the
+loss on a fixed sample of domain *training* sequences (``domain_train_loss``) next to the held-out one
+(``domain_loss``), :func:`fit_spt` does the same: :class:`~scaling_laws.spt_parts.SPTTrain` on the train loss
+(log residuals) and :class:`~scaling_laws.spt_parts.SPTGap` on ``held-out - train`` (linear residuals, Huber
+transition scaled to the loss level so both halves weigh relative errors alike). Older sweeps lack the train
+loss; then the whole law is fitted to the held-out loss alone, and the result says which was used
+(``settings["fitted"]``: ``"train+gap"`` or ``"held-out"``).
+
+Both halves are bootstrapped with the same method (:mod:`scaling_laws.noise`); replicate ``k`` of the summed
+law is the sum of the halves' replicates ``k``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from scaling_laws.data import check_frame, law_inputs
+from scaling_laws.fitting import fit, search_law
+from scaling_laws.noise import RunLayout, estimate_noise, resolve_method, run_layout, simulate
+from scaling_laws.objective import Objective
+from scaling_laws.result import FitResult
+from scaling_laws.search import refit
+from scaling_laws.spt_laws import SPTOverfit
+from scaling_laws.spt_parts import SPTGap, SPTTrain, combine, combine_samples
+from spt.errors import InputError
+
+TRAIN_COLUMN = "domain_train_loss"
+FITTED = ("auto", "train+gap", "held-out")
+#: Huber transition of SPT fits of evaluations (log residuals). Evaluations along runs carry 0.3-1% noise; at
+#: 1e-3 (the Chinchilla-fit default) nearly every residual is on the linear part, an L1 fit that converged 5-10x
+#: slower (measured: 200 Levenberg-Marquardt iterations vs 20-40 on a 6 x 20 pilot) and is less efficient for
+#: ordinary noise. 1e-2 keeps that noise quadratic and still down-weights spikes beyond 1%.
+SWEEP_HUBER_DELTA = 1e-2
+
+
+def train_loss_available(table: pd.DataFrame, train_column: str = TRAIN_COLUMN) -> tuple[bool, str]:
+    """Whether every row has a positive finite train loss, and if not, why (for the notes)."""
+    if train_column not in table.columns:
+        return False, f"no {train_column} column"
+    values = pd.to_numeric(table[train_column], errors="coerce").to_numpy(dtype=float)
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.all():
+        return False, f"{train_column} is empty"
+    if bad.any():
+        return False, f"{train_column} is missing or not positive in {int(bad.sum())} of {len(values)} rows"
+    return True, ""
+
+
+def fit_spt(table: pd.DataFrame, *, loss_column: str = "domain_loss", train_column: str = TRAIN_COLUMN,
+            fitted: str = "auto", objective: Objective | None = None, n_starts: int | None = None,
+            staged: bool = True, bootstrap_replicates: int = 0, bootstrap_method: str = "auto",
+            level: float = 0.95, seed: int = 0, source: str = "data") -> FitResult:
+    """Fits the SPT law to evaluations: the train loss and the gap separately when the train loss is there.
+
+    Args:
+        table: Evaluations with ``tokens``, ``fraction``, the held-out loss, optionally the train loss and a
+            ``run_id`` (runs are what the bootstrap resamples).
+        loss_column: The held-out domain loss.
+        train_column: The loss on the fixed sample of domain training sequences.
+        fitted: ``auto`` (the halves when every row has a train loss, else the held-out loss), ``train+gap``
+            (refuse when the train loss is missing) or ``held-out``.
+        objective: Objective of the train half or of the held-out fit (default Huber, delta
+            ``SWEEP_HUBER_DELTA``, log residuals); the gap half uses the same kind with linear residuals.
+        n_starts: Random subset of each law's grid starts.
+        staged: Staged start for the held-out fit (see :mod:`scaling_laws.staged`).
+        bootstrap_replicates: Refits for intervals (0: none).
+        bootstrap_method: ``auto``, ``runs`` or ``points`` (see :mod:`scaling_laws.noise`).
+        level: Coverage of the intervals.
+        seed: Seed of the start subsets and the bootstrap.
+        source: Name of the table in error messages.
+
+    Returns:
+        A fit of law ``spt`` (``spt-n`` when several model sizes are in ``params``: then the held-out loss).
+
+    Raises:
+        InputError: For bad data or options.
+    """
+    if fitted not in FITTED:
+        raise InputError(f"fitted={fitted!r}: expected one of {', '.join(FITTED)}")
+    objective = objective or Objective(huber_delta=SWEEP_HUBER_DELTA)
+    available, why = train_loss_available(table, train_column)
+    several_sizes = "params" in table.columns and pd.to_numeric(table["params"], errors="coerce").nunique() > 1
+    if fitted == "train+gap" and (not available or several_sizes):
+        raise InputError(f"{source}: cannot fit the train loss and the gap separately: "
+                         + (why if not available else "several model sizes (law spt-n fits the held-out loss)"))
+    if fitted == "held-out" or not available or several_sizes:
+        result = fit(table, "spt", loss_column=loss_column, objective=objective, n_starts=n_starts, staged=staged,
+                     bootstrap_replicates=bootstrap_replicates, bootstrap_method=bootstrap_method, level=level,
+                     seed=seed, source=source)
+        result.settings["fitted"] = "held-out"
+        if fitted == "auto" and not available:
+            result.caveats.append(f"fitted the held-out loss alone ({why}): the train loss and the gap were not "
+                                  f"pinned separately, so their power terms can trade places")
+        _held_out_noise(result, table, loss_column)
+        return result
+    return _fit_halves(table, loss_column, train_column, objective, n_starts, bootstrap_replicates,
+                       bootstrap_method, level, seed, source)
+
+
+def _held_out_noise(result: FitResult, table: pd.DataFrame, loss_column: str) -> None:
+    """Records the held-out loss's noise model (used for the measured multiplier's interval)."""
+    law = result.form
+    checked = check_frame(table, law, loss_column, free_params=0)
+    residuals = np.log(checked[loss_column].to_numpy(float)) - np.log(law.predict(result.params,
+                                                                                  law_inputs(checked, law)))
+    layout = run_layout(table, checked)
+    noise = estimate_noise(residuals, layout.groups, layout.order, layout.cells, "log", len(law.params))
+    result.noise = {**(result.noise or {}), "held_out": noise.to_dict()}
+
+
+def _fit_halves(table, loss_column, train_column, objective, n_starts, replicates, method, level, seed, source):
+    started = time.perf_counter()
+    whole, train_law, gap_law = SPTOverfit(), SPTTrain(), SPTGap()
+    checked = check_frame(table, whole, loss_column, free_params=len(train_law.params), source=source)
+    trained = check_frame(table, train_law, train_column, free_params=len(train_law.params), source=source)
+    inputs = law_inputs(checked, whole)
+    held_out, train = checked[loss_column].to_numpy(float), trained[train_column].to_numpy(float)
+    train_objective = objective
+    if train_objective.residuals != "log":
+        raise InputError("the train half is fitted with log residuals; drop --residuals linear")
+    gap_objective = Objective(kind=train_objective.kind, residuals="linear",
+                              huber_delta=train_objective.huber_delta * float(np.median(held_out)))
+    # (a gap of nats is noisy like the losses it is the difference of: scale its Huber transition and priors)
+    rng = np.random.default_rng(seed)
+    problems = {}
+    loss_level = float(np.median(held_out))
+    for name, law, values, goal in (("train", train_law, train, train_objective),
+                                    ("gap", gap_law, held_out - train, gap_objective)):
+        problems[name] = search_law(law, inputs, values, goal, n_starts=n_starts, staged=False, rng=rng,
+                                    prior_noise=getattr(law, "prior_noise", 0.0) * loss_level
+                                    if name == "gap" else None)
+    values = {name: dict(zip(problem.law.names, map(float, problem.law.to_public(found.theta))))
+              for name, (problem, found) in problems.items()}
+    params = combine(values["train"], values["gap"])
+    layout = run_layout(table, checked)
+    samples, noise, used = None, {}, None
+    if replicates > 0:
+        used = resolve_method(method, layout)
+        samples, noise = _bootstrap_halves(problems, replicates, used, layout, rng)
+    result = FitResult(
+        law=whole.name, params=params,
+        objective=float(sum(found.value for _, found in problems.values())), n_points=len(held_out),
+        settings={"fitted": "train+gap", "objective": train_objective.kind,
+                  "huber_delta": train_objective.huber_delta, "residuals": "log (train), linear (gap)",
+                  "loss_column": loss_column, "train_column": train_column,
+                  "n_starts": sum(found.n_starts for _, found in problems.values()), "staged": False,
+                  "bootstrap": replicates, "bootstrap_method": used, "seed": seed,
+                  "converged": all(found.converged for _, found in problems.values()),
+                  "seconds": round(time.perf_counter() - started, 3)},
+        data_ranges={c: [float(checked[c].min()), float(checked[c].max())] for c in whole.inputs},
+        samples=samples, level=level, noise=noise or None,
+        components={name: {"law": problems[name][0].law.name, "params": values[name],
+                           "objective": problems[name][1].value, "converged": problems[name][1].converged}
+                    for name in problems},
+    )
+    _held_out_noise(result, table, loss_column)
+    return result
+
+
+def _joint_replicates(problems: dict, replicates: int, layout: RunLayout, rng: np.random.Generator):
+    """Replicate train losses and gaps drawn the way an evaluation's two losses arise (``runs`` method).
+
+    Both losses of one checkpoint share its quality (a run offset and drift along the run) and differ by the
+    noise of their own samples. So the log residuals are split into their mean (shared: offset + AR(1)) and
+    their difference (own samples: no run offset), each modelled by :func:`scaling_laws.noise.estimate_noise`;
+    replicate losses are the fitted ones times ``exp(shared +- difference / 2)``, and the replicate gap is their
+    difference, so a large gap carries the shared noise as it does in the data.
+    """
+    (train_problem, train_found), (gap_problem, gap_found) = problems["train"], problems["gap"]
+    with np.errstate(all="ignore"):
+        train_fit = train_problem.law.predict_many(train_found.minima[:1], train_problem.inputs)[0]
+        held_fit = train_fit + gap_problem.law.predict_many(gap_found.minima[:1], gap_problem.inputs)[0]
+    train_obs = train_problem.target
+    held_obs = train_obs + gap_problem.target
+    train_res, held_res = np.log(train_obs / train_fit), np.log(held_obs / held_fit)
+    args = (layout.groups, layout.order, layout.cells, "log")
+    shared = estimate_noise(0.5 * (train_res + held_res), *args, len(train_problem.free))
+    own = estimate_noise(held_res - train_res, *args, len(gap_problem.free), offset_prior=0.0)
+    common = simulate(shared, layout.groups, layout.order, replicates, rng)
+    split = 0.5 * simulate(own, layout.groups, layout.order, replicates, rng)
+    train_star = train_fit[None, :] * np.exp(common - split)
+    held_star = held_fit[None, :] * np.exp(common + split)
+    return train_star, held_star - train_star, {"shared": shared.to_dict(), "own_samples": own.to_dict()}
+
+
+def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunLayout,
+                      rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Replicates of both halves (the same resampled rows for ``points``, joint noise draws for ``runs``),
+    summed into the law's samples."""
+    public, noise = {}, {}
+    if method == "points":
+        n = len(problems["train"][0].target)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(float)
+        variants = {name: problem.with_weights(counts) for name, (problem, _) in problems.items()}
+    else:
+        train_star, gap_star, noise = _joint_replicates(problems, replicates, layout, rng)
+        variants = {"train": problems["train"][0].with_targets(train_star),
+                    "gap": problems["gap"][0].with_targets(gap_star)}
+    for name, (problem, found) in problems.items():
+        public[name] = problem.law.to_public(refit(variants[name], found.minima[:3], replicates))
+    return combine_samples(public["train"], public["gap"]), noise

@@ -1,0 +1,105 @@
+"""Validation built in: refit without some budgets and/or whole fractions, and measure how well the law predicts them.
+
+This is the check a user can run on their own sweep before trusting an extrapolated delta*: hold out the
+largest budgets (``holdout_tokens_above``) to see how the law extrapolates in T, or whole fractions
+(``holdout_fractions``) to see how it interpolates or extrapolates in delta.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from scaling_laws.spt_fit import fit_spt
+from spt.errors import InputError
+
+
+def holdout_mask(table: pd.DataFrame, tokens_above: float | None = None, fractions=()) -> np.ndarray:
+    """Rows held out: tokens above ``tokens_above`` and/or a fraction in ``fractions`` (to 1e-9)."""
+    tokens = pd.to_numeric(table["tokens"]).to_numpy(float)
+    fraction = pd.to_numeric(table["fraction"]).to_numpy(float)
+    held = np.zeros(len(table), dtype=bool)
+    if tokens_above is not None:
+        held |= tokens > tokens_above
+    for value in fractions or ():
+        held |= np.isclose(fraction, float(value), rtol=0.0, atol=1e-9)
+    return held
+
+
+def validate(table: pd.DataFrame, *, holdout_tokens_above: float | None = None, holdout_fractions=(),
+             loss_column: str = "domain_loss", source: str = "data", **fit_options) -> dict:
+    """Fits the SPT law without the held-out rows and reports its error on each of them.
+
+    Args:
+        table: The evaluations the full fit uses (valid budgets only; see :mod:`scaling_laws.points`).
+        holdout_tokens_above: Hold out evaluations beyond this many tokens.
+        holdout_fractions: Hold out every evaluation at these fractions.
+        loss_column: The held-out domain loss (what is predicted).
+        source: Name of the table in messages.
+        **fit_options: Passed to :func:`scaling_laws.spt_fit.fit_spt` (no bootstrap is run).
+
+    Returns:
+        ``holdout_tokens_above``, ``holdout_fractions``, ``n_fit``, ``n_holdout``, ``fitted`` (what the
+        reduced fit used), ``median_abs_pct_error``, ``max_abs_pct_error``, ``rows`` (one dict per held-out
+        evaluation: ``run_id``, ``fraction``, ``tokens``, ``observed``, ``predicted``, ``error_pct`` =
+        100 (predicted - observed) / observed) and ``params`` of the reduced fit.
+
+    Raises:
+        InputError: When nothing is held out, or too little is left to fit.
+    """
+    if holdout_tokens_above is None and not holdout_fractions:
+        raise InputError("validation needs --holdout-tokens-above and/or --holdout-fractions")
+    if holdout_tokens_above is not None and not (np.isfinite(holdout_tokens_above) and holdout_tokens_above > 0):
+        raise InputError(f"holdout tokens above {holdout_tokens_above:g}: must be a positive number of tokens")
+    held = holdout_mask(table, holdout_tokens_above, holdout_fractions)
+    if not held.any():
+        raise InputError(f"{source}: the holdout (tokens above {holdout_tokens_above}, fractions "
+                         f"{list(holdout_fractions) or 'none'}) matches no evaluation")
+    if held.all():
+        raise InputError(f"{source}: the holdout matches every evaluation; nothing is left to fit")
+    fit_options = {k: v for k, v in fit_options.items() if k not in ("bootstrap_replicates", "level")}
+    reduced = fit_spt(table[~held], loss_column=loss_column, source=f"{source} (without the holdout)",
+                      **fit_options)
+    rows = table[held]
+    inputs = {"tokens": pd.to_numeric(rows["tokens"]).to_numpy(float),
+              "fraction": pd.to_numeric(rows["fraction"]).to_numpy(float)}
+    predicted = reduced.form.predict(reduced.params, inputs)
+    observed = pd.to_numeric(rows[loss_column]).to_numpy(float)
+    error = 100.0 * (predicted - observed) / observed
+    run_ids = rows["run_id"].astype(str).tolist() if "run_id" in rows.columns else [""] * len(rows)
+    return {
+        "holdout_tokens_above": holdout_tokens_above, "holdout_fractions": [float(f) for f in holdout_fractions],
+        "n_fit": int((~held).sum()), "n_holdout": int(held.sum()), "fitted": reduced.settings.get("fitted"),
+        "median_abs_pct_error": float(np.median(np.abs(error))), "max_abs_pct_error": float(np.max(np.abs(error))),
+        "rows": [{"run_id": r, "fraction": float(f), "tokens": float(t), "observed": float(o), "predicted": float(p),
+                  "error_pct": float(e)}
+                 for r, f, t, o, p, e in zip(run_ids, inputs["fraction"], inputs["tokens"], observed, predicted,
+                                             error)],
+        "params": reduced.params,
+    }
+
+
+def validation_table(report: dict) -> pd.DataFrame:
+    """The held-out evaluations with observed and predicted loss and the error in percent."""
+    return pd.DataFrame(report["rows"], columns=["run_id", "fraction", "tokens", "observed", "predicted",
+                                                 "error_pct"])
+
+
+def format_validation(report: dict, max_rows: int = 40) -> str:
+    """The validation as text: a header, one line per held-out evaluation (at most ``max_rows``), the summary."""
+    what = []
+    if report["holdout_tokens_above"] is not None:
+        what.append(f"tokens above {report['holdout_tokens_above']:.4g}")
+    if report["holdout_fractions"]:
+        what.append(f"delta in {', '.join(f'{f:g}' for f in report['holdout_fractions'])}")
+    lines = [f"validation: fit on {report['n_fit']} evaluations ({report['fitted']}), predicting the "
+             f"{report['n_holdout']} held out ({' and '.join(what)})"]
+    if max_rows > 0:
+        lines.append(f"  {'run':<24} {'delta':>6} {'tokens':>10} {'observed':>9} {'predicted':>9} {'error %':>8}")
+    for row in report["rows"][:max_rows]:
+        lines.append(f"  {row['run_id'][:24]:<24} {row['fraction']:>6.3g} {row['tokens']:>10.4g} "
+                     f"{row['observed']:>9.4f} {row['predicted']:>9.4f} {row['error_pct']:>+8.2f}")
+    if 0 < max_rows < len(report["rows"]):
+        lines.append(f"  ... and {len(report['rows']) - max_rows} more")
+    lines.append(f"  median |error| {report['median_abs_pct_error']:.3g}%, max {report['max_abs_pct_error']:.3g}%")
+    return "\n".join(lines)

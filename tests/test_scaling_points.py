@@ -1,0 +1,133 @@
+"""Which evaluations stand for budgets (`scaling_laws.points`), the measured compute multiplier
+(`scaling_laws.measured`), the run-noise model (`scaling_laws.noise`) and the sweep fit that uses them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling_laws import fit_sweep, optimal_fraction, report, sweeps, synthetic
+from scaling_laws.measured import measured_multipliers
+from scaling_laws.noise import estimate_noise, simulate
+from scaling_laws.points import point_kinds, select_points
+from spt.errors import InputError
+
+
+def curves(schedule: str, budgets=(5e5,), evaluations: int = 10, phases: bool = True) -> pd.DataFrame:
+    _, table = synthetic.spt_sweep(fractions=(0.0, 0.2, 0.4), total_tokens=list(budgets), evaluations=evaluations,
+                                   schedule=schedule, warmup=1, params=synthetic.SPT_PILOT)
+    return table if phases else table.assign(phase="")
+
+
+def test_constant_schedule_keeps_everything_after_warmup():
+    selection = select_points(curves("constant"), "c.csv")
+    assert selection.kind == "stable phase" and len(selection.table) == 27
+    assert selection.notes == ["c.csv: 3 warmup evaluations left out"]
+
+
+def test_wsd_fits_the_stable_phase_and_leaves_the_decay_out():
+    table = curves("wsd")
+    assert list(point_kinds(table)[:10]) == ["warmup"] + ["stable"] * 7 + ["mid-decay", "end"]
+    selection = select_points(table, "c.csv")
+    assert selection.kind == "stable phase" and set(selection.table["phase"]) == {"stable"}
+    assert selection.notes[1] == ("c.csv: 6 evaluations in a learning-rate decay left out (their rate had decayed, "
+                                  "unlike the stable-phase evaluations fitted)")
+
+
+def test_ends_of_decays_are_fitted_when_every_fraction_has_three_budgets():
+    selection = select_points(curves("cosine", budgets=(1e5, 2e5, 4e5)), "c.csv")
+    assert selection.kind == "ends of decays" and len(selection.table) == 9
+    assert sorted(selection.table["tokens"].unique()) == [1e5, 2e5, 4e5]
+
+
+def test_cosine_with_one_budget_is_fitted_with_a_loud_caveat():
+    selection = select_points(curves("cosine"), "c.csv")
+    assert selection.kind == "after warmup (not valid budgets)" and len(selection.table) == 27
+    assert "they are NOT valid budgets" in selection.caveats[0]
+
+
+def test_a_sweep_without_phases_keeps_every_evaluation_and_says_so():
+    selection = select_points(curves("cosine", phases=False), "c.csv")
+    assert selection.kind == "all evaluations (no phases recorded)" and len(selection.table) == 30
+    assert selection.caveats[0].startswith("30 evaluations without a recorded schedule phase")
+    table = curves("constant")
+    assert select_points(table.drop(columns=["phase"])).kind == "all rows (no phase column)"
+
+
+def test_a_bad_phase_is_named_by_row():
+    table = curves("constant").assign(phase=lambda f: f["phase"].where(f.index != 4, "annealing"))
+    with pytest.raises(InputError, match=r"^c.csv: column 'phase', row 5: 'annealing' \(expected one of warmup, "
+                                         r"stable, decay, cooldown, or empty\)$"):
+        select_points(table, "c.csv")
+
+
+def run(fraction, tokens, losses):
+    return {"run_id": f"d{fraction}", "fraction": fraction, "tokens": list(tokens), "loss": list(losses)}
+
+
+def test_measured_multiplier_interpolates_within_the_measured_curves():
+    tokens = [1e5, 2e5, 4e5, 8e5]
+    runs = [run(0.0, tokens, [5.0, 4.5, 4.2, 4.0]),       # best measured loss 4.0 at 8e5
+            run(0.1, tokens, [4.8, 4.3, 3.9, 3.7]),       # crosses 4.0 between 2e5 and 4e5
+            run(0.3, tokens, [3.9, 3.6, 3.5, 3.4]),       # already below at its first evaluation
+            run(0.6, tokens, [4.6, 4.3, 4.1, 4.05])]      # never gets there
+    by_fraction = {m.fraction: m for m in measured_multipliers(runs)}
+    crossing = np.exp(np.log(2e5) + (4.3 - 4.0) / (4.3 - 3.9) * (np.log(4e5) - np.log(2e5)))
+    assert by_fraction[0.1].reached == "yes" and by_fraction[0.1].tokens == pytest.approx(crossing)
+    assert by_fraction[0.1].value == pytest.approx(8e5 / crossing)
+    assert (by_fraction[0.3].reached, by_fraction[0.3].value) == ("before the first evaluation", 8.0)
+    assert by_fraction[0.6].value is None and by_fraction[0.6].reached == "no"
+    assert by_fraction[0.6].describe().startswith("not reached within the measured data")
+    assert measured_multipliers([r for r in runs if r["fraction"] > 0]) == []  # no delta = 0 run, no multiplier
+
+
+def test_noise_model_is_recovered_and_repeats_measure_the_offset():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(24), 20)
+    order = np.tile(np.arange(20.0), 24)
+    cells = groups // 2  # runs come in pairs that repeat a cell (two seeds)
+    from scaling_laws.noise import RunNoise
+
+    truth = RunNoise("log", along_sd=0.004, correlation=0.6, offset_sd=0.006, offset_source="true")
+    residuals = simulate(truth, groups, order, 1, rng)[0]
+    measured = estimate_noise(residuals, groups, order, cells, "log", free_params=0)
+    assert measured.offset_source == "repeats" and measured.repeat_degrees == 12
+    assert measured.along_sd == pytest.approx(0.004, rel=0.15)
+    assert measured.correlation == pytest.approx(0.6, abs=0.1)
+    assert measured.offset_sd == pytest.approx(0.006, rel=0.35)
+    assumed = estimate_noise(residuals, groups, order, np.arange(len(groups)) // 20, "log", free_params=0)
+    assert assumed.offset_source == "assumed" and assumed.offset_sd == pytest.approx(1.25 * assumed.along_sd)
+
+
+@pytest.fixture(scope="module")
+def pilot_fit(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pilot") / "sweep"
+    sweeps.write_sweep(folder, *synthetic.pilot_sweep(seed=2, schedule="wsd"))
+    return fit_sweep(folder, n_starts=32, bootstrap_replicates=50, seed=0), sweeps.load_sweep(folder)
+
+
+def test_a_sweep_fit_records_what_decisions_need(pilot_fit):
+    result, sweep = pilot_fit
+    assert result.settings["fitted"] == "train+gap" and result.settings["points"] == "stable phase"
+    assert result.settings["bootstrap_method"] == "runs" and result.samples.shape == (50, 12)
+    assert result.decision["fractions"] == list(synthetic.PILOT_FRACTIONS)
+    assert len(result.decision["finetune"]) == 6 and len(result.decision["measured"]) == 5
+    assert {"shared", "own_samples", "held_out"} <= set(result.noise)
+    assert any("run-to-run variation cannot be measured" in line for line in result.caveats)
+    measured = report.measured_table(result)
+    assert list(measured["fraction"]) == [0.1, 0.2, 0.3, 0.4, 0.6]
+    reached = measured[measured["reached"] == "yes"]
+    assert ((reached["low"] <= reached["multiplier"]) & (reached["multiplier"] <= reached["high"])).all()
+
+
+def test_the_sweep_decision_is_post_finetune_and_sits_in_its_interval(pilot_fit):
+    result, sweep = pilot_fit
+    after, before = optimal_fraction(result, 5e5), optimal_fraction(result, 5e5, basis="pre-finetune")
+    assert after.basis == "post-finetune" and before.basis == "pre-finetune"
+    # The synthetic fine-tune gain is largest without domain data: after fine-tuning, less delta is best.
+    assert after.fraction < before.fraction
+    for choice in (after, before):
+        low, high = choice.fraction_interval
+        assert low <= choice.fraction <= high
+    assert after.measured_multiplier["fraction"] in synthetic.PILOT_FRACTIONS
