@@ -165,7 +165,8 @@ class MixConfig(StrictModel):
 
     def synthetic_of(self, index: int) -> list[int]:
         """The domain_synthetic sources that rephrase ``sources[index]``."""
-        return [i for i, s in enumerate(self.sources) if s.role == "domain_synthetic" and self.rephrased_source(i) == index]
+        return [i for i, s in enumerate(self.sources)
+                if s.role == "domain_synthetic" and self.rephrased_source(i) == index]
 
     def resolved_fractions(self) -> list[Fraction]:
         """Each source's exact share of total_tokens, with the remainder filled in and the sum scaled to 1.
@@ -197,12 +198,18 @@ def _label(index: int, source: MixSource) -> str:
 def _rephrasing_problems(config: MixConfig):
     """The rules that tie rephrased sources to the sources they rephrase."""
     names = [s.name for s in config.sources]
+    bad_links = False
+    for index, source in enumerate(config.sources):  # first: the other rules follow these links
+        if source.rephrases is not None and source.rephrases not in names:
+            bad_links = True
+            yield f"{_label(index, source)}: rephrases={source.rephrases!r}: no such source ({', '.join(names)})"
+        elif source.rephrases == source.name:
+            bad_links = True
+            yield f"{_label(index, source)}: a source cannot rephrase itself"
+    if bad_links:
+        return
     for index, source in enumerate(config.sources):
         label = _label(index, source)
-        if source.rephrases is not None and source.rephrases not in names:
-            yield f"{label}: rephrases={source.rephrases!r}: no such source ({', '.join(names)})"
-        elif source.rephrases == source.name:
-            yield f"{label}: a source cannot rephrase itself"
         if source.synthetic_share is not None and source.role != "domain":
             yield f"{label}: synthetic_share is for domain sources (role domain), this one is {source.role}"
         if source.role == "domain" and source.synthetic_share is not None and not config.synthetic_of(index):

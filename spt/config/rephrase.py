@@ -182,7 +182,7 @@ class RephraseQuality(StrictModel):
     )
     min_language_confidence: float = Field(
         0.9, ge=0, le=1,
-        description="a language identified with a lower probability counts as unknown and is not compared (probability)",
+        description="a language identified with a lower probability counts as unknown, not compared (probability)",
     )
     ngram_words: int = Field(4, ge=1, description="length of the word n-grams the repetition rule counts (words)")
     max_duplicate_ngram_share: float = Field(
