@@ -4,8 +4,8 @@
 rows (pyarrow) and returns it with ``text``, ``output_tokens``, ``error``, ``rejected`` (the quality gate's reason,
 see :mod:`.gate`; checked here so the gate scales with the replicas, not in the driver), the engine's dtype and
 CPU, and timing columns added. Unit rows pass through untouched. The call is async: Ray Data keeps several
-batches in one actor at once and the engine batches
-their requests together, which is what keeps a map_batches pipeline as fast as one big ``LLM.generate`` call.
+batches in one actor at once and the engine batches their requests together, which is what keeps a map_batches
+pipeline as fast as one big ``LLM.generate`` call.
 
 Errors that belong to a row (vLLM rejects a prompt, e.g. too long for the context) become that row's ``error``;
 a dead engine raises, so the job stops and a rerun redoes the unfinished units, instead of committing rows that
