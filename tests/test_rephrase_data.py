@@ -402,4 +402,3 @@ def test_s3_inputs_through_a_local_moto_server(tmp_path, monkeypatch):
     finally:
         proc.kill()
         proc.wait()
-
