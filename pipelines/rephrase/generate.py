@@ -98,6 +98,16 @@ class GenerateStage:
         self.ready = time.time()
         self.replica = f"{os.uname().nodename}:{os.getpid()}"
 
+    def __del__(self):
+        # Ray Data deletes the stage when its pipeline ends (graceful actor shutdown). Stopping the engine here,
+        # before the actor exits, keeps its client from logging a spurious EngineDeadError at the end of a run.
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            try:
+                engine.shutdown()
+            except Exception:  # pragma: no cover - best effort at exit
+                pass
+
     async def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         start = time.time()
