@@ -10,6 +10,8 @@ Ray, vLLM) is then killed with SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -97,18 +99,27 @@ def spt_train_env(*args: str, env: dict, timeout: int = 600) -> subprocess.Compl
                           capture_output=True, text=True, timeout=timeout)
 
 
+def spt_here(*args: str) -> subprocess.CompletedProcess:
+    """``spt ARGS`` in this (train environment) process, saving an interpreter start; returns code and output."""
+    from spt.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def accepted_rows(out: Path, names: list[str]) -> list[dict]:
     rows = [row for name in names for row in pq.read_table(out / name).to_pylist()]
     return [r for r in rows if r["error"] is None and r["rejected"] is None and r["text"].strip()]
 
 
-def mix_the_killed_output(root: Path, tiny: Path, out: Path, env: dict) -> dict:
+def mix_the_killed_output(root: Path, tiny: Path, out: Path) -> dict:
     """`spt mix build` over the output as the kill left it: refused as incomplete, then built with
     allow_incomplete (committed shards only)."""
-    refused = spt_train_env("mix", "build", str(mix_yaml(root, tiny, out, "refused", {"fraction": 0.0}, 8192)),
-                            env=env)
-    allowed = spt_train_env("mix", "build", str(mix_yaml(root, tiny, out, "partial", {
-        "fraction": 0.0, "allow_incomplete": True}, 8192)), env=env)
+    refused = spt_here("mix", "build", str(mix_yaml(root, tiny, out, "refused", {"fraction": 0.0}, 8192)))
+    allowed = spt_here("mix", "build", str(mix_yaml(root, tiny, out, "partial", {
+        "fraction": 0.0, "allow_incomplete": True}, 8192)))
     manifest = read_json(str(root / "mix" / "mixes" / "partial" / "manifest.json")) if allowed.returncode == 0 else {}
     source = next((s for s in manifest.get("sources", []) if s["name"] == "synthetic"), {})
     built = read_json(str(Path(source["source_dir"]) / "source.json")) if source else {}
@@ -147,7 +158,7 @@ def runs(tmp_path_factory, tiny_corpora):
     parts_at_kill = sorted(p.name for p in (root / "out").glob("part-*.parquet"))
     survivors = wait_until_gone(marker, 30)
     end_by_pid(survivors)
-    partial = mix_the_killed_output(root, tiny_corpora, root / "out", env)
+    partial = mix_the_killed_output(root, tiny_corpora, root / "out")
     listed = sorted(info["file"] for info in at_kill["units"].values() if info["file"])
     partial["accepted"] = {  # usable rows of the committed shards, and of the one the manifest does not list
         "listed": len(accepted_rows(root / "out", listed)),
@@ -355,7 +366,7 @@ def test_rephrased_text_is_trained_on_at_its_planned_share(runs, tmp_path):
 
     total = 40 * BATCH * SEQ
     config = mix_yaml(tmp_path, runs["tiny"], runs["out"], "e2e", {"fraction": 0.1}, total)
-    built = spt_train_env("mix", "build", str(config), env=runs["env"])
+    built = spt_here("mix", "build", str(config))
     assert built.returncode == 0, built.stderr[-3000:]
     spec_path = tmp_path / "mix" / "mixes" / "e2e" / "streams.json"
     train_config = tmp_path / "train.yaml"

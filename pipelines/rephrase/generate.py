@@ -15,6 +15,7 @@ never had a chance.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -99,10 +100,12 @@ class GenerateStage:
         self.replica = f"{os.uname().nodename}:{os.getpid()}"
 
     def __del__(self):
-        # Ray Data deletes the stage when its pipeline ends (graceful actor shutdown). Stopping the engine here,
-        # before the actor exits, keeps its client from logging a spurious EngineDeadError at the end of a run.
+        # Ray Data deletes the stage when its pipeline ends (graceful actor shutdown). vLLM's shutdown stops the
+        # engine process before its output handler, which then logs an EngineDeadError traceback although every
+        # request finished: silence exactly that record, then shut down.
         engine = getattr(self, "engine", None)
         if engine is not None:
+            logging.getLogger("vllm.v1.engine.async_llm").addFilter(_EndOfRunFilter())
             try:
                 engine.shutdown()
             except Exception:  # pragma: no cover - best effort at exit
@@ -160,6 +163,13 @@ def _row_error(exc: Exception) -> bool:
     if "EngineDeadError" in names:
         return False
     return bool(names & {"VLLMClientError", "EngineGenerateError"}) or type(exc) is ValueError
+
+
+class _EndOfRunFilter(logging.Filter):
+    """Drops the output handler's failure record that vLLM's own shutdown causes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("AsyncLLM output_handler failed")
 
 
 def _make_gate(gate: dict[str, Any] | None):
