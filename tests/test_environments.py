@@ -51,6 +51,7 @@ def test_local_smollm2_folder_verifies():
 
 
 @pytest.mark.vllm
+@pytest.mark.slow  # an engine start of its own (~40 s); the dispatch is also covered by test_rephrase_run's runs
 def test_generate_stage_runs_in_generate_environment_with_real_vllm(spt_bin):
     """`spt model check` is a generate stage: from the train environment it re-runs itself under the generate
     interpreter, loads SmolLM2 in vLLM's CPU build and generates."""

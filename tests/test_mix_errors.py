@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import tree
 from tests.test_mix_corpus import corpus, mix_dict, write_mix  # noqa: F401  (module fixture)
 
-ALLOWED_SOURCE_KEYS = "name, role, paths, fraction, max_epochs, heldout_paths, heldout_fraction"
+ALLOWED_SOURCE_KEYS = ("name, role, paths, fraction, synthetic_share, rephrases, allow_incomplete, max_epochs, "
+                       "heldout_paths, heldout_fraction")
 
 
 def _set(path: str, value):
@@ -69,7 +70,7 @@ CASES = [
     ("duplicate source name", _set("sources.2.name", "domain"),
      ["mix: source name 'domain' is used by sources[0] and sources[2]"]),
     ("unknown role", _set("sources.0.role", "web"),
-     ["mix.sources[0].role='web': must be one of 'general', 'synthetic' or 'domain'"]),
+     ["mix.sources[0].role='web': must be one of 'general', 'synthetic', 'domain' or 'domain_synthetic'"]),
     ("misspelt key", _set("sources.0.fractoin", 0.3),
      [f"mix.sources[0].fractoin: unknown key (allowed: {ALLOWED_SOURCE_KEYS})"]),
     ("two kinds of held-out", _set("sources.0.heldout_fraction", 0.1),
@@ -130,7 +131,7 @@ def test_every_problem_of_a_config_is_listed(corpus, tmp_path, run_cli):
     assert err.splitlines() == [
         "error: mix.total_tokens: required",
         "error: mix.seq_len=1: must be between 2 and 1048576",
-        "error: mix.sources[0].role='web': must be one of 'general', 'synthetic' or 'domain'",
+        "error: mix.sources[0].role='web': must be one of 'general', 'synthetic', 'domain' or 'domain_synthetic'",
     ]
 
 

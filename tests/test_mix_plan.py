@@ -121,7 +121,7 @@ def test_fraction_zero_source_without_data_is_left_out(corpus, tmp_path, run_cli
     code, out, err = run_cli("mix", "plan", write_mix(tmp_path / "mix.yaml", config))
     assert code == 0, err
     missing = f"mix.sources[2].paths[0]={str(tmp_path / 'rephrase-not-yet')!r}: no such file or folder"
-    assert f"synthetic      synthetic         -  left out (no data yet: {missing})" in out.splitlines()
+    assert f"{'synthetic':<16} {'synthetic':<16} {'-':>8}  left out (no data yet: {missing})" in out.splitlines()
     rows = json.loads((tmp_path / "out" / "mixes" / "test" / "plan.json").read_text())["sources"]
     assert rows[2]["samples"] == 0 and rows[2]["left_out"].startswith("no data yet")
 

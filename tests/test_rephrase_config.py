@@ -86,7 +86,7 @@ def test_style_library_shipped_with_spt_loads_and_has_every_family():
          "styles: styles.qa: min_input_tokens=300 is above max_input_tokens=200"),
         ("  qa:\n    template: '{text}'\n    temperature: 2\n",
          "styles.styles.qa.temperature: unknown key (allowed: description, system, template, max_output_tokens, "
-         "max_input_tokens, min_input_tokens)"),
+         "max_input_tokens, min_input_tokens, min_length_ratio, max_length_ratio)"),
     ],
 )
 def test_malformed_style_entries(tmp_path, extra, expected):

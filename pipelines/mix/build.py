@@ -22,7 +22,7 @@ from pipelines.mix.documents import SPLITS
 from pipelines.mix.layout import SOURCE_MANIFEST, STORE_FINGERPRINT, MixLayout
 from pipelines.mix.pack import SplitWriter
 from pipelines.mix.plan import MixPlan, SourcePlan, commit_counts, fingerprint, make_plan
-from pipelines.mix.report import plan_json, source_row
+from pipelines.mix.report import domain_groups, plan_json, source_row
 from pipelines.mix.streams import SPEC_FORMAT
 from spt import storage
 from spt.config.mix import MixConfig
@@ -229,7 +229,8 @@ def _write_mix(plan: MixPlan, built_now: set[str]) -> str:
         manifest_sources.append(
             {
                 **{k: row[k] for k in ("name", "role", "fraction", "asked_tokens", "realized_tokens", "samples",
-                                       "unique_samples", "epochs", "documents", "skipped", "heldout_samples")},
+                                       "unique_samples", "epochs", "documents", "skipped", "heldout_samples",
+                                       "units_missing", "rephrases")},
                 "difference_tokens": round(row["realized_tokens"] - float(plan.asked_tokens(source)), 6),
                 "source_dir": layout.source(source.dir_name),
                 "built_now": source.name in built_now,
@@ -256,6 +257,7 @@ def _write_mix(plan: MixPlan, built_now: set[str]) -> str:
         "total_tokens": config.total_tokens,
         "realized_tokens": plan.total_samples * plan.seq_len,
         "sources": manifest_sources,
+        "domain_groups": domain_groups(plan),
         "left_out": {s.name: s.left_out for s in plan.sources if s.left_out is not None},
     }
     storage.write_json(layout.plan, plan_json(plan))

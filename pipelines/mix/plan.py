@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from pipelines.mix.documents import InputFile, SplitRule, resolve_inputs
+from pipelines.mix.documents import InputFile, SplitRule, rephrase_status, resolve_inputs
+from pipelines.mix.heldout import heldout_ids
 from pipelines.mix.layout import MixLayout
 from pipelines.mix.tokens import (
     FORMAT_VERSION,
@@ -45,6 +46,8 @@ class SourcePlan:
     counts_from: str = ""  # "source" (a built source), "cache", or "tokenized" (counted now)
     left_out: str | None = None  # why a fraction-0 source without data is not part of the mix
     samples: int = 0
+    units_missing: int = 0  # work units an incomplete rephrase output (allow_incomplete) has not committed yet
+    heldout_ids: frozenset = frozenset()  # documents held out of the source this one rephrases
 
     @property
     def name(self) -> str:
@@ -114,9 +117,13 @@ def make_plan(config: MixConfig) -> MixPlan:
     sources = [SourcePlan(i, s, fractions[i]) for i, s in enumerate(config.sources)]
     problems: list[str] = []
     for source in sources:
-        problems += _resolve_source(config, source, tokenizer)
+        problems += _resolve_source(config, source)
+    if not problems:
+        problems += _link_rephrased(config, sources)
     if problems:
         raise InputError(problems)
+    for source in sources:
+        _identify(config, source, tokenizer)
     plan = MixPlan(config, tokenizer, sources)
     plan.name = config.name or "mix-" + sha256_json(_mix_identity(plan))[:12]
     plan.layout = MixLayout.of(config, plan.name)
@@ -130,24 +137,52 @@ def make_plan(config: MixConfig) -> MixPlan:
     return plan
 
 
-def _resolve_source(config: MixConfig, source: SourcePlan, tokenizer: TokenizerInfo) -> list[str]:
+def _resolve_source(config: MixConfig, source: SourcePlan) -> list[str]:
+    """Finds the source's files and gives each its split rule."""
     spec = source.config
     where = f"mix.sources[{source.index}]"
-    files, problems = resolve_inputs(spec.paths, f"{where}.paths")
-    heldout, heldout_problems = resolve_inputs(spec.heldout_paths or [], f"{where}.heldout_paths")
+    files, problems = resolve_inputs(spec.paths, f"{where}.paths", spec.allow_incomplete)
+    heldout, heldout_problems = resolve_inputs(spec.heldout_paths or [], f"{where}.heldout_paths",
+                                               spec.allow_incomplete)
     if source.fraction == 0 and problems and all(p.endswith(_MISSING) for p in problems):
         # A fraction-0 source may name data that does not exist yet (e.g. rephrase output): it is left out.
         source.left_out = "no data yet: " + "; ".join(problems)
         return []
     problems += heldout_problems
+    statuses = [rephrase_status(p if storage.is_remote(p) else str(storage.local_path(p)))
+                for p in [*spec.paths, *(spec.heldout_paths or [])]]
+    source.units_missing = sum(s.units_missing for s in statuses if s is not None)
     train_rule = SplitRule("train", spec.heldout_fraction, config.seed)
     source.files = [(f, train_rule) for f in files] + [(f, SplitRule("heldout")) for f in heldout]
+    return problems
+
+
+def _link_rephrased(config: MixConfig, sources: list[SourcePlan]) -> list[str]:
+    """Holds out, in every source that rephrases another, the rows of documents that other source holds out."""
+    problems = []
+    for source in sources:
+        target = config.rephrased_source(source.index)
+        if target is None or source.left_out is not None:
+            continue
+        ids, found = heldout_ids(sources[target].files, source.label)
+        problems += found
+        source.heldout_ids = ids
+        source.files = [(f, SplitRule(r.split, r.heldout_fraction, r.seed, ids)) for f, r in source.files]
+    return problems
+
+
+def _identify(config: MixConfig, source: SourcePlan, tokenizer: TokenizerInfo) -> None:
+    """The source's content key (inputs, split rule, tokenizer) and its folder name in the store."""
+    if source.left_out is not None:
+        return
+    spec = source.config
     source.count_key = sha256_json(
         {
             "format": FORMAT_VERSION,
-            "inputs": [f.content_id for f in files],
-            "heldout_inputs": [f.content_id for f in heldout],
+            "inputs": [f.content_id for f, rule in source.files if rule.split == "train"],
+            "heldout_inputs": [f.content_id for f, rule in source.files if rule.split == "heldout"],
             "heldout_fraction": spec.heldout_fraction,
+            "heldout_ids": sha256_json(sorted(source.heldout_ids)) if source.heldout_ids else None,
             "seed": config.seed,
             "tokenizer": tokenizer.sha256,
             "eos_token_id": tokenizer.eos_token_id,
@@ -156,7 +191,6 @@ def _resolve_source(config: MixConfig, source: SourcePlan, tokenizer: TokenizerI
     layout = {"seq_len": config.seq_len, "dtype": tokenizer.dtype, "compression": config.build.compression,
               "shard_size_bytes": config.build.shard_size_bytes}
     source.dir_name = f"{spec.name}-{sha256_json({'counts': source.count_key, **layout})[:12]}"
-    return problems
 
 
 def _mix_identity(plan: MixPlan) -> dict:
@@ -244,6 +278,7 @@ def fingerprint(plan: MixPlan) -> tuple[str, dict[str, str]]:
             "tokenizer": plan.tokenizer.sha256,
             "sources": [None if s.left_out else [[f.content_id, rule.split] for f, rule in s.files]
                         for s in plan.sources],
+            "heldout_ids": [sha256_json(sorted(s.heldout_ids)) for s in plan.sources],
         }),
     }
     return sha256_json(parts), parts

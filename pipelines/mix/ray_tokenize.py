@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from pipelines.mix.documents import Chunk, InputFile, SplitRule, chunks_of, read_chunk
+from pipelines.mix.documents import Chunk, InputFile, SplitRule, chunks_of, read_chunk_documents
 from pipelines.mix.tokens import TokenizerInfo, tokenize_batch
 from spt import storage
 from spt.config.mix import MixConfig
@@ -62,20 +62,22 @@ def ray_session(config: MixConfig) -> Iterator[None]:
         ray.shutdown()
 
 
-def _read_and_tokenize(batch: pa.Table, batch_documents: int, **tokenizer) -> pa.Table:
+def _read_and_tokenize(batch: pa.Table, batch_documents: int, heldout_ids: dict, **tokenizer) -> pa.Table:
     """Ray Data task: reads each chunk row's documents and encodes them ``batch_documents`` at a time.
 
-    Returns TokenizeStage outputs with a ``source`` column, in document order.
+    ``heldout_ids`` maps a source index (as a string) to the ids of the documents held out of the source it
+    rephrases (see :mod:`pipelines.mix.heldout`). Returns TokenizeStage outputs with a ``source`` column, in
+    document order.
     """
     outputs = []
     for row in batch.to_pylist():
-        texts, _ = read_chunk(Chunk(row["location"], row["start"], row["stop"]))
-        rule = SplitRule(row["split"], row["heldout_fraction"], row["seed"])
-        for start in range(0, max(len(texts), 1), batch_documents):
-            part = texts[start : start + batch_documents]
-            splits = [rule.split_of(text) for text in part]
-            outputs.append(tokenize_batch({"text": part, "split": splits, "source": [row["source"]] * len(part)},
-                                          **tokenizer))
+        documents, _ = read_chunk_documents(Chunk(row["location"], row["start"], row["stop"]))
+        held = frozenset(heldout_ids.get(str(row["source"]), ()))
+        rule = SplitRule(row["split"], row["heldout_fraction"], row["seed"], held)
+        for start in range(0, max(len(documents), 1), batch_documents):
+            part = documents[start : start + batch_documents]
+            outputs.append(tokenize_batch({"text": [d.text for d in part], "split": [rule.of(d) for d in part],
+                                           "source": [row["source"]] * len(part)}, **tokenizer))
     return pa.concat_tables(outputs)
 
 
@@ -159,6 +161,9 @@ def tokenized_tables(
     remote_args = {"runtime_env": {"env_vars": env}} if env else {}
     tokenizer_args = {
         "batch_documents": config.build.batch_documents,
+        # Once per pipeline, not per chunk row: a rephrased source may hold out many document ids.
+        "heldout_ids": {str(index): sorted(files[0][1].heldout_ids) for index, files in enumerate(sources)
+                        if files and files[0][1].heldout_ids},
         "tokenizer_dir": tokenizer.folder,
         "tokenizer_sha256": tokenizer.sha256,
         "dtype": tokenizer.dtype,

@@ -18,12 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from pipelines.mix.documents import SPLITS, InputFile, SplitRule, UnreadableFile, read_documents
+from pipelines.mix.documents import SPLITS, Chunk, InputFile, SplitRule, UnreadableFile, read_chunk_documents
 from spt import storage
 from spt.errors import InputError
 
 #: Bumped when the meaning of a count or of a packed sample changes, so caches and built sources are not reused.
-FORMAT_VERSION = 1
+#: 2: rows with a source_id are split by document, rejected rephrase rows are skipped.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -162,14 +163,14 @@ def count_files(
     unreadable: list[tuple[InputFile, str]] = []
     for item, rule in tqdm(files, desc=f"count {desc}", unit="file", disable=None, leave=False):
         try:
-            texts, skipped = read_documents(item.location)
+            documents, skipped = read_chunk_documents(Chunk(item.location))
         except UnreadableFile as exc:
             unreadable.append((item, str(exc)))
             continue
         counts.add_skipped(skipped)
-        for start in range(0, len(texts), batch_documents):
-            chunk = texts[start : start + batch_documents]
-            counts.add_tokens(stage({"text": chunk, "split": [rule.split_of(t) for t in chunk]}))
+        for start in range(0, len(documents), batch_documents):
+            chunk = documents[start : start + batch_documents]
+            counts.add_tokens(stage({"text": [d.text for d in chunk], "split": [rule.of(d) for d in chunk]}))
     return counts, unreadable
 
 

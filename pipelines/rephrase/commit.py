@@ -51,9 +51,12 @@ SCHEMA = pa.schema([
     ("style", pa.string()),
     ("text", pa.string()),
     ("prompt_tokens", pa.int32()),
+    ("input_tokens", pa.int32()),  # tokens of the source chunk the prompt holds (the rephraser's tokens)
     ("output_tokens", pa.int32()),
     ("model", pa.string()),
-    ("error", pa.string()),
+    ("error", pa.string()),  # the engine failed this row: no text
+    ("rejected", pa.string()),  # the quality gate's reason (pipelines.rephrase.gate): text kept, never trained on
+    ("split", pa.string()),  # "heldout" for documents of input.heldout_paths: never trained on
     ("finish_reason", pa.string()),
 ])
 ORIGINAL = pa.field("original", pa.string())

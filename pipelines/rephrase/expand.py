@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from pipelines.rephrase import quality
 from pipelines.rephrase.chunking import chunk_document
+from pipelines.rephrase.gate import OutputGate
 from pipelines.rephrase.prompts import PromptBuilder, draw_styles, row_id
 from pipelines.rephrase.sources import Unit, read_unit
 from spt.config.rephrase import RephraseConfig, StyleSpec
@@ -33,6 +34,9 @@ ROW_SCHEMA = pa.schema([
     ("prompt_tokens", pa.int64()),
     ("max_tokens", pa.int64()),
     ("original", pa.string()),
+    ("split", pa.string()),
+    ("input_tokens", pa.int64()),
+    ("input_language", pa.string()),
     ("unit_rows", pa.int64()),
     ("unit_stats", pa.string()),
 ])
@@ -53,6 +57,7 @@ class ExpandUnit:
         self.styles = styles
         self.weights = weights
         self.builder = PromptBuilder(model, config.engine.use_chat_template, config.engine.max_model_len)
+        self.gate = OutputGate(config.quality, styles)
 
     def __call__(self, unit_row: dict[str, Any]) -> list[dict[str, Any]]:
         unit = Unit(**{k: unit_row[k] for k in Unit.__dataclass_fields__})
@@ -87,9 +92,10 @@ class ExpandUnit:
             stats["split"] += chunks.split
             stats["truncated"] += chunks.truncated
             stats["chunks"] += len(chunks.texts)
+            languages = [self.gate.source_language(chunk) for chunk in chunks.texts]  # the same for every style
             for style_name in draw_styles(config.seed, doc.source_id, self.weights, config.styles.per_document):
                 for index, chunk in enumerate(chunks.texts):
-                    row = self._row(unit.index, doc.source_id, index, chunk, style_name)
+                    row = self._row(unit, doc.source_id, index, chunk, style_name, languages[index])
                     if isinstance(row, str):
                         style_skipped[f"{style_name}: {row}"] += 1
                         continue
@@ -103,18 +109,19 @@ class ExpandUnit:
         rows.append(unit_marker(unit.index, len(rows), stats_doc))
         return rows
 
-    def _row(self, unit: int, source_id: str, chunk: int, text: str, style_name: str) -> dict[str, Any] | str:
+    def _row(self, unit: Unit, source_id: str, chunk: int, text: str, style_name: str,
+             language: str) -> dict[str, Any] | str:
         style = self.styles[style_name]
         config = self.config
         input_tokens = min(style.max_input_tokens or config.chunking.max_tokens, config.chunking.max_tokens)
         output_tokens = min(style.max_output_tokens, config.sampling.max_tokens)
         if style.min_input_tokens and len(self.builder.encode(text)[0]) < style.min_input_tokens:
             return "chunk below min_input_tokens"
-        ids, truncated = self.builder.prompt_ids(style, text, input_tokens, output_tokens)
+        ids, truncated, text_tokens = self.builder.prompt(style, text, input_tokens, output_tokens)
         if ids is None:
             return "prompt does not fit max_model_len"
         return {
-            "unit": unit,
+            "unit": unit.index,
             "kind": ROW,
             "id": row_id(source_id, chunk, style_name),
             "source_id": source_id,
@@ -124,6 +131,9 @@ class ExpandUnit:
             "prompt_tokens": len(ids),
             "max_tokens": output_tokens,
             "original": text if config.output.keep_original else "",
+            "split": unit.split,
+            "input_tokens": text_tokens,
+            "input_language": language,
             "unit_rows": 0,
             "unit_stats": "",
             "_truncated": int(truncated),
@@ -149,6 +159,9 @@ def unit_marker(unit: int, num_rows: int, stats: dict) -> dict[str, Any]:
         "prompt_tokens": 0,
         "max_tokens": 0,
         "original": "",
+        "split": "",
+        "input_tokens": 0,
+        "input_language": "",
         "unit_rows": num_rows,
         "unit_stats": json.dumps(stats, sort_keys=True),
     }

@@ -5,7 +5,7 @@ Three parts, so that a refusal can say which one changed:
 - ``config``: every setting that shapes the rows (styles, filter, chunking, sampling, the model's name, shard
   size); not where the output goes, not Ray, not engine speed settings;
 - ``inputs``: the content id (:func:`spt.storage.content_id`) of every input file that has work units, with the
-  name its rows' ids are made from: the same file names with other bytes are other inputs;
+  name its rows' ids are made from and its split: the same file names with other bytes are other inputs;
 - ``model``: the content of a local model folder (every file hashed, ~0.4 s for the 260 MB SmolLM2), or a hub id.
 """
 
@@ -33,7 +33,7 @@ def config_identity(config: RephraseConfig, styles: dict[str, StyleSpec], weight
     identity["engine"] = {k: v for k, v in settings["engine"].items() if k not in RUNTIME_ENGINE}
     identity["engine"]["model"] = model_name
     identity["output"] = {k: v for k, v in settings["output"].items() if k != "dir"}
-    identity["input"] = {k: v for k, v in settings["input"].items() if k != "paths"}
+    identity["input"] = {k: v for k, v in settings["input"].items() if k not in ("paths", "heldout_paths")}
     identity["styles"] = {
         "specs": {k: v.model_dump(mode="json") for k, v in styles.items()},
         "weights": weights,
@@ -48,9 +48,11 @@ def fingerprint_parts(identity: dict[str, Any], units: list[Unit], model: str) -
 
 
 def inputs_id(units: list[Unit]) -> str:
-    """Hash of the content of every input file that has units, with the name its rows' ids are made from."""
-    files = dict.fromkeys((u.scheme, u.path, u.label) for u in units)
-    return sha256_json([[label, storage.content_id(location(scheme, path))] for scheme, path, label in files])
+    """Hash of the content of every input file that has units, with the name its rows' ids are made from and its
+    split (train or held out)."""
+    files = dict.fromkeys((u.scheme, u.path, u.label, u.split) for u in units)
+    return sha256_json([[label, storage.content_id(location(scheme, path)), split]
+                        for scheme, path, label, split in files])
 
 
 def model_id(model: str) -> str:

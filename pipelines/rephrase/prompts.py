@@ -94,22 +94,32 @@ class PromptBuilder:
         Returns:
             (ids, truncated) or (None, True) when not even a few tokens of text fit.
         """
+        ids, truncated, _ = self.prompt(style, text, max_input_tokens, max_output_tokens)
+        return ids, truncated
+
+    def prompt(self, style: StyleSpec, text: str, max_input_tokens: int, max_output_tokens: int):
+        """As :meth:`prompt_ids`, plus the tokens of the part of ``text`` the prompt holds.
+
+        Returns:
+            (ids, truncated, text tokens) or (None, True, 0) when not even a few tokens of text fit.
+        """
         ids, starts = self.encode(text)
         truncated = False
         if len(ids) > max_input_tokens:
             text, truncated = cut_to_tokens(text, starts, max_input_tokens), True
+            ids, starts = self.encode(text)
         budget = self.max_model_len - max_output_tokens
         for _ in range(8):
             prompt = self.tokenizer.encode(self.render(style, text), add_special_tokens=not self.use_chat_template).ids
             excess = len(prompt) - budget
             if excess <= 0:
-                return prompt, truncated
-            ids, starts = self.encode(text)
+                return prompt, truncated, len(ids)
             keep = len(ids) - excess - 2
             if keep < 8:
-                return None, True
+                return None, True, 0
             text, truncated = cut_to_tokens(text, starts, keep), True
-        return None, True
+            ids, starts = self.encode(text)
+        return None, True, 0
 
 
 def _chat_template(folder: Path):

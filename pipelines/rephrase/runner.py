@@ -161,6 +161,7 @@ def run_rephrase(config: RephraseConfig, progress: bool | None = None, force: bo
             out.save()
             raise
         record = _record(run_units, generation, started)
+        record["engine"] = out.manifest["runs"][-1].get("engine") or _engine_info(config)
         out.manifest["runs"][-1].update(record, status="finished", finished=round(time.time(), 3))
         out.manifest["runs"][-1].pop("ray_temp_dir", None)
         out.manifest["complete"] = len(out.done()) == len(plan.units)
@@ -171,6 +172,14 @@ def run_rephrase(config: RephraseConfig, progress: bool | None = None, force: bo
         return record
     finally:
         out.close()
+
+
+def _engine_info(config: RephraseConfig) -> dict[str, str]:
+    """The dtype an engine on this machine's CPU would use (a run that started no engine reports this)."""
+    from pipelines.engine import describe_cpu, resolve_dtype
+
+    device = "gpu" if config.engine.device == "gpu" else "cpu"
+    return {"dtype": resolve_dtype(config.engine.dtype, device), "cpu": describe_cpu()}
 
 
 def _log(message: str) -> None:
@@ -203,9 +212,10 @@ def _stream(plan: Plan, out: OutputDir, pending: list[Unit], run_units: list, ge
         _expand_task, fn_kwargs={"context": plan.context()}, batch_size=1, batch_format="pyarrow",
         num_cpus=expand_cpus,
     )
+    gate = {"quality": config.quality.model_dump(), "styles": {k: v.model_dump() for k, v in plan.styles.items()}}
     dataset = dataset.map_batches(
         GenerateStage,
-        fn_constructor_kwargs={"engine": engine, "sampling": config.sampling.model_dump()},
+        fn_constructor_kwargs={"engine": engine, "sampling": config.sampling.model_dump(), "gate": gate},
         batch_size=config.engine.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
@@ -226,7 +236,9 @@ def _stream(plan: Plan, out: OutputDir, pending: list[Unit], run_units: list, ge
         for row in batch.to_pylist():
             if generation[0] is None or row["engine_ready"] < generation[0]:
                 if generation[0] is None:
-                    _log(f"engine ready after {row['engine_ready'] - started:.1f} s")
+                    _log(f"engine ready after {row['engine_ready'] - started:.1f} s ({row['engine_dtype']}; "
+                         f"CPU: {row['engine_cpu']})")
+                    out.manifest["runs"][-1]["engine"] = {"dtype": row["engine_dtype"], "cpu": row["engine_cpu"]}
                 generation[0] = row["engine_ready"]
             if row["kind"] != UNIT:
                 buffered.setdefault(row["unit"], []).append(row)
@@ -262,7 +274,8 @@ def _commit_unit(plan: Plan, out: OutputDir, unit: Unit, rows: list[dict], stats
         {
             "id": row["id"], "source_id": row["source_id"], "chunk": row["chunk"], "style": row["style"],
             "text": row["text"] if row["error"] is None else "", "prompt_tokens": row["prompt_tokens"],
-            "output_tokens": row["output_tokens"], "model": plan.model_name, "error": row["error"],
+            "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"], "model": plan.model_name,
+            "error": row["error"], "rejected": row["rejected"], "split": row["split"],
             "finish_reason": row["finish_reason"], "original": row["original"],
         }
         for row in rows
@@ -272,8 +285,10 @@ def _commit_unit(plan: Plan, out: OutputDir, unit: Unit, rows: list[dict], stats
         "input": {"path": unit.path, "scheme": unit.scheme, "start": unit.start, "stop": unit.stop, "rows": unit.rows},
         "rows": len(records),
         "errors": sum(r["error"] is not None for r in records),
+        "rejected": sum(r["rejected"] is not None for r in records),
         "stats": stats,
         "per_style": report.per_style(records),
+        "rejected_by": report.rejected_by(records),
         "run": len(out.manifest["runs"]) - 1,
     }
     out.commit(unit.index, table, info)

@@ -40,6 +40,7 @@ class Unit:
     stop: int  # one past the last row, or the byte offset where the next unit starts
     first_row: int  # row number of the unit's first document within its file
     rows: int  # documents (rows or lines) in the unit
+    split: str = "train"  # "heldout" for input.heldout_paths: its rephrasings are never trained on
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,17 +91,20 @@ def _hf_files(fs: pafs.FileSystem, folder: str, split: str) -> list[str] | None:
     return None
 
 
-def list_files(spec: RephraseInput) -> list[tuple[str, str, str, str]]:
-    """Every input file as (scheme, path, format, label), sorted within each input path.
+def list_files(spec: RephraseInput) -> list[tuple[str, str, str, str, str]]:
+    """Every input file as (scheme, path, format, label, split), sorted within each input path: first those of
+    ``paths`` (split ``train``), then those of ``heldout_paths`` (split ``heldout``).
 
     Raises:
         InputError: a path is missing, a folder holds no supported files, or a format is unknown.
     """
     found, problems = [], []
-    for index, uri in enumerate(spec.paths):
-        where = f"input.paths[{index}]={uri!r}"
+    entries = [("paths", "train", i, uri) for i, uri in enumerate(spec.paths)]
+    entries += [("heldout_paths", "heldout", i, uri) for i, uri in enumerate(spec.heldout_paths)]
+    for field, split, index, uri in entries:
+        where = f"input.{field}[{index}]={uri!r}"
         try:
-            scheme, path = _split_uri(uri, f"input.paths[{index}]")
+            scheme, path = _split_uri(uri, f"input.{field}[{index}]")
             fs = filesystem(scheme, path)
             info = fs.get_file_info(path)
         except InputError as exc:
@@ -136,7 +140,7 @@ def list_files(spec: RephraseInput) -> list[tuple[str, str, str, str]]:
             if fmt is None:
                 problems.append(f"{where}: {file}: unknown format (set input.format)")
                 continue
-            found.append((scheme, file, fmt, posixpath.relpath(file, root) if root else file))
+            found.append((scheme, file, fmt, posixpath.relpath(file, root) if root else file, split))
     if problems:
         raise InputError(problems)
     return found
@@ -157,7 +161,7 @@ def plan_units(spec: RephraseInput, documents_per_unit: int) -> list[Unit]:
     units: list[Unit] = []
     budget = spec.max_documents
     problems = []
-    for scheme, path, fmt, label in list_files(spec):
+    for scheme, path, fmt, label, split in list_files(spec):
         if budget is not None and budget <= 0:
             break
         fs = filesystem(scheme, path)
@@ -172,7 +176,7 @@ def plan_units(spec: RephraseInput, documents_per_unit: int) -> list[Unit]:
             continue
         for start, stop, first_row, rows in ranges:
             budget = None if budget is None else budget - rows
-            units.append(Unit(len(units), path, scheme, fmt, label, start, stop, first_row, rows))
+            units.append(Unit(len(units), path, scheme, fmt, label, start, stop, first_row, rows, split))
     if problems:
         raise InputError(problems)
     return units

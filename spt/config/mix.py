@@ -4,6 +4,16 @@ A mix states, per source, the share of all ``total_tokens`` it supplies. A small
 is repeated: its epochs are ``total_tokens * fraction / unique tokens``. The plan shows that before any compute
 is spent; the build writes one MDS dataset per source (content-addressed, reused across mixes) and a streams
 spec that realizes the asked token counts to within one sample per source.
+
+Rephrasings of the domain set reduce its repetition. A ``domain_synthetic`` source holds them and is accounted
+with its domain source: the domain source's ``fraction`` is δ, the share of both together, and its
+``synthetic_share`` says how much of δ the rephrasings take::
+
+    - {name: domain, role: domain, paths: [...], fraction: 0.4, synthetic_share: 0.5}   # δ = 0.4
+    - {name: domain_rephrased, role: domain_synthetic, paths: [rephrase output]}       # gets 0.4 x 0.5
+
+A sweep varies δ through ``sources[i].fraction`` and, at a fixed δ, the synthetic share through
+``sources[i].synthetic_share``.
 """
 
 from __future__ import annotations
@@ -31,8 +41,9 @@ class MixSource(StrictModel):
     """One source of documents and the share of the mix's tokens it supplies."""
 
     name: str = Field(min_length=1, description="the source's name: letters, digits, '_', '-', '.' (a name)")
-    role: Literal["general", "synthetic", "domain"] = Field(
-        description="the part the source plays in specialized pretraining (one of the literals)"
+    role: Literal["general", "synthetic", "domain", "domain_synthetic"] = Field(
+        description="the part the source plays in specialized pretraining (one of the literals): domain_synthetic "
+        "holds rephrasings of a domain source and shares its fraction (see synthetic_share)"
     )
     paths: list[Location] = Field(
         min_length=1,
@@ -42,7 +53,23 @@ class MixSource(StrictModel):
     fraction: float | Literal["remainder"] = Field(
         "remainder",
         description="share of total_tokens taken from this source (fraction); 'remainder' (the default, "
-        "allowed on one source) takes what the others leave",
+        "allowed on one source) takes what the others leave; on a domain source with synthetic_share, the share "
+        "of the domain and its rephrasings together (δ); not given on domain_synthetic sources",
+    )
+    synthetic_share: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="domain sources only: the share of this source's fraction that its domain_synthetic sources "
+        "(rephrasings of it) supply, split evenly among them (fraction); None: no rephrasings",
+    )
+    rephrases: str | None = Field(
+        None,
+        description="the name of the source whose documents this source's rows rephrase; rows of documents that "
+        "source holds out are held out here too (matched by id). Default for domain_synthetic: the domain source",
+    )
+    allow_incomplete: bool = Field(
+        False,
+        description="accept a `spt rephrase` output that is still incomplete: only its committed shards are read, "
+        "and the plan says how many work units are missing (true or false)",
     )
     max_epochs: float | None = Field(
         None, gt=0, description="refuse the mix if this source would be repeated more often than this (epochs)"
@@ -124,17 +151,83 @@ class MixConfig(StrictModel):
             raise ValueError(problem)
         return self
 
+    def rephrased_source(self, index: int) -> int | None:
+        """The index of the source that ``sources[index]`` rephrases (``rephrases``, or for a domain_synthetic
+        source without one, the only domain source), or None."""
+        source = self.sources[index]
+        names = [s.name for s in self.sources]
+        if source.rephrases is not None:
+            return names.index(source.rephrases) if source.rephrases in names else None
+        if source.role == "domain_synthetic":
+            domains = [i for i, s in enumerate(self.sources) if s.role == "domain"]
+            return domains[0] if len(domains) == 1 else None
+        return None
+
+    def synthetic_of(self, index: int) -> list[int]:
+        """The domain_synthetic sources that rephrase ``sources[index]``."""
+        return [i for i, s in enumerate(self.sources)
+                if s.role == "domain_synthetic" and self.rephrased_source(i) == index]
+
     def resolved_fractions(self) -> list[Fraction]:
-        """Each source's exact share of total_tokens, with the remainder filled in and the sum scaled to 1."""
-        fixed = [exact_fraction(s.fraction) for s in self.sources if s.fraction != "remainder"]
-        rest = max(Fraction(0), 1 - sum(fixed, Fraction(0)))
-        shares = [rest if s.fraction == "remainder" else exact_fraction(s.fraction) for s in self.sources]
+        """Each source's exact share of total_tokens, with the remainder filled in and the sum scaled to 1.
+
+        A domain source with ``synthetic_share`` s and fraction δ keeps δ(1 - s); its domain_synthetic sources
+        share δ s evenly.
+        """
+        shares = [Fraction(0) if s.role == "domain_synthetic" or s.fraction == "remainder"
+                  else exact_fraction(s.fraction) for s in self.sources]
+        rest = max(Fraction(0), 1 - sum(shares, Fraction(0)))
+        shares = [rest if s.fraction == "remainder" and s.role != "domain_synthetic" else shares[i]
+                  for i, s in enumerate(self.sources)]
+        for index, source in enumerate(self.sources):
+            synthetic = self.synthetic_of(index)
+            if source.role != "domain" or source.synthetic_share is None or not synthetic:
+                continue
+            delta, share = shares[index], exact_fraction(source.synthetic_share)
+            shares[index] = delta * (1 - share)
+            for other in synthetic:
+                shares[other] = delta * share / len(synthetic)
         total = sum(shares, Fraction(0))
         return [share / total for share in shares] if total else shares
 
 
 def _label(index: int, source: MixSource) -> str:
     return f"sources[{index}] {source.name!r}"
+
+
+def _rephrasing_problems(config: MixConfig):
+    """The rules that tie rephrased sources to the sources they rephrase."""
+    names = [s.name for s in config.sources]
+    bad_links = False
+    for index, source in enumerate(config.sources):  # first: the other rules follow these links
+        if source.rephrases is not None and source.rephrases not in names:
+            bad_links = True
+            yield f"{_label(index, source)}: rephrases={source.rephrases!r}: no such source ({', '.join(names)})"
+        elif source.rephrases == source.name:
+            bad_links = True
+            yield f"{_label(index, source)}: a source cannot rephrase itself"
+    if bad_links:
+        return
+    for index, source in enumerate(config.sources):
+        label = _label(index, source)
+        if source.synthetic_share is not None and source.role != "domain":
+            yield f"{label}: synthetic_share is for domain sources (role domain), this one is {source.role}"
+        if source.role == "domain" and source.synthetic_share is not None and not config.synthetic_of(index):
+            yield f"{label}: synthetic_share={source.synthetic_share:g} but no domain_synthetic source rephrases it"
+        if source.role == "domain" and source.synthetic_share is not None and source.fraction == "remainder":
+            yield f"{label}: a domain source with synthetic_share needs a fraction (δ), not the remainder"
+        if source.role != "domain_synthetic":
+            continue
+        target = config.rephrased_source(index)
+        if target is None:
+            yield f"{label}: role domain_synthetic needs rephrases: <a domain source> (there is not exactly one)"
+        elif config.sources[target].role != "domain":
+            yield f"{label}: rephrases {config.sources[target].name!r}, which is not a domain source"
+        elif config.sources[target].synthetic_share is None:
+            yield (f"{label}: its share comes from the domain source: set sources[{target}].synthetic_share "
+                   "(the share of its fraction δ the rephrasings take)")
+        if "fraction" in source.model_fields_set:
+            yield f"{label}: a domain_synthetic source takes no fraction; it gets δ x synthetic_share of its domain"
 
 
 def _problems(config: MixConfig):
@@ -150,11 +243,13 @@ def _problems(config: MixConfig):
         seen.setdefault(source.name, index)
         if source.heldout_paths is not None and source.heldout_fraction is not None:
             yield f"{_label(index, source)}: give heldout_paths or heldout_fraction, not both"
-    remainder = [i for i, s in enumerate(config.sources) if s.fraction == "remainder"]
+    yield from _rephrasing_problems(config)
+    remainder = [i for i, s in enumerate(config.sources) if s.fraction == "remainder" and s.role != "domain_synthetic"]
     if len(remainder) > 1:
         named = ", ".join(f"sources[{i}]" for i in remainder)
         yield f"only one source may take the remainder; {named} give no fraction"
-    fixed = sum((exact_fraction(s.fraction) for s in config.sources if s.fraction != "remainder"), Fraction(0))
+    fixed = sum((exact_fraction(s.fraction) for s in config.sources
+                 if s.fraction != "remainder" and s.role != "domain_synthetic"), Fraction(0))
     if remainder and fixed > 1 + FRACTION_TOLERANCE:
         yield (
             f"fractions sum to {float(fixed):.6g} before the remainder source sources[{remainder[0]}], "

@@ -8,6 +8,8 @@ A style library is its own YAML file (``configs/rephrase/styles.yaml``)::
         description: rewrite as a neutral encyclopedia article
         template: "Rewrite the following text in the style of Wikipedia ...\\n\\n{text}"
         max_output_tokens: 512
+        min_length_ratio: 0.3           # output tokens / input tokens below this: rejected after generation
+        max_length_ratio: 3.0
 
 Templates are Python format strings: ``{text}`` (required) is the chunk, ``{num_words}`` its word count; literal
 braces are written ``{{`` and ``}}``. Users add a style by adding an entry; no code changes.
@@ -61,6 +63,11 @@ def _check_styles(styles: dict, where: str) -> list[str]:
                 f"{where}.{name}: min_input_tokens={style.min_input_tokens} is above "
                 f"max_input_tokens={style.max_input_tokens}"
             )
+        if style.min_length_ratio > style.max_length_ratio:
+            problems.append(
+                f"{where}.{name}: min_length_ratio={style.min_length_ratio:g} is above "
+                f"max_length_ratio={style.max_length_ratio:g}"
+            )
     return problems
 
 
@@ -79,6 +86,12 @@ class StyleSpec(StrictModel):
         None, ge=16, description="chunks are cut to this length for this style (tokens); None: the chunk size"
     )
     min_input_tokens: int = Field(0, ge=0, description="chunks shorter than this skip this style (tokens)")
+    min_length_ratio: float = Field(
+        0.1, ge=0, description="quality gate: output tokens / input chunk tokens below this rejects the row (ratio)"
+    )
+    max_length_ratio: float = Field(
+        5.0, gt=0, description="quality gate: output tokens / input chunk tokens above this rejects the row (ratio)"
+    )
 
 
 class StyleLibrary(StrictModel):
@@ -117,6 +130,11 @@ class RephraseInput(StrictModel):
     sample_fraction: float = Field(
         1.0, gt=0, le=1, description="keep a document when a hash of (seed, id) falls below this (fraction)"
     )
+    heldout_paths: list[Location] = Field(
+        default_factory=list,
+        description="files or folders of documents held out of the original corpus (paths); their rephrasings are "
+        "written with split=heldout and never trained on. `paths` must hold training documents only",
+    )
 
 
 class RephraseFilter(StrictModel):
@@ -138,6 +156,54 @@ class RephraseFilter(StrictModel):
     max_duplicate_line_fraction: float = Field(
         0.3, ge=0, le=1, description="largest share of non-empty lines that repeat an earlier line (fraction)"
     )
+
+
+#: The phrases that open a refusal or a reply about the request instead of the rewrite (case-insensitive regexes,
+#: matched at the start of the output).
+REFUSAL_PATTERNS = [
+    r"i(?:'|’| a)?m sorry", r"sorry,", r"i apologi[sz]e", r"i (?:can(?:'|’)?t|cannot|can not)\b",
+    r"i(?:'|’| a)?m (?:unable|not able)", r"as an ai\b", r"as a language model", r"unfortunately,? i\b",
+]
+
+
+class RephraseQuality(StrictModel):
+    """The quality gate after generation (as BeyondWeb and Nemotron-CC filter synthetic text). A failing row is
+    kept in the output with its ``rejected`` reason, counted per style and reason, and never trained on."""
+
+    enabled: bool = Field(True, description="apply the gate (true or false); false: no row is rejected")
+    language: str | None = Field(
+        "source",
+        description="'source': the output's language must be the source chunk's, both identified offline by "
+        "langid; a language code (e.g. 'en'): the output must be in it (use this for code or other text whose "
+        "language cannot be identified); None: no language check",
+    )
+    min_language_words: int = Field(
+        8, ge=1, description="outputs with fewer words skip the language check: too short to identify (words)"
+    )
+    min_language_confidence: float = Field(
+        0.9, ge=0, le=1,
+        description="a language identified with a lower probability counts as unknown, not compared (probability)",
+    )
+    ngram_words: int = Field(4, ge=1, description="length of the word n-grams the repetition rule counts (words)")
+    max_duplicate_ngram_share: float = Field(
+        0.35, ge=0, le=1,
+        description="largest share of an output's word n-grams that repeat an earlier n-gram of it (fraction)",
+    )
+    refusal_patterns: list[str] = Field(
+        default_factory=lambda: list(REFUSAL_PATTERNS),
+        description="an output starting with one of these case-insensitive regexes is a refusal (regexes)",
+    )
+
+    @model_validator(mode="after")
+    def _patterns(self):
+        if self.language is not None and self.language != "source" and not re.fullmatch(r"[a-z]{2,3}", self.language):
+            raise ValueError(f"language={self.language!r}: must be 'source', a language code such as 'en', or null")
+        for index, pattern in enumerate(self.refusal_patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"refusal_patterns[{index}]={pattern!r}: not a regex ({exc})") from None
+        return self
 
 
 class RephraseChunking(StrictModel):
@@ -181,7 +247,9 @@ class RephraseEngine(StrictModel):
         description="model folder (a path; relative to the working directory, then the repository) or a hub id",
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="weight and activation dtype (one of the literals)"
+        "auto",
+        description="weight and activation dtype (one of the literals); auto: bfloat16 on GPUs and on CPUs with "
+        "avx512_bf16 or amx_bf16, float32 on other CPUs (3x faster there than emulated bfloat16)",
     )
     max_model_len: int = Field(2048, ge=64, description="context length: prompt plus output (tokens)")
     batch_size: int = Field(32, ge=1, description="rows handed to the engine per call (rows)")
@@ -234,6 +302,9 @@ class RephraseConfig(StrictModel):
     styles: RephraseStyles = Field(default_factory=RephraseStyles, description="the style library and weights")
     engine: RephraseEngine = Field(default_factory=RephraseEngine, description="the vLLM engine")
     sampling: RephraseSampling = Field(default_factory=RephraseSampling, description="the sampling parameters")
+    quality: RephraseQuality = Field(
+        default_factory=RephraseQuality, description="the quality gate applied to every generated row"
+    )
     output: RephraseOutput = Field(description="the output folder and shard size")
     ray: RayRuntimeConfig = Field(default_factory=RayRuntimeConfig, description="the Ray cluster and worker settings")
 
