@@ -87,8 +87,10 @@ def test_curves_record_domain_train_loss_epochs_phase_and_lr(reference_run, mix_
         assert float(row["domain_epochs"]) == pytest.approx(tokens * share / (domain["unique_samples"] * SEQ), abs=1e-4)
         # The default schedule is cosine after 5% warmup: every evaluation is in its decay.
         assert row["phase"] == "decay"
-        assert float(row["lr"]) == pytest.approx(0.01 * lr_multiplier("cosine", tokens / (60 * TOKENS_PER_BATCH),
-                                                                      0.05, 0.2, 0.1), rel=1e-6)
+        # The rate of the last step before the evaluation, set from the progress before that step.
+        batches = tokens // TOKENS_PER_BATCH
+        assert float(row["lr"]) == pytest.approx(0.01 * lr_multiplier("cosine", (batches - 1) / 60, 0.05, 0.2, 0.1),
+                                                 rel=1e-6)
     # The domain training loss is the loss on the first 32 domain training sequences (as many as held out).
     model = load_model(run_dir)
     ids = torch.stack([torch.as_tensor(train_sample_dataset(spec, "domain")[i]["tokens"].astype("int64"))
@@ -112,7 +114,7 @@ def test_sweep_cell_uses_its_threads_and_constant_lr_is_constant_after_warmup(mi
     assert json.loads((run_dir / "summary.json").read_text())["torch_threads"] == 2
     rows = curve_rows(run_dir)
     assert [r["phase"] for r in rows] == ["warmup", "stable", "stable", "stable"]
-    assert float(rows[0]["lr"]) == pytest.approx(0.01 * 0.25 / 0.3)
+    assert float(rows[0]["lr"]) == pytest.approx(0.01 * (4 / 20) / 0.3)  # step 5 ran at the rate of progress 4/20
     assert [float(r["lr"]) for r in rows[1:]] == [0.01] * 3
 
 

@@ -71,8 +71,10 @@ class CurveTable(Callback):
             "domain_train_loss": role_loss(losses, self.roles, DOMAIN_TRAIN_ROLE, self.eval_samples),
             "domain_epochs": (round(tokens * self.domain_epochs_per_token, 4)
                               if self.domain_epochs_per_token is not None else None),
-            "phase": self.phase_at(batch / self.max_batches) if self.phase_at and self.max_batches else None,
-            # The rate the optimizer holds now: the schedule has already stepped past this batch.
+            # The rate and phase of the last step before this evaluation (the scheduler set that step's rate
+            # from the progress before it).
+            "phase": (self.phase_at(max(0, batch - 1) / self.max_batches)
+                      if self.phase_at and self.max_batches else None),
             "lr": float(state.optimizers[0].param_groups[0]["lr"]) if state.optimizers else None,
             "train_loss": float(state.loss) if state.loss is not None and hasattr(state.loss, "item") else None,
             "wall_seconds": round(time.time() - self.started, 2),

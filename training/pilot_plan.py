@@ -99,7 +99,8 @@ def plan_cell(config: SweepConfig, train: TrainConfig, cell, domain_index: int) 
     interval = max(1, min(max_batches, train.eval_every_tokens // tokens_per_batch))
     points = evaluation_batches(max_batches, interval)
     planned.evaluations = len(points)
-    planned.fitted_evaluations = sum(b / max_batches >= train.schedule.warmup_fraction for b in points)
+    # As the curve table marks phases: by the progress before the last step to each evaluation.
+    planned.fitted_evaluations = sum((b - 1) / max_batches >= train.schedule.warmup_fraction for b in points)
     return planned
 
 
