@@ -147,3 +147,13 @@ def test_evaluation_batches(max_batches, interval, expected):
     from training.pilot_plan import evaluation_batches
 
     assert evaluation_batches(max_batches, interval) == expected
+
+
+def test_repeat_adds_seeds_at_one_fraction(pilot, run_cli):
+    path = sweep_yaml(pilot, "repeat", [0.0, 0.1, 0.2, 0.4, 0.8])
+    code, out, err = run_cli("sweep", path, "grid.repeat={domain_fraction: 0.2, seed: [0, 1, 2]}", "--dry-run",
+                             "--no-calibrate")
+    assert code == 0, err
+    assert sorted(cell_lines(out)) == sorted([f"delta{d:g}-tiny-T{TOKENS}-seed0" for d in (0, 0.1, 0.2, 0.4, 0.8)]
+                                             + [f"delta0.2-tiny-T{TOKENS}-seed{s}" for s in (1, 2)])
+    assert "5 domain fractions" in out

@@ -45,10 +45,16 @@ class Cell:
 
 
 def cells(config: SweepConfig, mix: MixConfig, train: TrainConfig) -> list[Cell]:
+    """Every cell: the grid's product, then the repeated δ's extra seeds (cells already in the grid once)."""
     grid = config.grid
     presets = grid.preset or [train.model.preset]
     budgets = grid.total_tokens or [mix.total_tokens]
-    return [Cell(d, p, t, s) for d, p, t, s in itertools.product(grid.domain_fraction, presets, budgets, grid.seed)]
+    grid_cells = [Cell(d, p, t, s) for d, p, t, s in itertools.product(grid.domain_fraction, presets, budgets, grid.seed)]
+    if grid.repeat is None:
+        return grid_cells
+    extra = [Cell(grid.repeat.domain_fraction, p, t, s)
+             for p, t, s in itertools.product(presets, budgets, grid.repeat.seed)]
+    return grid_cells + [c for c in extra if c not in grid_cells]
 
 
 def load_bases(config: SweepConfig) -> tuple[MixConfig, TrainConfig, int]:
