@@ -8,7 +8,6 @@ import csv
 import os
 import time
 from pathlib import Path
-
 from typing import Callable
 
 from composer.core import Callback, State
