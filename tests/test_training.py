@@ -228,3 +228,16 @@ def test_missing_mix_is_a_clear_error(tmp_path, run_cli):
     assert code == 2
     assert err.strip() == f"error: mix={str(tmp_path / 'nope.json')!r}: no such file (build the mix first: spt mix build CONFIG)"
     assert tree(run_dir) == []
+
+
+@pytest.mark.parametrize("kind,progress,phase", [
+    ("constant", 0.04, "warmup"), ("constant", 0.05, "stable"), ("constant", 0.99, "stable"),
+    ("cosine", 0.04, "warmup"), ("cosine", 0.5, "decay"),
+    ("wsd", 0.5, "stable"), ("wsd", 0.8, "stable"), ("wsd", 0.81, "decay"),
+])
+def test_schedule_phases(kind, progress, phase):
+    from training.schedules import lr_multiplier, lr_phase
+
+    assert lr_phase(kind, progress, warmup=0.05, decay=0.2) == phase
+    # A stable phase runs at the peak rate: its evaluations are the losses of shorter runs.
+    assert (lr_multiplier(kind, progress, 0.05, 0.2, 0.1) == 1.0) == (phase == "stable")

@@ -28,8 +28,9 @@ MIN_FITTED_EVALUATIONS = 4
 #: Training steps timed by the calibration, after untimed ones that warm the allocator up.
 CALIBRATION_STEPS, CALIBRATION_WARMUP = 6, 2
 #: Seconds a cell spends outside training steps and evaluations (a new Python process importing torch and
-#: Composer, opening the shards, writing checkpoints and the model); measured on a 2-core machine, 2026-11-30.
-CELL_OVERHEAD_SECONDS = 25.0
+#: Composer, opening the shards, Composer's own bookkeeping, writing the checkpoint and the model). Measured on a
+#: 2-core AVX-512 machine, 2026-11-30: quickstart cells took 36-38 s, of which the calibration accounts for 23 s.
+CELL_OVERHEAD_SECONDS = 15.0
 
 
 @dataclass
@@ -90,7 +91,7 @@ def plan_cell(config: SweepConfig, train: TrainConfig, cell, domain_index: int) 
         return planned
     domain = mix_plan.sources[domain_index]
     planned.domain_epochs = mix_plan.epochs(domain)
-    planned.unique_domain_tokens = domain.counts.tokens["train"] if domain.counts else 0
+    planned.unique_domain_tokens = mix_plan.unique_samples(domain) * mix_plan.seq_len  # whole samples, as epochs
     tokens_per_batch = train.global_batch_size * mix_plan.seq_len
     max_batches = cell.total_tokens // tokens_per_batch
     if max_batches < 1:
