@@ -157,3 +157,26 @@ def test_repeat_adds_seeds_at_one_fraction(pilot, run_cli):
     assert sorted(cell_lines(out)) == sorted([f"delta{d:g}-tiny-T{TOKENS}-seed0" for d in (0, 0.1, 0.2, 0.4, 0.8)]
                                              + [f"delta0.2-tiny-T{TOKENS}-seed{s}" for s in (1, 2)])
     assert "5 domain fractions" in out
+
+
+def test_cells_of_an_earlier_grid_leave_the_tables(pilot):
+    from scaling_laws.sweeps import CURVES_COLUMNS, RESULTS_COLUMNS
+    from spt.config import load_config
+    from training.sweep import run_sweep
+
+    out = pilot / "regrid"
+    out.mkdir()
+    ids = {d: f"delta{d:g}-tiny-T{TOKENS}-seed0" for d in (0.0, 0.1, 0.3)}
+    results = pd.DataFrame([{c: None for c in RESULTS_COLUMNS} | {"run_id": i, "domain_fraction": d, "status": "ok"}
+                            for d, i in ids.items()], columns=list(RESULTS_COLUMNS))
+    results.to_csv(out / "results.csv", index=False)
+    pd.DataFrame([{c: None for c in CURVES_COLUMNS} | {"run_id": i, "domain_fraction": d, "tokens": 512}
+                  for d, i in ids.items()], columns=list(CURVES_COLUMNS)).to_csv(out / "curves.csv", index=False)
+    # The grid no longer has δ = 0.3, and its other cells are done: nothing runs, the tables drop δ = 0.3.
+    config = load_config(sweep_yaml(pilot, "regrid", [0.0, 0.1]), kind="sweep")
+    lines = []
+    run_sweep(config, log=lines.append)
+    assert lines == [f"sweep regrid: 1 cells not in the grid left out of the tables: {ids[0.3]}",
+                     "sweep regrid: 2 cells done, 0 to run"]
+    assert sorted(pd.read_csv(out / "results.csv").run_id) == sorted([ids[0.0], ids[0.1]])
+    assert sorted(pd.read_csv(out / "curves.csv").run_id) == sorted([ids[0.0], ids[0.1]])

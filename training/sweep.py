@@ -205,10 +205,18 @@ def run_sweep(config: SweepConfig, address: str | None = None, log=print) -> pd.
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows, curves = load_tables(out)
-    todo = [c for c in cells(config, mix, train) if rows.get(c.run_id, {}).get("status") != "ok"]
+    grid = cells(config, mix, train)
+    # Cells of an earlier grid stay on disk but leave the tables, which a fit reads as this grid.
+    stale = sorted(set(rows) - {c.run_id for c in grid})
+    if stale:
+        log(f"sweep {config.name}: {len(stale)} cells not in the grid left out of the tables: {', '.join(stale)}")
+        rows = {k: v for k, v in rows.items() if k not in stale}
+        curves = {k: v for k, v in curves.items() if k not in stale}
+    todo = [c for c in grid if rows.get(c.run_id, {}).get("status") != "ok"]
     log(f"sweep {config.name}: {len(rows) - sum(r['status'] != 'ok' for r in rows.values())} cells done, "
         f"{len(todo)} to run")
     if not todo:
+        write_tables(out, rows, curves)
         return pd.read_csv(out / "results.csv")
     prepared: list[tuple[Cell, list[list[str]]]] = []
     for cell in todo:  # mix specs first: the driver writes them, cells only read
