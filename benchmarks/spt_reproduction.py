@@ -118,7 +118,7 @@ def plot(table: pd.DataFrame, fits: dict[str, object], held: dict[str, np.ndarra
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, panels = plt.subplots(1, len(fits), figsize=(6 * len(fits), 4.5), sharey=True)
+    figure, panels = plt.subplots(1, len(fits), figsize=(6 * len(fits), 4.5))
     colors = plt.get_cmap("viridis")
     fractions = sorted(table["fraction"].unique())
     for axes, (name, result) in zip(np.atleast_1d(panels), fits.items()):
@@ -130,6 +130,8 @@ def plot(table: pd.DataFrame, fits: dict[str, object], held: dict[str, np.ndarra
             axes.scatter(rows["tokens"][out], rows["domain_loss"][out], facecolors="none", edgecolors=color, s=20)
             grid = np.linspace(rows["tokens"].min(), rows["tokens"].max(), 100)
             axes.plot(grid, predicted_loss(result, grid, np.full(100, fraction)), color=color, label=f"δ={fraction:g}")
+        # The measured range: a prediction far off leaves the panel instead of flattening the measurements.
+        axes.set_ylim(table["domain_loss"].min() - 0.2, table["domain_loss"].max() + 0.5)
         axes.set(title=f"fit on {name} (hollow: held out)", xlabel="tokens", ylabel="held-out domain loss (nats)")
         axes.legend(fontsize=8)
     figure.tight_layout()
