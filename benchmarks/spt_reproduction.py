@@ -13,6 +13,10 @@ predicted best δ at the final budget (among the swept ones) is the measured bes
 
     .venv/train/bin/python benchmarks/spt_reproduction.py [--sweep configs/sweeps/reproduce.yaml] [--skip-sweep]
         [--starts 64] [--figure outputs/reproduce/reproduction.png]
+
+Measured 2026-11-30 on a 2-core AVX-512 machine shared with other jobs (load average 4-27): the sweep took 38 min
+(cells 93-482 s); on the same machine at load ~2 a 400k-token quickstart cell takes 40-58 s, so the 7 cells of
+300k tokens take about 5 min unloaded. The two fits take seconds.
 """
 
 from __future__ import annotations
