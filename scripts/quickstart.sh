@@ -20,6 +20,7 @@ step corpora   $spt corpora configs/corpora/quickstart.yaml
 step tokenizer $spt tokenizer configs/tokenizer/quickstart.yaml
 step rephrase  $spt rephrase configs/rephrase/quickstart.yaml
 step mix       $spt mix build configs/mix/quickstart.yaml
+step plan      $spt sweep configs/sweeps/quickstart.yaml --dry-run
 step sweep     $spt sweep configs/sweeps/quickstart.yaml
 step fit       $spt fit --law spt --data "$out/sweep" --starts 64 --bootstrap 20 --seed 0 --out "$out/fit.json"
 step delta     $spt optimal-fraction --fit "$out/fit.json" --tokens 1e6 1e7
@@ -30,6 +31,9 @@ step notebook  $spt notebook notebooks/choose_repetition_fraction.ipynb --out "$
 echo
 echo "== quickstart summary"
 printf '%s\n' "${timings[@]}"
+echo
+echo "what the pilot's curves show (the SPT law needs both):"
+.venv/train/bin/python benchmarks/quickstart_curves.py "$out/sweep"
 echo
 echo "recommended δ (domain fraction) per budget:"
 $spt optimal-fraction --fit "$out/fit.json" --tokens 1e6 1e7 --lines

@@ -180,8 +180,8 @@ def test_quickstart_mix_config_is_valid():
     from tests.conftest import REPO
 
     config = load_config(REPO / "configs" / "mix" / "quickstart.yaml", kind="mix")
-    assert (config.seq_len, config.total_tokens) == (128, 2_000_000)
+    assert (config.seq_len, config.total_tokens) == (128, 400_000)
     assert [(s.name, s.role) for s in config.sources] == [("domain", "domain"), ("general", "general"),
                                                            ("synthetic", "synthetic")]
-    assert [float(f) for f in config.resolved_fractions()] == [0.4, 0.6, 0.0]
+    assert [float(f) for f in config.resolved_fractions()] == [0.25, 0.75, 0.0]
     assert config.total_tokens >= config.global_batch_size * config.seq_len

@@ -60,6 +60,16 @@ def test_sweep_job_on_a_real_ray_head(sweep_dir, spt_bin):
         assert set(ok.domain_fraction) == {0.2, 0.5}
         curves = pd.read_csv(Path(output_dir) / "curves.csv")
         assert sorted(curves.groupby("run_id").size().items()) == [(r, 4) for r in sorted(ok.index)]
+        # The run's extra columns reach the sweep's table: the domain train loss, epochs, phase and rate.
+        assert curves.domain_train_loss.notna().all() and (curves.domain_train_loss > 0).all()
+        assert (curves.phase == "decay").all() and (curves.lr > 0).all()
+        for run_id, run in curves.groupby("run_id"):
+            cell = pd.read_csv(Path(output_dir) / "cells" / run_id / "run" / "curves.csv")
+            assert list(run.domain_epochs) == pytest.approx(list(cell.domain_epochs))
+            assert run.domain_epochs.is_monotonic_increasing and run.domain_epochs.iloc[0] > 0
+            # One reserved CPU per cell: one torch thread.
+            summary = json.loads((Path(output_dir) / "cells" / run_id / "run" / "summary.json").read_text())
+            assert summary["torch_threads"] == 1
 
         # Rerun in-process against the same cluster: finished cells are skipped, only failed ones retried.
         summaries = sorted(Path(output_dir).glob("cells/*tiny*/run/summary.json"))

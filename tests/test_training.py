@@ -69,6 +69,55 @@ def test_run_writes_curve_table_summary_and_model(reference_run):
     assert (run_dir / "logs" / "metrics-rank0.log").stat().st_size > 0
 
 
+def test_curves_record_domain_train_loss_epochs_phase_and_lr(reference_run, mix_spec):
+    import torch
+    import torch.nn.functional as F
+
+    from pipelines.mix.streams import read_spec, train_sample_dataset
+    from training.interpolate import load_model
+    from training.schedules import lr_multiplier
+
+    _, run_dir, _ = reference_run
+    rows = curve_rows(run_dir)
+    spec = read_spec(mix_spec)
+    domain = next(s for s in spec["streams"] if s["role"] == "domain")
+    share = domain["choose"] / sum(s["choose"] for s in spec["streams"])
+    for row in rows:
+        tokens = int(row["tokens"])
+        assert float(row["domain_epochs"]) == pytest.approx(tokens * share / (domain["unique_samples"] * SEQ), abs=1e-4)
+        # The default schedule is cosine after 5% warmup: every evaluation is in its decay.
+        assert row["phase"] == "decay"
+        # The rate of the last step before the evaluation, set from the progress before that step.
+        batches = tokens // TOKENS_PER_BATCH
+        assert float(row["lr"]) == pytest.approx(0.01 * lr_multiplier("cosine", (batches - 1) / 60, 0.05, 0.2, 0.1),
+                                                 rel=1e-6)
+    # The domain training loss is the loss on the first 32 domain training sequences (as many as held out).
+    model = load_model(run_dir)
+    ids = torch.stack([torch.as_tensor(train_sample_dataset(spec, "domain")[i]["tokens"].astype("int64"))
+                       for i in range(32)])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[:, :-1]
+    expected = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)).item()
+    assert float(rows[-1]["domain_train_loss"]) == pytest.approx(expected, abs=1e-4)
+    assert float(rows[-1]["domain_train_loss"]) != pytest.approx(float(rows[-1]["domain_loss"]), abs=1e-3)
+
+
+def test_sweep_cell_uses_its_threads_and_constant_lr_is_constant_after_warmup(mix_spec, tmp_path):
+    from training.sweep import run_cell_commands
+
+    run_dir = tmp_path / "constant"
+    config = train_yaml(tmp_path, mix_spec, run_dir, duration_tokens=20 * TOKENS_PER_BATCH,
+                        eval_every_tokens=5 * TOKENS_PER_BATCH, checkpoint_every_tokens=None,
+                        schedule={"kind": "constant", "warmup_fraction": 0.3})
+    outcome = run_cell_commands(str(tmp_path / "log.txt"), [["train", str(config)]], retries=0, threads=2)
+    assert outcome["status"] == "ok", (tmp_path / "log.txt").read_text()[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["torch_threads"] == 2
+    rows = curve_rows(run_dir)
+    assert [r["phase"] for r in rows] == ["warmup", "stable", "stable", "stable"]
+    assert float(rows[0]["lr"]) == pytest.approx(0.01 * (4 / 20) / 0.3)  # step 5 ran at the rate of progress 4/20
+    assert [float(r["lr"]) for r in rows[1:]] == [0.01] * 3
+
+
 def test_rerun_of_a_finished_run_is_a_no_op(reference_run, mix_spec):
     from training.trainer import run_training
 
@@ -179,3 +228,16 @@ def test_missing_mix_is_a_clear_error(tmp_path, run_cli):
     assert code == 2
     assert err.strip() == f"error: mix={str(tmp_path / 'nope.json')!r}: no such file (build the mix first: spt mix build CONFIG)"
     assert tree(run_dir) == []
+
+
+@pytest.mark.parametrize("kind,progress,phase", [
+    ("constant", 0.04, "warmup"), ("constant", 0.05, "stable"), ("constant", 0.99, "stable"),
+    ("cosine", 0.04, "warmup"), ("cosine", 0.5, "decay"),
+    ("wsd", 0.5, "stable"), ("wsd", 0.8, "stable"), ("wsd", 0.81, "decay"),
+])
+def test_schedule_phases(kind, progress, phase):
+    from training.schedules import lr_multiplier, lr_phase
+
+    assert lr_phase(kind, progress, warmup=0.05, decay=0.2) == phase
+    # A stable phase runs at the peak rate: its evaluations are the losses of shorter runs.
+    assert (lr_multiplier(kind, progress, 0.05, 0.2, 0.1) == 1.0) == (phase == "stable")

@@ -31,6 +31,21 @@ def lr_multiplier(kind: str, progress: float, warmup: float, decay: float, final
     return 1.0 - (1.0 - final_ratio) * t
 
 
+def lr_phase(kind: str, progress: float, warmup: float, decay: float) -> str:
+    """The schedule's phase at ``progress``: ``warmup``, ``stable`` (constant peak rate) or ``decay``.
+
+    A constant schedule is ``stable`` from the end of warmup to the end of the run; a cosine one is ``decay``
+    after warmup (its losses are not those of shorter runs, so a fitter should not read budgets off them); WSD is
+    ``stable`` until its final ``decay`` share. (``cooldown`` is reserved for short decay branches taken from a
+    stable run's checkpoints, which spt does not make yet.)
+    """
+    if warmup > 0 and progress < warmup:
+        return "warmup"
+    if kind == "constant" or (kind == "wsd" and (decay <= 0 or progress <= 1.0 - decay)):
+        return "stable"
+    return "decay"
+
+
 class ProgressScheduler:
     """A Composer scheduler (``(state, ssr) -> multiplier``) driven by the fraction of max_duration done."""
 

@@ -105,9 +105,15 @@ def resolve_device(device: str, precision: str) -> tuple[str, str]:
 
 def build_trainer(config: TrainConfig, spec: dict, plan: RunPlan, world_size: int = 1):
     """The Composer Trainer for a pretraining run of ``plan`` on the mix ``spec``."""
-    from training.data import evaluators, train_dataloader
+    from training.curves import DOMAIN_TRAIN_ROLE
+    from training.data import domain_epochs_per_token, domain_train_evaluator, evaluators, train_dataloader
 
     evals, roles, eval_samples = evaluators(spec, plan.per_worker_batch, config.eval_samples, world_size)
+    train_sample = domain_train_evaluator(spec, plan.per_worker_batch, eval_samples, world_size)
+    if train_sample is not None:
+        evaluator, label, used = train_sample
+        evals.append(evaluator)
+        roles[label], eval_samples[label] = DOMAIN_TRAIN_ROLE, used
     return compose_trainer(
         run_dir=Path(config.run_dir),
         model=build_model(plan, spec, config.seed),
@@ -123,14 +129,16 @@ def build_trainer(config: TrainConfig, spec: dict, plan: RunPlan, world_size: in
         seed=config.seed,
         autoresume=config.autoresume,
         deterministic=config.deterministic,
+        domain_epochs_per_token=domain_epochs_per_token(spec),
     )
 
 
 def compose_trainer(*, run_dir: Path, model, train_loader, evals, roles, eval_samples, plan: RunPlan, optimizer,
                     schedule, device: str, precision: str, seed: int, autoresume: bool, deterministic: bool = False,
-                    callbacks=()):
+                    callbacks=(), domain_epochs_per_token: float | None = None):
     """Composer's Trainer with spt's conventions: intervals in batches derived from tokens, decoupled AdamW,
-    the curve table, resumable checkpoints in ``run_dir/checkpoints`` and a file log."""
+    the curve table (with the schedule's phase and, given ``domain_epochs_per_token``, the domain epochs seen),
+    resumable checkpoints in ``run_dir/checkpoints`` and a file log."""
     from composer import Trainer
     from composer.algorithms import GradientClipping
     from composer.loggers import FileLogger
@@ -138,7 +146,7 @@ def compose_trainer(*, run_dir: Path, model, train_loader, evals, roles, eval_sa
     from composer.utils import reproducibility
 
     from training.curves import CurveTable
-    from training.schedules import ProgressScheduler
+    from training.schedules import ProgressScheduler, lr_phase
 
     reproducibility.seed_all(seed)
     adamw = DecoupledAdamW(
@@ -176,7 +184,11 @@ def compose_trainer(*, run_dir: Path, model, train_loader, evals, roles, eval_sa
         # write again (with the same content: the run is deterministic), so overwriting is safe and needed.
         save_overwrite=True,
         autoresume=autoresume,
-        callbacks=[CurveTable(run_dir / "curves.csv", roles, eval_samples, plan.tokens_per_batch), *callbacks],
+        callbacks=[CurveTable(run_dir / "curves.csv", roles, eval_samples, plan.tokens_per_batch,
+                              domain_epochs_per_token=domain_epochs_per_token, max_batches=plan.max_batches,
+                              phase_at=lambda progress: lr_phase(schedule.kind, progress, schedule.warmup_fraction,
+                                                                 schedule.decay_fraction)),
+                   *callbacks],
         loggers=[log],
         progress_bar=os.environ.get("SPT_PROGRESS", "1") == "1",
         log_to_console=True,
@@ -226,6 +238,8 @@ def run_training(config: TrainConfig, world_size: int = 1, rank: int = 0) -> dic
 def _summary(config, plan: RunPlan, fingerprint: str, run_dir: Path, seconds: float, world_size: int) -> dict:
     import csv
 
+    import torch
+
     rows = list(csv.DictReader((run_dir / "curves.csv").open())) if (run_dir / "curves.csv").exists() else []
     last = rows[-1] if rows else {}
     as_float = lambda v: float(v) if v not in (None, "") else None  # noqa: E731
@@ -242,5 +256,6 @@ def _summary(config, plan: RunPlan, fingerprint: str, run_dir: Path, seconds: fl
         "general_loss": as_float(last.get("general_loss")),
         "losses": {k[5:]: as_float(v) for k, v in last.items() if k.startswith("loss_")},
         "wall_seconds": round(seconds, 1),
+        "torch_threads": torch.get_num_threads(),
         "reused": False,
     }

@@ -153,3 +153,31 @@ def eval_dataset(spec: dict | str | Path, source_name: str, **kw):
     entry = entries[source_name]
     kw.setdefault("shuffle", False)
     return streaming.StreamingDataset(remote=entry["remote"], local=entry["local"], **kw)
+
+
+def train_sample_dataset(spec: dict | str | Path, source_name: str, **kw):
+    """One source's *training* samples, in order (``shuffle`` defaults to False): a fixed sample of what training
+    repeats, to measure the training loss on it like the held-out loss.
+
+    A remote source gets its own download folder (a sibling of the training stream's), since Streaming refuses a
+    second live dataset over one local directory of a remote stream (see the module docstring).
+
+    Args:
+        spec: from :func:`read_spec` (or its path).
+        source_name: a source with training samples (``spec["streams"]``).
+        **kw: more ``StreamingDataset`` arguments (``batch_size``, ``num_canonical_nodes``, ...).
+
+    Raises:
+        InputError: the mix has no such source with training samples.
+    """
+    streaming = _import_streaming()
+    spec = _as_spec(spec)
+    entries = {e["name"]: e for e in spec["streams"] if e.get("unique_samples")}
+    if source_name not in entries:
+        names = ", ".join(sorted(entries)) or "none"
+        raise InputError(f"mix {spec.get('name')!r}: no training samples for source {source_name!r} "
+                         f"(sources with some: {names})")
+    entry = entries[source_name]
+    local = entry["local"] + "-sample" if entry.get("remote") else entry["local"]
+    kw.setdefault("shuffle", False)
+    return streaming.StreamingDataset(remote=entry["remote"], local=local, **kw)

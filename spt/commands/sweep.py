@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep = subparsers.add_parser("sweep", help="train a δ x model x tokens grid on Ray into one results table")
     add_config_arguments(sweep)
     sweep.add_argument("--address", default=None, help="Ray address (HOST:6379, ray://HOST:10001 or auto)")
+    sweep.add_argument("--no-calibrate", action="store_true",
+                       help="with --dry-run: do not time a few training steps when no finished cell measured a preset")
     sweep.set_defaults(func=run_sweep, environment="train")
 
     submit = subparsers.add_parser("submit", help="submit any spt command to a Ray cluster as a job")
@@ -46,12 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_sweep(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides, kind="sweep")
     if args.dry_run:
-        from training.sweep import cells, load_bases
+        from training.pilot_plan import format_plan, plan_sweep
 
         print_config(config)
-        mix, train, _ = load_bases(config)
-        for cell in cells(config, mix, train):
-            print(f"cell {cell.run_id}")
+        print(format_plan(plan_sweep(config, calibrate_when_unmeasured=not args.no_calibrate)))
         return 0
     from training.sweep import run_sweep as sweep
 

@@ -9,6 +9,13 @@ from pydantic import Field, field_validator
 from spt.config.loader import StrictModel
 
 
+class SweepRepeat(StrictModel):
+    """Extra cells that repeat one δ with more seeds (every preset and budget): the seed-to-seed noise floor."""
+
+    domain_fraction: float = Field(ge=0, le=1, description="the δ repeated (fraction)")
+    seed: list[int] = Field(min_length=1, description="the extra seeds (integers)")
+
+
 class SweepGrid(StrictModel):
     """The grid; every combination is one cell (one mix, one training run, optionally one finetune)."""
 
@@ -18,6 +25,9 @@ class SweepGrid(StrictModel):
         None, min_length=1, description="pretraining budgets T (tokens); None = the mix config's total_tokens"
     )
     seed: list[int] = Field(default_factory=lambda: [0], min_length=1, description="training seeds (integers)")
+    repeat: SweepRepeat | None = Field(
+        None, description="more seeds at one δ only, on top of the grid (None: no extra cells)"
+    )
 
     @field_validator("domain_fraction")
     @classmethod
