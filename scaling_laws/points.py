@@ -6,7 +6,10 @@ that only when the run's state at that point does not depend on where it was goi
 - ``warmup`` evaluations never do (the learning rate is still rising): always left out.
 - ``stable`` evaluations (constant learning rate, of a ``constant`` or ``wsd`` schedule) do: a run stopped
   there is the same run whatever its planned length. Their losses are those at the peak rate, above what a
-  cooled-down run reaches, by about the same amount for every delta.
+  cooled-down run reaches, by about the same amount for every delta. Except right after warmup: the warmup is
+  sized for the run's full length, so at twice its length half of the tokens went into it, which no run trained
+  to that budget would do. A stable evaluation stands for its budget only when the warmup took at most
+  :data:`MAX_WARMUP_SHARE` of its tokens.
 - ``decay``/``cooldown`` evaluations do only at their *end*: the last evaluation of a run whose rate decayed to
   the end (a ``wsd`` or ``cosine`` run), or of a cooldown branch. In between, a cosine run's evaluation at T is
   not what a run trained to T reaches (that run would have decayed earlier): such points are left out.
@@ -33,6 +36,14 @@ ANNEALING = ("decay", "cooldown")
 MIN_BUDGETS = 3
 #: Stable evaluations needed to fit on them (the SPT law has 12 parameters).
 MIN_STABLE = 13
+#: Largest share of an evaluation's tokens the warmup may have taken for it to stand for its budget. Runs trained
+#: to a budget warm up over a few percent of it; a third is generous. Measured on the quickstart pilots (tiny
+#: model, 22k-token warmup, 2026-11-30): the evaluations at 2x and 3x the warmup sit on a plateau (delta = 0:
+#: 7.29, 7.22 nats at 41k and 61k tokens, then ~0.1 nats lower every 20k) that the law missed by 2-5%; leaving
+#: them out cut the first-half validation error (fit up to 200k tokens, predict the rest; delta 0-0.5) from
+#: 3.5% and 2.8% (median, seeds 0 and 1) to 1.7% and 1.7%. At a quarter, one more evaluation went (1.2% and 1.2%),
+#: but synthetic pilots drawn from the law then lost enough of their range in T to misplace the gap exponent.
+MAX_WARMUP_SHARE = 1 / 3
 
 
 @dataclass
@@ -85,6 +96,30 @@ def point_kinds(table: pd.DataFrame, source: str = "curves") -> np.ndarray:
     return kinds.astype(str)
 
 
+def warmup_tokens(table: pd.DataFrame, kinds: np.ndarray) -> np.ndarray:
+    """Each row's run's warmup length in tokens (0 for a run without warmup evaluations).
+
+    With a ``lr`` column, from a linear warmup's rate: ``tokens * peak / lr`` at a warmup evaluation, the peak
+    being the run's largest rate. Without it, the last warmup evaluation's tokens (a lower bound).
+    """
+    tokens = pd.to_numeric(table["tokens"], errors="coerce").to_numpy(float)
+    rates = (pd.to_numeric(table["lr"], errors="coerce").to_numpy(float) if "lr" in table.columns
+             else np.full(len(table), np.nan))
+    runs = table["run_id"].astype(str).to_numpy() if "run_id" in table.columns else np.zeros(len(table), str)
+    out = np.zeros(len(table))
+    for run in dict.fromkeys(runs.tolist()):
+        rows = runs == run
+        warm = rows & (kinds == "warmup")
+        if not warm.any():
+            continue
+        peak = np.nanmax(rates[rows]) if np.isfinite(rates[rows]).any() else np.nan
+        with np.errstate(all="ignore"):
+            estimates = tokens[warm] * peak / rates[warm]
+        estimates = estimates[np.isfinite(estimates) & (estimates > 0)]
+        out[rows] = estimates.max() if estimates.size else tokens[warm].max()
+    return out
+
+
 def _count(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
 
@@ -112,6 +147,11 @@ def select_points(table: pd.DataFrame, source: str = "curves") -> PointSelection
                 f"before phases were recorded): each is taken as a valid budget; if those runs decayed their "
                 f"learning rate (cosine), their mid-run losses are higher than runs trained to those budgets "
                 f"reach"] if unknown.any() else [])
+    early = (kinds == "stable") & (tokens < warmup_tokens(table, kinds) / MAX_WARMUP_SHARE)
+    if early.any():
+        notes.append(f"{source}: {_count(int(early.sum()), 'evaluation')} right after warmup left out (the warmup "
+                     f"took more than a third of their tokens)")
+        kinds = np.where(early, "warmup", kinds)
     ends, stable = kinds == "end", kinds == "stable"
     budgets = {f: len(set(tokens[ends & (fractions == f)])) for f in set(fractions[ends | stable | unknown])}
     if ends.any() and budgets and min(budgets.values()) >= MIN_BUDGETS:

@@ -20,10 +20,29 @@ def curves(schedule: str, budgets=(5e5,), evaluations: int = 10, phases: bool = 
     return table if phases else table.assign(phase="")
 
 
-def test_constant_schedule_keeps_everything_after_warmup():
+def test_constant_schedule_keeps_the_stable_phase_once_warmup_is_a_small_share():
+    # Synthetic runs warm up over their first evaluation (1/10 of the run), so the 2nd evaluation spent half of
+    # its tokens warming up: it is not a budget a run would be trained to.
     selection = select_points(curves("constant"), "c.csv")
-    assert selection.kind == "stable phase" and len(selection.table) == 27
-    assert selection.notes == ["c.csv: 3 warmup evaluations left out"]
+    assert selection.kind == "stable phase" and len(selection.table) == 24
+    assert sorted(selection.table["tokens"].unique())[0] == pytest.approx(3 * 5e4)
+    assert selection.notes == ["c.csv: 3 warmup evaluations left out",
+                               "c.csv: 3 evaluations right after warmup left out (the warmup took more than a third "
+                               "of their tokens)"]
+
+
+def test_the_warmup_length_comes_from_the_learning_rate():
+    # A linear warmup to 3e-3 over 22k tokens, evaluated every 20k: the first evaluation is at 92% of the peak
+    # rate, so the warmup is 20480 / 0.923 = 22.2k tokens and evaluations below 3x that are left out.
+    tokens = np.arange(1, 21) * 20480.0
+    rates = np.where(tokens < 22187, 3e-3 * tokens / 22187, 3e-3)
+    table = pd.DataFrame({"run_id": "a", "fraction": 0.1, "tokens": tokens, "domain_loss": 7.0, "lr": rates,
+                          "phase": np.where(tokens < 22187, "warmup", "stable")})
+    table = pd.concat([table, table.assign(run_id="b", fraction=0.2), table.assign(run_id="c", fraction=0.3)])
+    kept = select_points(table).table
+    assert kept["tokens"].min() == 4 * 20480  # 3 x 22.2k = 66.6k: 41k and 61k are left out
+    without_rates = select_points(table.drop(columns=["lr"])).table  # lower bound: the last warmup evaluation
+    assert without_rates["tokens"].min() == 3 * 20480
 
 
 def test_wsd_fits_the_stable_phase_and_leaves_the_decay_out():
@@ -31,7 +50,7 @@ def test_wsd_fits_the_stable_phase_and_leaves_the_decay_out():
     assert list(point_kinds(table)[:10]) == ["warmup"] + ["stable"] * 7 + ["mid-decay", "end"]
     selection = select_points(table, "c.csv")
     assert selection.kind == "stable phase" and set(selection.table["phase"]) == {"stable"}
-    assert selection.notes[1] == ("c.csv: 6 evaluations in a learning-rate decay left out (their rate had decayed, "
+    assert selection.notes[2] == ("c.csv: 6 evaluations in a learning-rate decay left out (their rate had decayed, "
                                   "unlike the stable-phase evaluations fitted)")
 
 
