@@ -2,26 +2,27 @@
 
 Runs ``configs/sweeps/reproduce.yaml`` (6 domain fractions with 0, one of them with a second seed; a constant
 learning rate, so every evaluation past warmup is a valid shorter budget), building the quickstart's corpora,
-tokenizer and mix first when they are missing. Then fits the law twice and checks each fit on what it did not see:
+tokenizer, rephrasings and mix first when they are missing. Then checks the law twice with the library's own
+validation (:func:`scaling_laws.validation.validate`, the same as ``spt fit --holdout-...``), on the evaluations
+a sweep fit uses (:func:`scaling_laws.points.select_points`):
 
-- **first halves**: every curve's evaluations up to half its tokens; predicts the second halves;
-- **all but the largest δ**: every curve but the largest δ's; predicts that curve.
+- **first halves**: the fit sees every curve up to half its budget and predicts the second halves;
+- **all but the largest δ**: the fit sees every curve but the largest δ's and predicts that curve.
 
-For every held-out evaluation it prints the measured and predicted held-out domain loss and the absolute error
-(%), then the median absolute error, the seed-to-seed difference at the repeated δ (the noise floor), whether the
+For every held-out evaluation it prints the measured and predicted held-out domain loss and the error (%), then
+the median absolute error, the seed-to-seed difference at the repeated δ (the noise floor), whether the
 predicted best δ at the final budget (among the swept ones) is the measured best, and writes a figure.
 
     .venv/train/bin/python benchmarks/spt_reproduction.py [--sweep configs/sweeps/reproduce.yaml] [--skip-sweep]
         [--starts 64] [--figure outputs/reproduce/reproduction.png]
 
-Measured 2026-11-30 on a 2-core AVX-512 machine shared with other jobs (load average 4-27): the sweep took 38 min
-(cells 93-482 s); on the same machine at load ~2 a 400k-token quickstart cell takes 40-58 s, so the 7 cells of
-300k tokens take about 5 min unloaded. The two fits take seconds.
+Exits 1 when a median error is above :data:`MAX_MEDIAN_ERROR` or a predicted best δ differs from the measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -35,7 +36,14 @@ sys.path.insert(0, str(REPO))
 
 #: The data the sweep's base mix reads, made by the quickstart's first steps (each skips work already done).
 PREREQUISITES = (["corpora", "configs/corpora/quickstart.yaml"], ["tokenizer", "configs/tokenizer/quickstart.yaml"],
-                 ["mix", "build", "configs/mix/quickstart.yaml"])
+                 ["rephrase", "configs/rephrase/quickstart.yaml"], ["mix", "build", "configs/mix/quickstart.yaml"])
+#: The acceptance bound on each validation's median absolute error (%).
+MAX_MEDIAN_ERROR = 2.0
+
+
+def load() -> str:
+    """The 1-minute load average (the machine may be shared: timings need it)."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def run_sweep(sweep_config: str) -> tuple[Path, float]:
@@ -44,7 +52,9 @@ def run_sweep(sweep_config: str) -> tuple[Path, float]:
     from training.sweep import run_sweep as sweep
 
     for command in PREREQUISITES:
+        started = time.time()
         subprocess.run([sys.executable, "-m", "spt.cli", *command], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        print(f"{command[0]}: {time.time() - started:.0f} s (load {load()})")
     config = load_config(REPO / sweep_config, kind="sweep")
     started = time.time()
     results = sweep(config)
@@ -54,55 +64,17 @@ def run_sweep(sweep_config: str) -> tuple[Path, float]:
 
 
 def fitted_points(folder: Path) -> pd.DataFrame:
-    """The sweep's evaluations a fit may use (successful runs, past warmup), numeric, with ``fraction``."""
+    """The sweep's evaluations a fit uses (:func:`scaling_laws.points.select_points`), with numeric columns."""
+    from scaling_laws.points import select_points
     from scaling_laws.sweeps import fit_table, load_sweep
 
-    table = fit_table(load_sweep(folder))
-    table = table[table["phase"].fillna("").astype(str) != "warmup"].copy()
+    selection = select_points(fit_table(load_sweep(folder)), str(folder))
+    for note in selection.notes:
+        print(f"note: {note}")
+    table = selection.table.copy()
     for column in ("fraction", "tokens", "domain_loss", "seed"):
         table[column] = pd.to_numeric(table[column])
     return table.reset_index(drop=True)
-
-
-def fit_law(table: pd.DataFrame, starts: int):
-    """The one place that fits: the SPT law on the held-out domain loss (swap in validated fitters here)."""
-    from scaling_laws import fit
-
-    return fit(table, "spt", loss_column="domain_loss", n_starts=starts, seed=0)
-
-
-def predicted_loss(result, tokens, fractions) -> np.ndarray:
-    from scaling_laws import predict
-
-    return predict(result, {"tokens": np.asarray(tokens, float), "fraction": np.asarray(fractions, float)})["predicted"]
-
-
-def holdout_report(name: str, table: pd.DataFrame, held_out: np.ndarray, starts: int) -> tuple[pd.DataFrame, object]:
-    """Fits on the rows not ``held_out``; prints every held-out row's measured and predicted loss."""
-    result = fit_law(table[~held_out], starts)
-    rows = table[held_out].copy()
-    rows["predicted"] = predicted_loss(result, rows["tokens"], rows["fraction"])
-    rows["abs_error_pct"] = 100 * (rows["predicted"] - rows["domain_loss"]).abs() / rows["domain_loss"]
-    print(f"\n== fit on {name}: {int((~held_out).sum())} points fitted, {int(held_out.sum())} held out")
-    print(rows[["run_id", "tokens", "domain_loss", "predicted", "abs_error_pct"]]
-          .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"median absolute error: {rows['abs_error_pct'].median():.2f}%  (max {rows['abs_error_pct'].max():.2f}%)")
-    return rows, result
-
-
-def best_fraction_report(name: str, table: pd.DataFrame, result) -> bool:
-    """Whether the fit's best swept δ at the final budget is the measured best (final losses, mean over seeds)."""
-    from scaling_laws import optimal_fraction
-
-    final_tokens = table["tokens"].max()
-    final = table[table["tokens"] == final_tokens].groupby("fraction")["domain_loss"].mean()
-    predicted = pd.Series(predicted_loss(result, np.full(len(final), final_tokens), final.index), index=final.index)
-    choice = optimal_fraction(result, float(final_tokens))
-    same = predicted.idxmin() == final.idxmin()
-    print(f"{name}: at T={final_tokens:,.0f} the measured best δ is {final.idxmin():g} ({final.min():.4f}); the fit's "
-          f"best swept δ is {predicted.idxmin():g} (δ* = {choice.fraction:.3g} over the swept range): "
-          f"{'same' if same else 'DIFFERENT'}")
-    return bool(same)
 
 
 def noise_floor(table: pd.DataFrame) -> None:
@@ -116,24 +88,41 @@ def noise_floor(table: pd.DataFrame) -> None:
               f"{spread.median():.4f} nats ({relative.median():.2f}%), max {spread.max():.4f} ({relative.max():.2f}%)")
 
 
-def plot(table: pd.DataFrame, fits: dict[str, object], held: dict[str, np.ndarray], path: Path) -> None:
+def checks(table: pd.DataFrame, starts: int) -> dict[str, dict]:
+    """The two validations: first halves of every curve (all runs share one budget), all but the largest δ."""
+    from scaling_laws.validation import validate
+
+    budgets = table.groupby("run_id")["tokens"].max()
+    if budgets.nunique() != 1:
+        raise SystemExit(f"the runs have different budgets ({sorted(budgets.unique())}): 'first halves' needs one")
+    options = dict(n_starts=starts, seed=0, source="reproduction")
+    return {"first halves": validate(table, holdout_tokens_above=float(budgets.iloc[0]) / 2, **options),
+            "all but the largest δ": validate(table, holdout_fractions=[table["fraction"].max()], **options)}
+
+
+def plot(table: pd.DataFrame, reports: dict[str, dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, panels = plt.subplots(1, len(fits), figsize=(6 * len(fits), 4.5))
+    from scaling_laws.spt_laws import SPTOverfit
+    from scaling_laws.validation import holdout_mask
+
+    law = SPTOverfit()
+    figure, panels = plt.subplots(1, len(reports), figsize=(6 * len(reports), 4.5))
     colors = plt.get_cmap("viridis")
     fractions = sorted(table["fraction"].unique())
-    for axes, (name, result) in zip(np.atleast_1d(panels), fits.items()):
+    for axes, (name, report) in zip(np.atleast_1d(panels), reports.items()):
+        held = holdout_mask(table, report["holdout_tokens_above"], report["holdout_fractions"])
         for index, fraction in enumerate(fractions):
             color = colors(index / max(1, len(fractions) - 1))
-            rows = table[table["fraction"] == fraction]
-            out = held[name][table["fraction"] == fraction]
-            axes.scatter(rows["tokens"][~out], rows["domain_loss"][~out], color=color, s=12)
-            axes.scatter(rows["tokens"][out], rows["domain_loss"][out], facecolors="none", edgecolors=color, s=20)
-            grid = np.linspace(rows["tokens"].min(), rows["tokens"].max(), 100)
-            axes.plot(grid, predicted_loss(result, grid, np.full(100, fraction)), color=color, label=f"δ={fraction:g}")
+            rows = table["fraction"] == fraction
+            axes.scatter(table["tokens"][rows & ~held], table["domain_loss"][rows & ~held], color=color, s=12)
+            axes.scatter(table["tokens"][rows & held], table["domain_loss"][rows & held], facecolors="none",
+                         edgecolors=color, s=20)
+            grid = np.linspace(table["tokens"][rows].min(), table["tokens"][rows].max(), 100)
+            axes.plot(grid, law.loss_at(report["params"], grid, fraction), color=color, label=f"δ={fraction:g}")
         # The measured range: a prediction far off leaves the panel instead of flattening the measurements.
         axes.set_ylim(table["domain_loss"].min() - 0.2, table["domain_loss"].max() + 0.5)
         axes.set(title=f"fit on {name} (hollow: held out)", xlabel="tokens", ylabel="held-out domain loss (nats)")
@@ -144,7 +133,9 @@ def plot(table: pd.DataFrame, fits: dict[str, object], held: dict[str, np.ndarra
     print(f"figure: {path}")
 
 
-def main() -> None:
+def main() -> int:
+    from scaling_laws.validation import format_validation
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", default="configs/sweeps/reproduce.yaml", help="the sweep config")
     parser.add_argument("--skip-sweep", action="store_true", help="fit the sweep's folder as it is")
@@ -152,6 +143,7 @@ def main() -> None:
     parser.add_argument("--figure", default=None, help="PNG path (default: SWEEP_FOLDER/reproduction.png)")
     args = parser.parse_args()
 
+    started = time.time()
     if args.skip_sweep:
         from spt.config import load_config
 
@@ -159,18 +151,25 @@ def main() -> None:
     else:
         folder, seconds = run_sweep(args.sweep)
     table = fitted_points(folder)
-    print(f"sweep {folder}: {table['run_id'].nunique()} runs, {len(table)} evaluations past warmup"
-          + (f", swept in {seconds / 60:.1f} min" if seconds is not None else ""))
+    print(f"sweep {folder}: {table['run_id'].nunique()} runs, {len(table)} evaluations fitted"
+          + (f", swept in {seconds / 60:.1f} min (load {load()})" if seconds is not None else ""))
     noise_floor(table)
-    half = table["tokens"] > table.groupby("run_id")["tokens"].transform("max") / 2
-    largest = table["fraction"] == table["fraction"].max()
-    held = {"first halves": half.to_numpy(), "all but the largest δ": largest.to_numpy()}
-    fits, same = {}, {}
-    for name, mask in held.items():
-        _, fits[name] = holdout_report(name, table, mask, args.starts)
-        same[name] = best_fraction_report(name, table, fits[name])
-    plot(table, fits, held, Path(args.figure) if args.figure else folder / "reproduction.png")
+    reports = checks(table, args.starts)
+    passed = True
+    for name, report in reports.items():
+        print(f"\n== fit on {name}")
+        print(format_validation(report, max_rows=len(report["rows"])))
+        passed &= report["median_abs_pct_error"] <= MAX_MEDIAN_ERROR and report["final"]["same"]
+    print("\n== summary")
+    for name, report in reports.items():
+        final = report["final"]
+        print(f"{name:>22}: median |error| {report['median_abs_pct_error']:.2f}% (bound {MAX_MEDIAN_ERROR:g}%), "
+              f"best δ at T={final['tokens']:,.0f}: measured {final['measured_best']:g}, predicted "
+              f"{final['predicted_best']:g} ({'same' if final['same'] else 'DIFFERENT'})")
+    plot(table, reports, Path(args.figure) if args.figure else folder / "reproduction.png")
+    print(f"reproduction {'passed' if passed else 'FAILED'} in {(time.time() - started) / 60:.1f} min")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -42,7 +42,8 @@ def validate(table: pd.DataFrame, *, holdout_tokens_above: float | None = None, 
         ``holdout_tokens_above``, ``holdout_fractions``, ``n_fit``, ``n_holdout``, ``fitted`` (what the
         reduced fit used), ``median_abs_pct_error``, ``max_abs_pct_error``, ``rows`` (one dict per held-out
         evaluation: ``run_id``, ``fraction``, ``tokens``, ``observed``, ``predicted``, ``error_pct`` =
-        100 (predicted - observed) / observed) and ``params`` of the reduced fit.
+        100 (predicted - observed) / observed), ``params`` of the reduced fit and ``final`` (the best swept
+        fraction at the largest budget, measured and predicted: :func:`final_choice`).
 
     Raises:
         InputError: When nothing is held out, or too little is left to fit.
@@ -76,7 +77,33 @@ def validate(table: pd.DataFrame, *, holdout_tokens_above: float | None = None, 
                  for r, f, t, o, p, e in zip(run_ids, inputs["fraction"], inputs["tokens"], observed, predicted,
                                              error)],
         "params": reduced.params,
+        "final": final_choice(table, reduced, loss_column),
     }
+
+
+def final_choice(table: pd.DataFrame, fit, loss_column: str = "domain_loss") -> dict:
+    """Which swept fraction is best at the largest budget of ``table``: measured (the mean loss of the runs'
+    evaluations there, over seeds) and predicted by ``fit`` (at the same fractions), and the fit's delta* over the
+    swept range.
+
+    Returns:
+        ``tokens``, ``fractions``, ``measured`` and ``predicted`` (losses per fraction, same order),
+        ``measured_best``, ``predicted_best``, ``same`` and ``delta_star``.
+    """
+    from scaling_laws.decisions import optimal_fraction
+
+    tokens = pd.to_numeric(table["tokens"]).to_numpy(float)
+    last = table[tokens == tokens.max()]
+    measured = pd.to_numeric(last[loss_column]).groupby(pd.to_numeric(last["fraction"]).to_numpy(float)).mean()
+    fractions = measured.index.to_numpy(float)
+    predicted = fit.form.predict(fit.params, {"tokens": np.full(len(fractions), tokens.max()), "fraction": fractions})
+    swept = pd.to_numeric(table["fraction"]).to_numpy(float)
+    best_measured, best_predicted = float(fractions[np.argmin(measured)]), float(fractions[np.argmin(predicted)])
+    choice = optimal_fraction(fit, float(tokens.max()), low=float(swept.min()), high=float(swept.max()))
+    return {"tokens": float(tokens.max()), "fractions": fractions.tolist(), "measured": measured.tolist(),
+            "predicted": [float(v) for v in predicted], "measured_best": best_measured,
+            "predicted_best": best_predicted, "same": best_measured == best_predicted,
+            "delta_star": float(choice.fraction)}
 
 
 def validation_table(report: dict) -> pd.DataFrame:
@@ -102,4 +129,12 @@ def format_validation(report: dict, max_rows: int = 40) -> str:
     if 0 < max_rows < len(report["rows"]):
         lines.append(f"  ... and {len(report['rows']) - max_rows} more")
     lines.append(f"  median |error| {report['median_abs_pct_error']:.3g}%, max {report['max_abs_pct_error']:.3g}%")
+    final = report.get("final")
+    if final:
+        losses = ", ".join(f"{f:g}: {m:.3f} / {p:.3f}" for f, m, p in
+                           zip(final["fractions"], final["measured"], final["predicted"]))
+        lines.append(f"  at T={final['tokens']:.4g} (delta: measured / predicted loss): {losses}")
+        lines.append(f"  best swept delta there: measured {final['measured_best']:g}, predicted "
+                     f"{final['predicted_best']:g} ({'same' if final['same'] else 'DIFFERENT'}); delta* of the "
+                     f"reduced fit {final['delta_star']:.3g}")
     return "\n".join(lines)
