@@ -22,21 +22,39 @@ step rephrase  $spt rephrase configs/rephrase/quickstart.yaml
 step mix       $spt mix build configs/mix/quickstart.yaml
 step plan      $spt sweep configs/sweeps/quickstart.yaml --dry-run
 step sweep     $spt sweep configs/sweeps/quickstart.yaml
-step fit       $spt fit --law spt --data "$out/sweep" --starts 64 --bootstrap 20 --seed 0 --out "$out/fit.json"
-step delta     $spt optimal-fraction --fit "$out/fit.json" --tokens 1e6 1e7
+# delta* at the largest trained budget (400k tokens), 2x it (a short extrapolation) and 10x it (flagged).
+budgets="4e5 8e5 4e6"
+step fit       $spt fit --law spt --data "$out/sweep" --starts 64 --seed 0 --out "$out/fit.json"
+step delta     $spt optimal-fraction --fit "$out/fit.json" --tokens $budgets --domain-tokens 3200
 step notebook  $spt notebook notebooks/choose_repetition_fraction.ipynb --out "$out/report" \
-                   -p results_dir=$out/sweep -p "budgets=[1e6,1e7]" -p output_dir=$out/report \
-                   -p starts=64 -p bootstrap=20 -p seed=0
+                   -p results_dir=$out/sweep -p "budgets=[4e5,8e5,4e6]" -p output_dir=$out/report \
+                   -p starts=64 -p seed=0
 
 echo
-echo "== quickstart summary"
+echo "== quickstart summary (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%s\n' "${timings[@]}"
+echo
+echo "synthetic (rephrased general) tokens trained, from the sweep cells' mix plans:"
+.venv/train/bin/python - "$out/sweep" "$out/mix/mixes" <<'PY'
+import csv, json, sys
+from pathlib import Path
+sweep, mixes = Path(sys.argv[1]), Path(sys.argv[2])
+total = 0
+for run in csv.DictReader(open(sweep / "results.csv")):
+    plan = json.loads((mixes / f"quickstart-{run['run_id']}" / "plan.json").read_text())
+    synthetic = [s for s in plan["sources"] if s["role"] == "synthetic" and not s.get("left_out")]
+    tokens = sum(s["realized_tokens"] for s in synthetic)
+    unique = sum(s.get("unique_tokens", 0) for s in synthetic)
+    total += tokens
+    print(f"  {run['run_id']}: {tokens:,} of {plan['realized_tokens']:,} tokens ({unique:,} unique)")
+print(f"  all runs: {total:,} tokens")
+PY
 echo
 echo "what the pilot's curves show (the SPT law needs both):"
 .venv/train/bin/python benchmarks/quickstart_curves.py "$out/sweep"
 echo
 echo "recommended δ (domain fraction) per budget:"
-$spt optimal-fraction --fit "$out/fit.json" --tokens 1e6 1e7 --lines
+$spt optimal-fraction --fit "$out/fit.json" --tokens $budgets --domain-tokens 3200 --lines
 echo
 echo "outputs in $out:"
 ls -1 "$out" "$out/report"

@@ -36,15 +36,16 @@ def test_a_sweep_that_shows_the_finding(tmp_path):
     assert check.rise == pytest.approx(0.2) and check.falls and check.turns_up and check.shown
 
 
-def test_warmup_points_are_not_budgets(tmp_path):
+def test_warmup_and_the_evaluations_right_after_it_are_not_budgets(tmp_path):
     from training.curve_check import check_sweep
 
-    # At 10 tokens (warmup) δ = 0 leads; the first fitted budget is 20, where δ = 0.5 leads.
+    # At 10 tokens (warmup) δ = 0 leads, and at 20 tokens (half of them spent warming up) δ = 0.1 does; the first
+    # budget the fit uses (scaling_laws.points) is 30, where δ = 0.5 leads.
     losses = {d: list(curve) for d, curve in SHOWN.items()}
-    losses[0.0][0] = 6.0
+    losses[0.0][0], losses[0.1][1] = 6.0, 6.4
     write_curves(tmp_path, losses, phases={10: "warmup"})
     (check,) = check_sweep(tmp_path)
-    assert (check.first_tokens, check.first_best) == (20, 0.5)
+    assert (check.first_tokens, check.first_best) == (30, 0.5)
 
 
 @pytest.mark.parametrize("change,falls,turns_up", [

@@ -183,5 +183,6 @@ def test_quickstart_mix_config_is_valid():
     assert (config.seq_len, config.total_tokens) == (128, 400_000)
     assert [(s.name, s.role) for s in config.sources] == [("domain", "domain"), ("general", "general"),
                                                            ("synthetic", "synthetic")]
-    assert [float(f) for f in config.resolved_fractions()] == [0.25, 0.75, 0.0]
+    assert [float(f) for f in config.resolved_fractions()] == [0.25, 0.745, 0.005]
+    assert config.sources[2].rephrases == "general"
     assert config.total_tokens >= config.global_batch_size * config.seq_len

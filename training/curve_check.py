@@ -1,7 +1,7 @@
 """Does a pilot sweep show what the SPT law needs? Two checks on its measured curves, per seed:
 
 1. **δ* falls with the budget**: the δ with the lowest held-out domain loss at the smallest fitted budget (the
-   first evaluation past warmup) is larger than the best δ at the largest budget.
+   first evaluation the SPT fit uses) is larger than the best δ at the largest budget.
 2. **Overfitting shows**: the largest δ's held-out domain loss reaches its minimum before the end of its run and
    ends at least :data:`MIN_RISE` nats above that minimum.
 
@@ -56,11 +56,11 @@ class SeedCheck:
 
 
 def fitted_points(curves: pd.DataFrame) -> pd.DataFrame:
-    """Evaluations a fit uses: past warmup (phase is not ``warmup``) and after some training."""
-    points = curves[pd.to_numeric(curves["tokens"]) > 0]
-    if "phase" in points:
-        points = points[points["phase"].fillna("").astype(str) != "warmup"]
-    return points
+    """Evaluations a fit uses (:func:`scaling_laws.points.select_points`: past warmup, not right after it) and
+    after some training."""
+    from scaling_laws.points import select_points
+
+    return select_points(curves[pd.to_numeric(curves["tokens"]) > 0]).table
 
 
 def check_seed(curves: pd.DataFrame, seed: int) -> SeedCheck:
