@@ -87,6 +87,25 @@ def test_spt_recovery_from_the_train_loss_and_the_gap():
     _assert_decisions_recovered(result, true, rtol=1e-2, delta_tolerance=0.005)
 
 
+def test_a_memorized_domain_set_falls_back_to_the_held_out_loss():
+    """A train loss the law's train term cannot follow (memorization: linear in T, towards 0 at large delta) makes
+    the halves miss the held-out loss; auto then fits the held-out loss alone and says why."""
+    from scaling_laws.points import select_points
+
+    _, curves = synthetic.pilot_sweep(seed=3)
+    table = select_points(curves.rename(columns={"domain_fraction": "fraction"})).table.copy()
+    progress = table["tokens"] / table["tokens"].max()
+    table["domain_train_loss"] *= np.clip(1.0 - 1.6 * table["fraction"] * progress, 0.01, None)
+    result = fit_spt(table, n_starts=32)
+    assert result.settings["fitted"] == "held-out" and result.settings["lack_of_fit_ratio"] > 3.0
+    assert result.caveats[0].startswith("fitted the held-out loss alone: the law's train term cannot follow")
+    assert result.objective <= fit(table, "spt", loss_column="domain_loss", n_starts=32,
+                                   objective=Objective(huber_delta=1e-2)).objective * (1 + 1e-9)
+    # The same sweep with its train loss intact keeps the halves.
+    intact = select_points(curves.rename(columns={"domain_fraction": "fraction"})).table
+    assert fit_spt(intact, n_starts=32).settings["fitted"] == "train+gap"
+
+
 def _assert_decisions_recovered(result, true, rtol, delta_tolerance):
     law = get_law("spt")
     tokens, fraction = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 1e10, 25), np.linspace(0, 0.5, 26)))
