@@ -1,8 +1,10 @@
-"""Every output on S3 (a local moto server started here): `spt mix build` -> `spt train` (killed, then resumed
-from its S3 checkpoints) -> `spt sweep` (2 cells) -> `spt fit` and `spt plot`, with no local output folder.
+"""Every output on S3 (a local moto server started here), with no local output folder.
 
-The commands run as users run them, in subprocesses of the installed CLI, with the S3 settings in the
-environment (``S3_ENDPOINT_URL`` and keys). Inputs (the tiny corpora and tokenizer) are local files.
+The acceptance test (slow) runs `spt mix build` -> `spt train` (killed, then resumed from its S3 checkpoints) ->
+`spt sweep` (2 cells) -> `spt fit` and `spt plot` as users run them, in subprocesses of the installed CLI, with the
+S3 settings in the environment (``S3_ENDPOINT_URL`` and keys). The default run covers the same code in-process:
+a training run, its finetune and an interpolation on S3, and fits, predictions and plots of a sweep on S3.
+Inputs (the tiny corpora and tokenizer) are local files.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from spt import storage
-from tests.conftest import tree
+from spt.config import load_config
+from tests.conftest import tree, two_source_mix_yaml
 
 BATCH, SEQ = 8, 32
 TOKENS_PER_BATCH = BATCH * SEQ
@@ -142,3 +145,77 @@ def test_mix_train_sweep_fit_on_s3_write_nothing_locally(s3, tiny_corpora, tmp_p
     rerun = spt(spt_bin, "sweep", configs / "sweep.yaml", cwd=work)
     assert rerun.returncode == 0 and "2 cells done, 0 to run" in rerun.stdout, rerun.stderr[-3000:]
     assert tree(tmp_path) == before
+
+
+@pytest.fixture(scope="module")
+def local_mix(tiny_corpora) -> Path:
+    """The mix tests/test_training.py trains on (built once per session: the second build reuses it)."""
+    from pipelines.mix.build import build_mix
+
+    path = tiny_corpora / "train-mix.yaml"
+    path.write_text(two_source_mix_yaml(tiny_corpora, tiny_corpora / "mix", 60 * 16 * 64, 64, 16, "test"))
+    return Path(build_mix(load_config(path))["spec"])
+
+
+def test_train_finetune_and_interpolate_on_s3(s3, local_mix, tmp_path, monkeypatch, run_cli):
+    monkeypatch.chdir(tmp_path)
+    run_dir, ft_dir = f"{s3}/runs/train", f"{s3}/runs/finetune"
+    (tmp_path / "train.yaml").write_text(json.dumps({
+        "kind": "train", "mix": str(local_mix), "run_dir": run_dir, "global_batch_size": 16,
+        "duration_tokens": 10 * 16 * 64, "eval_every_tokens": 5 * 16 * 64, "eval_samples": 16,
+        "checkpoint_every_tokens": 5 * 16 * 64}))
+    (tmp_path / "finetune.yaml").write_text(json.dumps({
+        "kind": "finetune", "base_run": run_dir, "run_dir": ft_dir, "duration_tokens": 10 * 16 * 64,
+        "eval_every_tokens": 5 * 16 * 64, "eval_samples": 16, "global_batch_size": 16}))
+    (tmp_path / "interpolate.yaml").write_text(json.dumps({
+        "kind": "interpolate", "start": run_dir, "end": ft_dir, "mix": str(local_mix), "alphas": [0.0, 1.0],
+        "eval_samples": 16, "output": f"{s3}/interpolate.csv"}))
+    before = tree(tmp_path)
+    for command in ("train", "finetune", "interpolate"):
+        code, out, err = run_cli(command, tmp_path / f"{command}.yaml")
+        assert code == 0, err
+    assert tree(tmp_path) == before  # no local run folder, no 's3:' folder
+    summary = storage.read_json(f"{run_dir}/summary.json")
+    assert (summary["start_batch"], summary["trained_batches"], summary["run_dir"]) == (0, 10, run_dir)
+    assert {".spt-owner.json", "config.json", "curves.csv", "summary.json", "logs/metrics-rank0.log",
+            "model/model.safetensors", "checkpoints/ba5-rank0.pt", "checkpoints/ba10-rank0.pt",
+            "checkpoints/latest-rank0.pt.symlink"} <= set(keys(run_dir))
+    # Composer's credential check stays inside the run, not at the bucket's root.
+    assert not [k for k in keys(s3) if k.startswith(".credentials")]
+    assert storage.read_text(f"{run_dir}/checkpoints/latest-rank0.pt.symlink") == "ba10-rank0.pt"
+    finetuned = storage.read_json(f"{ft_dir}/summary.json")
+    assert finetuned["test_domain_loss"] > 0 and "model/model.safetensors" in keys(ft_dir)
+    assert storage.read_text(f"{s3}/interpolate.csv").startswith("alpha,domain_loss,general_loss")
+    # A rerun reuses the finished run; another config is refused, naming what changed.
+    code, out, _ = run_cli("train", tmp_path / "train.yaml")
+    assert code == 0 and json.loads(out)["reused"] is True
+    code, _, err = run_cli("train", tmp_path / "train.yaml", "seed=1")
+    assert code == 2 and f"train.run_dir={run_dir!r}: holds `spt train` output made before its config changed" in err
+
+
+def test_fit_predict_and_plot_read_and_write_s3(s3, tmp_path, monkeypatch, run_cli):
+    from scaling_laws import synthetic, sweeps
+
+    monkeypatch.chdir(tmp_path)
+    folder = f"{s3}/synthetic-sweep"
+    sweeps.write_sweep(folder, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
+    code, out, err = run_cli("fit", "--law", "spt", "--data", folder, "--starts", "4", "--bootstrap", "0",
+                             "--out", f"{s3}/fit/fit.json")
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"wrote {s3}/fit/fit.json"
+    code, out, err = run_cli("predict", "--fit", f"{s3}/fit/fit.json", "--data", folder, "--out",
+                             f"{s3}/fit/predicted.csv")
+    assert code == 0, err
+    code, out, err = run_cli("plot", "--fit", f"{s3}/fit/fit.json", "--data", folder, "--out-dir", f"{s3}/fit/plots")
+    assert code == 0, err
+    assert {"fit.json", "predicted.csv", "plots/loss_curves.png", "plots/optimal_fraction.svg",
+            "plots/residuals.png"} <= set(keys(f"{s3}/fit"))
+    assert tree(tmp_path) == []
+    # A sweep folder on S3 reads like a local one; a missing one is named.
+    assert len(sweeps.load_sweep(folder).results) == 3
+    code, _, err = run_cli("fit", "--law", "spt", "--data", f"{s3}/nowhere", "--out", f"{s3}/fit/other.json")
+    assert (code, err.strip()) == (2, f"error: {s3}/nowhere: no such file")
+    code, _, err = run_cli("fit", "--law", "spt", "--data", folder, "--out", "gs://bucket/fit.json")
+    assert (code, err.strip()) == (2, "error: --out gs://bucket/fit.json: unsupported scheme gs:// (use a local path "
+                                      "or s3://BUCKET/PREFIX)")
+    assert tree(tmp_path) == []
