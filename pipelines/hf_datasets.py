@@ -43,7 +43,7 @@ from spt.errors import InputError
 from spt.storage import sha256_json
 
 FORMAT = "spt-hf-parquet/1"
-MANIFEST = "hf-input.json"
+MANIFEST = "_hf-input.json"  # "_": readers of the folder (rephrase, mix, tokenizer) skip it
 ROWS_PER_BATCH = 4096  # also the parquet row group: the mix cuts its build tasks at row groups
 BYTES_PER_FILE = 256 << 20  # text bytes per materialized part file (bytes)
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.large_string())])
@@ -223,8 +223,10 @@ def materialize(source: HfInput, cache: str) -> Materialized:
     """Writes the split as parquet under ``cache/<name>-<key>/`` (local or ``s3://``), unless it is there.
 
     The folder holds ``part-NNNNN.parquet`` files (``id``, ``text``; :data:`ROWS_PER_BATCH`-row groups) and
-    ``hf-input.json`` (written last: the mark of a complete folder). The same rows give the same bytes.
+    ``_hf-input.json`` (written last: the mark of a complete folder). The same rows give the same bytes.
     """
+    # Absolute: Ray workers and the generate stage read these files, and their working directory need not be ours.
+    cache = cache if storage.is_remote(cache) else str(storage.local_path(cache))
     folder = storage.join(cache, f"{_slug(source.spec)}-{source.key[:16]}")
     manifest = storage.read_json(storage.join(folder, MANIFEST))
     if manifest and manifest.get("key") == source.key:
