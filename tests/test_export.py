@@ -151,3 +151,44 @@ def test_vllm_serves_the_export_with_the_same_next_token_logprobs(exported, tmp_
         row = logprobs[start + step]
         assert row[token].item() == pytest.approx(vllm_logprob, abs=1e-3)
         assert row.max().item() - row[token].item() < 1e-3  # greedy: vLLM's token is the top one (up to ties)
+
+
+@pytest.fixture()
+def bucket(monkeypatch):
+    """A bucket on a moto S3 server on 127.0.0.1 (in this process), with the environment a user would set."""
+    import logging
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "S3_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="runs")
+    yield "s3://runs"
+    server.stop()
+
+
+def test_export_of_a_run_on_s3_to_s3(trained, exported, bucket, tmp_path, run_cli):
+    from spt import storage
+
+    run_dir = trained[0]
+    storage.upload_folder(run_dir, f"{bucket}/run")
+    code, out, err = run_cli("export", f"{bucket}/run", "--out", f"{bucket}/hf")
+    assert code == 0, err
+    local = json.loads((exported / "spt-export.json").read_text())["files"]
+    remote = json.loads(storage.read_text(f"{bucket}/hf/spt-export.json"))["files"]
+    assert set(remote) == set(local)
+    # The same weights, tokenizer and configs; only the card names where the run was.
+    assert {k: v for k, v in remote.items() if k != "README.md"} == {k: v for k, v in local.items() if k != "README.md"}
+    copy = storage.download_folder(f"{bucket}/hf", tmp_path / "copy")
+    assert {n: storage.sha256(str(copy / n)) for n in remote} == remote
