@@ -36,6 +36,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from spt import storage
 from spt.config.hf import HfDataset
@@ -234,38 +235,51 @@ def materialize(source: HfInput, cache: str) -> Materialized:
         if all(storage.is_file(f) for f in files):
             return Materialized(folder, files, int(manifest["rows"]), True)
     with storage.staged_folder(folder, last=MANIFEST) as staging:
-        parts, rows = _write_parts(source, staging)
-        storage.write_json(str(staging / MANIFEST), {"format": FORMAT, **source.record(), "rows": rows,
-                                                     "files": parts})
-    return Materialized(folder, [storage.join(folder, name) for name in parts], rows, False)
+        parts = _Parts(staging)
+        total = getattr(source.dataset, "num_rows", None)  # None for a streamed set
+        with tqdm(total=total, desc=f"parquet of {source.spec.label()}", unit="doc", disable=None) as progress:
+            for table in batches(source):
+                parts.add(table)
+                progress.update(table.num_rows)
+        files = parts.close()
+        storage.write_json(str(staging / MANIFEST), {"format": FORMAT, **source.record(), "rows": parts.rows,
+                                                     "files": files})
+    return Materialized(folder, [storage.join(folder, name) for name in files], parts.rows, False)
 
 
-def _write_parts(source: HfInput, staging: Path) -> tuple[dict[str, dict], int]:
-    parts: dict[str, dict] = {}
-    writer, name, part_rows, part_bytes, rows = None, "", 0, 0, 0
+class _Parts:
+    """The part files of a materialized split: ``part-NNNNN.parquet``, a new one after :data:`BYTES_PER_FILE` of
+    text, one row group per batch."""
 
-    def close():
-        writer.close()
-        parts[name] = {"rows": part_rows, "sha256": storage.sha256(str(staging / name))}
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: dict[str, dict] = {}  # name -> rows and sha256
+        self.rows = 0
+        self._writer, self._name, self._rows, self._bytes = None, "", 0, 0
 
-    for table in batches(source):
-        if writer is None:
-            name, part_rows, part_bytes = f"part-{len(parts):05d}.parquet", 0, 0
-            writer = pq.ParquetWriter(str(staging / name), SCHEMA, compression="zstd")
-        writer.write_table(table, row_group_size=ROWS_PER_BATCH)
-        part_rows += table.num_rows
-        part_bytes += table.column("text").nbytes
-        rows += table.num_rows
-        if part_bytes >= BYTES_PER_FILE:
-            close()
-            writer = None
-    if writer is not None:
-        close()
-    if not parts:  # an empty split is still a (zero-row) input, so readers report it as empty, not missing
-        name = "part-00000.parquet"
-        pq.write_table(SCHEMA.empty_table(), str(staging / name), compression="zstd")
-        parts[name] = {"rows": 0, "sha256": storage.sha256(str(staging / name))}
-    return parts, rows
+    def add(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._name, self._rows, self._bytes = f"part-{len(self.files):05d}.parquet", 0, 0
+            self._writer = pq.ParquetWriter(str(self.folder / self._name), SCHEMA, compression="zstd")
+        self._writer.write_table(table, row_group_size=ROWS_PER_BATCH)
+        self._rows += table.num_rows
+        self._bytes += table.column("text").nbytes
+        self.rows += table.num_rows
+        if self._bytes >= BYTES_PER_FILE:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._writer.close()
+        self._writer = None
+        self.files[self._name] = {"rows": self._rows, "sha256": storage.sha256(str(self.folder / self._name))}
+
+    def close(self) -> dict[str, dict]:
+        """Finishes the last file; an empty split still gets one (zero-row) file, so readers call it empty."""
+        if self._writer is None and not self.files:
+            self.add(SCHEMA.empty_table())
+        if self._writer is not None:
+            self._finish()
+        return self.files
 
 
 def _slug(spec: HfDataset) -> str:

@@ -147,29 +147,49 @@ def _write_files(source: RunToExport, out: str) -> dict[str, str]:
     """Writes every file of the folder; returns name -> sha256."""
     from training.model_card import model_card
 
-    written = {}
     model_config = {**source.model_config, "bos_token_id": source.eos_token_id,
                     "eos_token_id": source.eos_token_id, "pad_token_id": source.pad_token_id}
-    written["config.json"] = _put_json(out, "config.json", model_config)
-    written["generation_config.json"] = _put_json(out, "generation_config.json", {
-        "bos_token_id": source.eos_token_id, "eos_token_id": source.eos_token_id,
-        "pad_token_id": source.pad_token_id, "transformers_version": model_config.get("transformers_version"),
-    })
+    written = {"config.json": _put_json(out, "config.json", model_config)}
     for name in source.weights:
         written[name] = _copy(storage.join(source.model, name), storage.join(out, name))
-    for name in TOKENIZER_FILES:
-        location = storage.join(source.tokenizer, name)
-        if name == "tokenizer_config.json":
-            settings = storage.read_json(location) or {}
-            # Longer inputs would reach positions the model never trained on.
-            settings["model_max_length"] = int(model_config.get("max_position_embeddings") or source.spec["seq_len"])
-            written[name] = _put_json(out, name, settings)
-        elif storage.is_file(location):
-            written[name] = _copy(location, storage.join(out, name))
+    context = int(model_config.get("max_position_embeddings") or source.spec["seq_len"])
+    written.update(write_tokenizer_and_generation_config(source.tokenizer, out, source.eos_token_id,
+                                                         source.pad_token_id, context))
     card = model_card(source).encode("utf-8")
     storage.write_bytes(storage.join(out, "README.md"), card)
     written["README.md"] = storage.sha256_bytes(card)
     return dict(sorted(written.items()))
+
+
+def write_tokenizer_and_generation_config(tokenizer: str, out: str, eos_token_id: int, pad_token_id: int,
+                                          context: int) -> dict[str, str]:
+    """Writes the tokenizer files and ``generation_config.json`` into a model folder; returns name -> sha256.
+
+    Args:
+        tokenizer: the tokenizer folder (local or ``s3://``).
+        context: the model's context (tokens); the tokenizer advertises it as ``model_max_length``, since longer
+            inputs would reach positions the model never trained on.
+    """
+    import transformers
+
+    written = {"generation_config.json": _put_json(out, "generation_config.json", {
+        "bos_token_id": eos_token_id, "eos_token_id": eos_token_id, "pad_token_id": pad_token_id,
+        "transformers_version": transformers.__version__,
+    })}
+    for name in TOKENIZER_FILES:
+        location = storage.join(tokenizer, name)
+        if name == "tokenizer_config.json":
+            written[name] = _put_json(out, name, {**(storage.read_json(location) or {}), "model_max_length": context})
+        elif storage.is_file(location):
+            written[name] = _copy(location, storage.join(out, name))
+    return written
+
+
+def complete_model_folder(folder: str, spec: dict) -> None:
+    """Makes a run's ``model/`` folder (weights and config from ``save_pretrained``) a complete Hugging Face
+    folder: the tokenizer of its mix and the generation config (for ``training.trainer.export_model``)."""
+    eos, pad = _special_ids(str(spec["tokenizer"]), int(spec["eos_token_id"]))
+    write_tokenizer_and_generation_config(str(spec["tokenizer"]), folder, eos, pad, int(spec["seq_len"]))
 
 
 def _put_json(out: str, name: str, value: dict) -> str:
