@@ -228,3 +228,33 @@ def test_rephrase_hands_the_generate_stage_parquet(data, tmp_path, run_cli, monk
     # A second run reuses the parquet.
     code, _, err = run_cli("rephrase", config)
     assert code == 0 and "(80 rows) as parquet reused" in err
+
+
+# --- config rules --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,overrides,message", [
+    ("corpora", ["domain.hf.path=https://x/y"],
+     "corpora.domain.hf.path='https://x/y': give a hub id (org/name), a builder name or a local path, not a URL"),
+    ("corpora", ["domain.hf.path=json", "domain.hf.data_files=3"],
+     "corpora.domain.hf.data_files=3: must be a non-empty list of paths, or a mapping from split name to such lists"),
+    ("mix", ["sources[0].hf.path=org/name"], "mix: sources[0] 'a': give paths or hf, not both"),
+    ("mix", ["sources[0].paths=[]"], "mix: sources[0] 'a': give paths or hf"),
+    ("mix", ["sources[0].heldout_hf.path=org/name", "sources[0].heldout_fraction=0.1"],
+     "mix: sources[0] 'a': give heldout_hf or heldout_fraction, not both"),
+    ("rephrase", ["input.paths=[]", "input.hf.path=org/name", "input.heldout_paths=[h.parquet]"],
+     "rephrase.input: with hf, give the held-out documents as heldout_hf (not heldout_paths)"),
+    ("rephrase", ["input.heldout_hf.path=org/name"],
+     "rephrase.input: heldout_hf goes with hf (with paths, give heldout_paths)"),
+])
+def test_hf_config_rules(kind, overrides, message, tmp_path):
+    configs = {
+        "corpora": {"kind": "corpora", "output_dir": "out"},
+        "mix": {"kind": "mix", "output_dir": "m", "tokenizer": "tok", "total_tokens": 64, "seq_len": 4,
+                "global_batch_size": 2, "sources": [{"name": "a", "role": "general", "paths": ["x.parquet"]}]},
+        "rephrase": {"kind": "rephrase", "input": {"paths": ["x.parquet"]}, "output": {"dir": "r"}},
+    }
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(json.dumps(configs[kind]))
+    with pytest.raises(InputError) as refused:
+        load_config(path, overrides)
+    assert refused.value.problems == [message]
