@@ -49,6 +49,8 @@ def model_card(source: "RunToExport") -> str:
     tokens = summary.get("tokens", summary.get("trained_tokens"))
     shape = summary.get("model") or {}
     name = source.run.rstrip("/").rsplit("/", 1)[-1]
+    base = source.config.get("base_run")
+    how = f"finetuned on domain data from `{base}`, pretrained with spt" if base else "pretrained with spt"
     lines = [
         "---", "library_name: transformers", "pipeline_tag: text-generation",
         "tags: [spt, specialized-pretraining, llama]", "---", "",
@@ -56,8 +58,8 @@ def model_card(source: "RunToExport") -> str:
         f"A Llama-style decoder ({_number(summary.get('params'))} parameters: {config.get('hidden_size')} hidden, "
         f"{config.get('num_hidden_layers')} layers, {config.get('num_attention_heads')} heads, "
         f"{config.get('num_key_value_heads')} key/value heads; context {config.get('max_position_embeddings')} "
-        f"tokens; vocabulary {config.get('vocab_size')}) pretrained with spt (specialized pretraining: the domain "
-        "set repeated inside pretraining as a fraction δ of all tokens).", "",
+        f"tokens; vocabulary {config.get('vocab_size')}) {how} (specialized pretraining: the domain set repeated "
+        "inside pretraining as a fraction δ of all tokens).", "",
         "## Data mix", "",
         f"Mix `{spec.get('name')}`: {_number(spec.get('total_tokens'))} tokens per pass in samples of "
         f"{spec.get('seq_len')} tokens. Domain fraction δ = {domain_fraction(spec):.4f} (domain sources and their "
