@@ -107,7 +107,11 @@ def _open_saved(datasets, spec: HfDataset, folder: Path, where: str):
     for field in ("name", "revision", "data_files"):
         if getattr(spec, field) is not None:
             raise InputError(f"{where}.{field}: not used by a dataset saved with save_to_disk ({spec.path!r})")
-    loaded = datasets.load_from_disk(str(folder), keep_in_memory=False)
+    try:
+        loaded = datasets.load_from_disk(str(folder), keep_in_memory=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged folder (missing Arrow files, bad state.json): one line
+        raise InputError(f"{where}.path={spec.path!r}: unreadable saved dataset ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if isinstance(loaded, datasets.DatasetDict):
         if spec.split not in loaded:
             raise InputError(f"{where}.split={spec.split!r}: no such split in {spec.path!r} "
