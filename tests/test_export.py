@@ -82,7 +82,10 @@ def test_export_loads_in_transformers_with_the_loss_spt_reported(trained, export
     assert tokenizer(text, add_special_tokens=False).input_ids == mix_tokenizer.encode(text).ids
     # Each source's held-out loss over the samples the run evaluated, by transformers' own loss.
     with torch.no_grad():
-        for source, reported in summary["losses"].items():
+        heldout = {e["name"] for e in spec["eval"] if e.get("samples")}
+        assert heldout == {"domain", "general"}
+        for source in sorted(heldout):
+            reported = summary["losses"][source]
             losses = [(model(input_ids=ids, labels=ids).loss.item(), ids.numel() - len(ids))
                       for ids in heldout_batches(spec, source)]
             mean = sum(loss * count for loss, count in losses) / sum(count for _, count in losses)
