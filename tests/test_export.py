@@ -99,21 +99,15 @@ def test_export_loads_in_transformers_with_the_loss_spt_reported(trained, export
     assert {p: p.stat().st_mtime_ns for p in exported.iterdir()} == before
 
 
-def test_a_run_model_folder_can_be_made_complete(trained, tmp_path):
-    """What `training.trainer.export_model` can call so that run_dir/model loads with AutoTokenizer too."""
-    import shutil
-
-    from transformers import AutoTokenizer
-
-    from training.export import complete_model_folder
+def test_a_run_model_folder_loads_as_it_is(trained):
+    """`spt train` writes run_dir/model with the mix's tokenizer and a generation config: no export needed to load it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     run_dir, _, spec = trained
-    folder = tmp_path / "model"
-    shutil.copytree(run_dir / "model", folder)
-    complete_model_folder(str(folder), spec)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
     assert tokenizer.eos_token_id == spec["eos_token_id"] and tokenizer.model_max_length == SEQ
-    assert json.loads((folder / "generation_config.json").read_text())["pad_token_id"] == tokenizer.pad_token_id
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "model")
+    assert model.generation_config.pad_token_id == tokenizer.pad_token_id
 
 
 def test_an_unfinished_run_is_refused(trained, tmp_path, run_cli):

@@ -176,7 +176,7 @@ def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, s
     model = HuggingFaceModel(base_model.train(), shift_labels=True, use_logits=True,
                              eval_metrics=[LanguageCrossEntropy()])
     stopper = BestValidation(next(k for k, v in split_roles.items() if v == SPLIT_ROLES[0]), config.patience,
-                             config.min_delta, save=lambda m: export_model(m, layout.model))
+                             config.min_delta, save=lambda m: export_model(m, layout.model, spec))
     files = RunFiles(layout)
     try:
         trainer = compose_trainer(layout=layout, files=files, model=model, train_loader=loader, evals=evals,

@@ -234,7 +234,7 @@ def train(config: TrainConfig, start: RunStart, world_size: int = 1, rank: int =
         trainer.close()  # waits for checkpoint uploads: the summary must not come before them
         summary = _summary(config, start, time.time() - began, world_size, start_batch, counter.batches)
         if rank == 0:
-            export_model(trainer.state.model, start.layout.model)
+            export_model(trainer.state.model, start.layout.model, start.spec)
             storage.write_json(start.layout.summary, summary)
     finally:
         files.close()
