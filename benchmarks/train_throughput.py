@@ -51,14 +51,18 @@ def composer_run(args, folder: Path, size, vocab: int, run_dir: Path) -> float:
     from composer.core import Callback
 
     from spt.config.train import OptimizerConfig, ScheduleConfig
-    from training.trainer import RunPlan, build_model, compose_trainer
+    from training.composer_run import compose_trainer
+    from training.layout import RunLayout
+    from training.run_files import RunFiles
+    from training.trainer import RunPlan, build_model
 
     clock = type("Clock", (BatchClock, Callback), {})()
     plan = RunPlan(args.seq_len, args.batch_size * args.seq_len, args.batches, args.batches, args.batches,
                    args.batch_size, args.batch_size, size, 0)
     spec = {"vocab_size": vocab, "eos_token_id": 0}
+    layout = RunLayout(str(run_dir))
     trainer = compose_trainer(
-        run_dir=run_dir, model=build_model(plan, spec, seed=0), train_loader=loader(folder, args.batch_size),
+        layout=layout, files=RunFiles(layout), model=build_model(plan, spec, seed=0), train_loader=loader(folder, args.batch_size),
         evals=[], roles={}, eval_samples={}, plan=plan, optimizer=OptimizerConfig(lr=1e-3),
         schedule=ScheduleConfig(kind="constant", warmup_fraction=0.0), device="cpu", precision="fp32", seed=0,
         autoresume=False, callbacks=[clock],

@@ -4,9 +4,14 @@
 - general: English prose found in installed packages: the long descriptions in ``*.dist-info/METADATA``
   and docstrings of third-party modules.
 
-Nothing is read from the network or from the repository. The output is deterministic for a seed on a given
-machine and environment: files are listed in sorted order, shuffled with the seed, and each document's split is
-a hash of (seed, id), so it does not move when the corpus size changes.
+Either side may instead read a Hugging Face dataset (``domain.hf``/``general.hf``, see
+:mod:`pipelines.hf_datasets`): its documents are taken in the dataset's order, without the content filter, and a
+document's id is made from its id column (or ``<split>:<row>``), not from where the dataset lies, so the same
+rows saved with ``save_to_disk`` or written as json give the same corpus.
+
+Nothing is read from the network or from the repository (unless a hub dataset is not yet in the HF cache). The
+output is deterministic for a seed on a given machine and environment: files are listed in sorted order, shuffled
+with the seed, and each document's split is a hash of (seed, id), so it does not move when the corpus size changes.
 """
 
 from __future__ import annotations
@@ -173,6 +178,14 @@ def collect(
     return rows
 
 
+def _hf_rows(config: CorporaConfig, name: str, source, stats: CorpusStats) -> dict[str, list[dict]]:
+    from pipelines.hf_datasets import documents
+
+    docs = ((f"hf:{doc_id}", text or "") for doc_id, text in documents(source))
+    limits = getattr(config, name)
+    return collect(docs, limits, lambda _: True, stats, config.seed, config.heldout_fraction, name)
+
+
 def _domain_rows(config: CorporaConfig, stats: CorpusStats) -> dict[str, list[dict]]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = list(domain_documents(stats, stdlib))
@@ -224,20 +237,32 @@ def build_corpora(config: CorporaConfig, force: bool = False) -> dict:
             another config. Nothing is written then.
     """
     layout = CorporaLayout(config.output_dir)
+    storage.check_writable(layout.root, "corpora.output_dir")
+    hf_sources = _open_hf(config)
     # Where the corpora go is not what they are: the fingerprint leaves output_dir out.
     config_hash = sha256_json(config.model_dump(mode="json", exclude={"output_dir"}))
-    claim = storage.claim(layout.root, STAGE, config_hash, where="corpora.output_dir", parts={"config": config_hash},
-                          force=force)
+    parts = {"config": config_hash}
+    if hf_sources:  # a changed dataset is another input, noticed like a changed config
+        parts["inputs"] = sha256_json({name: source.identity for name, source in hf_sources.items()})
+    fingerprint = sha256_json(parts) if hf_sources else config_hash
+    claim = storage.claim(layout.root, STAGE, fingerprint, where="corpora.output_dir", parts=parts, force=force)
     previous = storage.read_json(layout.summary) if claim.state == "same" else None
-    if previous and previous.get("config_hash") == config_hash and _files_verify(layout, previous):
+    if previous and previous.get("fingerprint", previous.get("config_hash")) == fingerprint \
+            and _files_verify(layout, previous):
         previous["reused"] = True
         return previous
     storage.delete(layout.summary)  # the folder reads as incomplete until the new summary is written
     summary: dict = {"config": config.model_dump(mode="json"), "config_hash": config_hash, "corpora": {},
                      "files": {}}
+    if hf_sources:
+        summary["fingerprint"] = fingerprint
+        summary["inputs"] = {name: source.record() for name, source in hf_sources.items()}
     for name, make_rows in (("domain", _domain_rows), ("general", _general_rows)):
         stats = CorpusStats()
-        rows = make_rows(config, stats)
+        if name in hf_sources:
+            rows = _hf_rows(config, name, hf_sources[name], stats)
+        else:
+            rows = make_rows(config, stats)
         for split in SPLITS:
             table = pa.Table.from_pylist(rows[split], schema=SCHEMA)
             summary["files"][f"{name}/{split}.parquet"] = storage.write_parquet(
@@ -251,6 +276,14 @@ def build_corpora(config: CorporaConfig, force: bool = False) -> dict:
     storage.write_json(layout.summary, summary)
     summary["reused"] = False
     return summary
+
+
+def _open_hf(config: CorporaConfig) -> dict:
+    """The Hugging Face datasets the config names, opened and checked before anything is written."""
+    from pipelines.hf_datasets import open_dataset
+
+    sides = {name: getattr(config, name).hf for name in ("domain", "general")}
+    return {name: open_dataset(spec, f"corpora.{name}.hf") for name, spec in sides.items() if spec is not None}
 
 
 def _files_verify(layout: CorporaLayout, summary: dict) -> bool:

@@ -11,8 +11,6 @@ Recommended invocation for a sweep (what the quickstart runs):
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 from scaling_laws.registry import LAWS
 
 
@@ -20,12 +18,13 @@ def _fit_parser(subparsers) -> None:
     fit = subparsers.add_parser("fit", help="fit a scaling law (spt, chinchilla, muennighoff, ...) to a sweep or CSV")
     fit.add_argument("--law", required=True, choices=list(LAWS),
                      help="law form; spt becomes spt-n when the data has several model sizes in 'params'")
-    fit.add_argument("--data", required=True, type=Path,
-                     help="CSV with the law's columns, or a sweep output folder (its curves.csv: valid budgets only, "
+    fit.add_argument("--data", required=True, type=str,
+                     help="CSV with the law's columns, or a sweep output folder, local or s3:// (its curves.csv: valid budgets only, "
                           "fraction := domain_fraction, loss := domain_loss, train loss := domain_train_loss)")
     fit.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction "
                      "(domain_fraction for a sweep's curves.csv)")
-    fit.add_argument("--out", type=Path, help="fit JSON to write (checked for writability before fitting)")
+    fit.add_argument("--out", type=str,
+                     help="fit JSON to write, local or s3:// (checked for writability before fitting)")
     fit.add_argument("--bootstrap", type=int, metavar="K",
                      help="bootstrap refits for intervals (default: 200 for spt laws, 0 for the others)")
     fit.add_argument("--bootstrap-method", choices=("auto", "runs", "points"), default="auto",
@@ -45,7 +44,7 @@ def _fit_parser(subparsers) -> None:
                      help="Huber transition (default: 1e-2 for spt fits of evaluations, 1e-3 otherwise)")
     fit.add_argument("--starts", type=int, help="use a random subset of this many grid starts")
     fit.add_argument("--no-staged", action="store_true", help="skip the staged start (per-fraction, then joint)")
-    fit.add_argument("--fix", type=Path, metavar="FIT.json",
+    fit.add_argument("--fix", type=str, metavar="FIT.json",
                      help="muennighoff: hold E, A, B, alpha, beta at this fit's values")
     fit.add_argument("--holdout", type=float, metavar="SHARE",
                      help="extrapolation check: also fit without the largest SHARE of budgets and report the error")
@@ -61,10 +60,10 @@ def _fit_parser(subparsers) -> None:
 
 def _predict_parser(subparsers) -> None:
     pred = subparsers.add_parser("predict", help="add a predicted_loss column to a CSV from a fit JSON")
-    pred.add_argument("--fit", required=True, type=Path, help="fit JSON")
-    pred.add_argument("--data", required=True, type=Path, help="CSV with the law's input columns, or a sweep folder")
+    pred.add_argument("--fit", required=True, type=str, help="fit JSON")
+    pred.add_argument("--data", required=True, type=str, help="CSV with the law's input columns, or a sweep folder")
     pred.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction")
-    pred.add_argument("--out", type=Path, help="CSV to write (default: print to stdout)")
+    pred.add_argument("--out", type=str, help="CSV to write (default: print to stdout)")
     pred.add_argument("--dry-run", action="store_true", help="check the inputs and print a summary; write nothing")
     from scaling_laws.cli_fit import run_predict
 
@@ -75,7 +74,7 @@ def _decision_parsers(subparsers) -> None:
     from scaling_laws.cli_decide import run_compute_optimal, run_optimal_fraction, run_plot
 
     best = subparsers.add_parser("optimal-fraction", help="print delta*, its interval and the compute multiplier")
-    best.add_argument("--fit", required=True, type=Path, help="fit JSON of law spt or spt-n")
+    best.add_argument("--fit", required=True, type=str, help="fit JSON of law spt or spt-n")
     best.add_argument("--tokens", required=True, type=float, nargs="+", metavar="T", help="token budgets")
     best.add_argument("--min-fraction", type=float, help="smallest fraction searched (default: the fitted range)")
     best.add_argument("--max-fraction", type=float, help="largest fraction searched (default: the fitted range)")
@@ -93,17 +92,17 @@ def _decision_parsers(subparsers) -> None:
     best.set_defaults(func=run_optimal_fraction, environment="any")
 
     chin = subparsers.add_parser("compute-optimal", help="compute-optimal model size and tokens for FLOP budgets")
-    chin.add_argument("--fit", required=True, type=Path, help="fit JSON of law chinchilla or muennighoff")
+    chin.add_argument("--fit", required=True, type=str, help="fit JSON of law chinchilla or muennighoff")
     chin.add_argument("--flops", required=True, type=float, nargs="+", metavar="C", help="FLOP budgets (6 N D)")
     chin.add_argument("--json", action="store_true", help="print JSON instead of a table")
     chin.add_argument("--dry-run", action="store_true", help="print the resolved arguments; compute nothing")
     chin.set_defaults(func=run_compute_optimal, environment="any")
 
     plot = subparsers.add_parser("plot", help="plot a fit: loss curves, delta* vs budget, residuals (PNG and SVG)")
-    plot.add_argument("--fit", required=True, type=Path, help="fit JSON")
-    plot.add_argument("--data", required=True, type=Path, help="the CSV (or sweep folder) that was fitted")
+    plot.add_argument("--fit", required=True, type=str, help="fit JSON")
+    plot.add_argument("--data", required=True, type=str, help="the CSV (or sweep folder) that was fitted")
     plot.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction")
-    plot.add_argument("--out-dir", required=True, type=Path, help="folder for the figures")
+    plot.add_argument("--out-dir", required=True, type=str, help="folder for the figures, local or s3://")
     plot.add_argument("--tokens", type=float, nargs="+", metavar="T", help="budgets of the delta* plot")
     plot.add_argument("--widen", action="store_true", help="search delta* over [0, 1]")
     plot.add_argument("--params", type=float, help="model size N for spt-n fits")

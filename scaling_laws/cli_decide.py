@@ -107,7 +107,10 @@ def run_compute_optimal(args: argparse.Namespace) -> int:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    """`spt plot`: loss curves, residuals and (SPT fits) delta* vs budget, as PNG and SVG."""
+    """`spt plot`: loss curves, residuals and (SPT fits) delta* vs budget, as PNG and SVG (local or s3://)."""
+    from spt import storage
+
+    storage.check_writable(args.out_dir, "--out-dir")
     result = FitResult.load(args.fit)
     table = read_data(args).table
     if "fraction" in result.form.inputs:  # show the evaluations the fit used (valid budgets only)

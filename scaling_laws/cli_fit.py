@@ -15,6 +15,7 @@ from scaling_laws.objective import Objective
 from scaling_laws.report import format_fit
 from scaling_laws.result import FitResult, write_atomic
 from scaling_laws.sweeps import FitData, read_fit_data
+from spt import storage
 from spt.errors import InputError
 
 #: Laws fitted by :func:`scaling_laws.sweep_fit.fit_evaluations` (valid budgets, halves, run bootstrap).
@@ -35,14 +36,26 @@ def read_data(args: argparse.Namespace) -> FitData:
     return data
 
 
-def check_writable(path: Path | None, flag: str = "--out") -> None:
-    """Refuses an output path that cannot be written, before any work is done (and without writing anything).
+def check_writable(path: str | None, flag: str = "--out") -> None:
+    """Refuses an output path (local or ``s3://``) that cannot be written, before any work is done (and without
+    writing anything): an unsupported scheme is refused too, never written as a local folder named ``s3:``.
 
     Raises:
-        InputError: When the path is a folder, or its nearest existing parent is not a writable folder.
+        InputError: When the path is a folder, or its nearest existing parent is not a writable folder (on S3:
+            the bucket does not exist).
     """
     if path is None:
         return
+    problem = storage.scheme_problem(str(path))
+    if problem:
+        raise InputError(f"{flag} {path}: {problem}")
+    if storage.is_remote(str(path)):
+        problem = "is a folder, expected a file path" if storage.is_folder(str(path)) else \
+            storage.writable_problem(storage.parent(str(path)))
+        if problem:
+            raise InputError(f"{flag} {path}: {problem}")
+        return
+    path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag} {path}: is a folder, expected a file path")
     parent = path.parent

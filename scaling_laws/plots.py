@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from scaling_laws.data import check_frame, law_inputs
 from scaling_laws.decisions import optimal_fraction
 from scaling_laws.fitting import predict
 from scaling_laws.result import FitResult
+from spt import storage
 
 
 def _pyplot():
@@ -23,14 +25,23 @@ def _pyplot():
     return plt
 
 
-def save_figure(figure, stem: Path) -> list[Path]:
-    """Saves ``stem.png`` and ``stem.svg``; returns both paths."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    for path in paths:
-        figure.savefig(path, dpi=120, bbox_inches="tight")
+def save_figure(figure, stem: str | Path) -> list[str | Path]:
+    """Saves ``stem.png`` and ``stem.svg`` (local paths or ``s3://`` URLs, each written atomically); returns both
+    (as Paths for local stems)."""
+    paths = []
+    for suffix in ("png", "svg"):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=suffix, dpi=120, bbox_inches="tight")
+        location = f"{stem}.{suffix}"
+        storage.write_bytes(location, buffer.getvalue())
+        paths.append(location if storage.is_remote(location) else Path(location))
     _pyplot().close(figure)
     return paths
+
+
+def _under(folder: str | Path, name: str) -> str | Path:
+    """``folder/name`` for a local folder (a Path) or an ``s3://`` one (a URL)."""
+    return storage.join(str(folder), name) if storage.is_remote(str(folder)) else Path(folder) / name
 
 
 def _budget_axis(axes, largest_fitted: float | None, budgets) -> None:
@@ -53,7 +64,7 @@ def _group_column(fit: FitResult) -> str:
     return "fraction" if "fraction" in inputs else ("params" if "params" in inputs else "tokens")
 
 
-def plot_loss_curves(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Path]:
+def plot_loss_curves(fit: FitResult, table: pd.DataFrame, stem: str | Path) -> list[str | Path]:
     """Observed loss vs tokens per group (fraction or model size) with the fitted curves and bootstrap bands.
 
     Curves run over a token grid with the group's value and, for laws with more inputs (unique tokens for
@@ -85,7 +96,7 @@ def plot_loss_curves(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Pa
     return save_figure(figure, stem)
 
 
-def plot_optimal_fraction(fit: FitResult, budgets, stem: Path, choices=None, **search) -> list[Path]:
+def plot_optimal_fraction(fit: FitResult, budgets, stem: str | Path, choices=None, **search) -> list[str | Path]:
     """delta* vs token budget, with its bootstrap band when the fit has replicates.
 
     Args:
@@ -115,7 +126,7 @@ def plot_optimal_fraction(fit: FitResult, budgets, stem: Path, choices=None, **s
     return save_figure(figure, stem)
 
 
-def plot_measured_multiplier(fit: FitResult, stem: Path) -> list[Path]:
+def plot_measured_multiplier(fit: FitResult, stem: str | Path) -> list[str | Path]:
     """The measured compute multiplier of every swept fraction, with its interval; fractions that never reached
     the delta = 0 runs' best loss within the measured data are marked, not given a number."""
     plt = _pyplot()
@@ -140,7 +151,7 @@ def plot_measured_multiplier(fit: FitResult, stem: Path) -> list[Path]:
     return save_figure(figure, stem)
 
 
-def plot_curves_by_epochs(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Path]:
+def plot_curves_by_epochs(fit: FitResult, table: pd.DataFrame, stem: str | Path) -> list[str | Path]:
     """Measured held-out domain loss against epochs of the domain set, per fraction, with the fitted law.
 
     Epochs come from the table's ``domain_epochs``; the domain set size ``|D| = T delta / epochs`` they imply
@@ -171,7 +182,7 @@ def plot_curves_by_epochs(fit: FitResult, table: pd.DataFrame, stem: Path) -> li
     return save_figure(figure, stem)
 
 
-def plot_residuals(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Path]:
+def plot_residuals(fit: FitResult, table: pd.DataFrame, stem: str | Path) -> list[str | Path]:
     """Residuals (in the fit's residual space) vs the law's budget, colored by group."""
     plt = _pyplot()
     law = fit.form
@@ -191,17 +202,17 @@ def plot_residuals(fit: FitResult, table: pd.DataFrame, stem: Path) -> list[Path
     return save_figure(figure, stem)
 
 
-def plot_all(fit: FitResult, table: pd.DataFrame, out_dir: Path, budgets=None, **search) -> list[Path]:
-    """Every figure that applies to the fit's law; returns the written paths."""
-    out_dir = Path(out_dir)
-    paths = plot_loss_curves(fit, table, out_dir / "loss_curves") + plot_residuals(fit, table, out_dir / "residuals")
+def plot_all(fit: FitResult, table: pd.DataFrame, out_dir: str | Path, budgets=None, **search) -> list[str | Path]:
+    """Every figure that applies to the fit's law, in a local or ``s3://`` folder; returns the written paths."""
+    paths = plot_loss_curves(fit, table, _under(out_dir, "loss_curves")) + \
+        plot_residuals(fit, table, _under(out_dir, "residuals"))
     if "fraction" in fit.form.inputs:
         if budgets is None:
             low, high = fit.data_ranges["tokens"]
             budgets = np.geomspace(low, high, 7)
-        paths += plot_optimal_fraction(fit, list(budgets), out_dir / "optimal_fraction", **search)
+        paths += plot_optimal_fraction(fit, list(budgets), _under(out_dir, "optimal_fraction"), **search)
         if "domain_epochs" in table.columns:
-            paths += plot_curves_by_epochs(fit, table, out_dir / "loss_by_epochs")
+            paths += plot_curves_by_epochs(fit, table, _under(out_dir, "loss_by_epochs"))
         if fit.decision:
-            paths += plot_measured_multiplier(fit, out_dir / "compute_multiplier")
+            paths += plot_measured_multiplier(fit, _under(out_dir, "compute_multiplier"))
     return paths

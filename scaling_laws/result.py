@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 from scaling_laws.intervals import percentile_interval
 from scaling_laws.laws import Law
 from scaling_laws.registry import LAWS, get_law
+from spt import storage
 from spt.errors import InputError
 
 
@@ -154,24 +153,28 @@ class FitResult:
         )
 
     def save(self, path: str | Path) -> None:
-        """Writes JSON atomically (a temporary file in the same folder, then a rename)."""
-        write_atomic(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        """Writes JSON atomically to a local path or an ``s3://`` URL (see :func:`write_atomic`)."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> FitResult:
-        """Reads a fit JSON written by :meth:`save` (or by hand).
+        """Reads a fit JSON written by :meth:`save` (or by hand), from a local path or an ``s3://`` URL.
 
         Raises:
             InputError: When the file is missing, not JSON, or not a fit.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
+        location = storage.check(str(path), "fit")
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: not JSON ({exc})") from None
-        return cls.from_dict(data, source=str(path))
+            text = storage.read_text(location) if storage.is_file(location) else None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{location}: not JSON ({exc})") from None
+        if text is None:
+            raise InputError(f"{location}: no such file")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{location}: not JSON ({exc})") from None
+        return cls.from_dict(data, source=location)
 
 
 def _kind(value) -> str:
@@ -254,14 +257,7 @@ def _json_float(value: float) -> float | None:
     return None if not math.isfinite(value) else float(value)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def write_atomic(path: str | Path, text: str) -> None:
+    """Writes ``text`` to a local path (a temporary file and a rename) or an ``s3://`` URL (one upload), so
+    readers never see half a file."""
+    storage.write_text(str(path), text)

@@ -9,6 +9,7 @@ read a folder through :func:`load_sweep` and :func:`fit_table`, so they fit the 
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,13 +17,15 @@ import numpy as np
 import pandas as pd
 
 from scaling_laws.data import read_table
-from scaling_laws.result import write_atomic
+from spt import storage
 from spt.errors import InputError
 
 RESULTS_FILE = "results.csv"
 CURVES_FILE = "curves.csv"
-RESULTS_COLUMNS = ("run_id", "domain_fraction", "preset", "params", "tokens", "seed", "domain_loss", "general_loss",
-                   "finetune_domain_loss", "wall_seconds", "status", "error", "log_path")
+RESULTS_COLUMNS = ("run_id", "domain_fraction", "synthetic_share", "preset", "params", "tokens", "seed", "domain_loss",
+                   "general_loss", "finetune_domain_loss", "wall_seconds", "status", "error", "log_path")
+#: Columns a sweep written before they existed may lack (and a sweep that does not vary them may leave empty).
+OPTIONAL_RESULTS_COLUMNS = ("synthetic_share",)
 CURVES_COLUMNS = ("run_id", "domain_fraction", "preset", "params", "seed", "tokens", "domain_loss", "general_loss",
                   "domain_train_loss", "domain_epochs", "phase", "lr")
 #: Columns a sweep written before they existed may lack; read as empty.
@@ -40,14 +43,14 @@ class Sweep:
     """A sweep output folder, read and checked.
 
     Attributes:
-        folder: The folder.
+        folder: The folder (a local path or an ``s3://`` URL).
         results: ``results.csv`` as text, one row per run.
         curves: The rows of ``curves.csv`` that are fitted, as text: evaluations of runs whose status is ``ok``,
             at a positive number of tokens (a loss before training says nothing about how it falls with tokens).
         notes: What was left out and why, one line each.
     """
 
-    folder: Path
+    folder: str | Path
     results: pd.DataFrame
     curves: pd.DataFrame
     notes: list[str] = field(default_factory=list)
@@ -58,12 +61,33 @@ class Sweep:
         return self.results[self.results["status"].str.strip() == "ok"]
 
 
-def resolve_path(path: str | Path) -> Path:
-    """``path`` itself when absolute, else relative to the repository root (so notebooks run from any folder)."""
+def resolve_path(path: str | Path) -> str | Path:
+    """``path`` itself when absolute or an ``s3://`` URL, else relative to the repository root (so notebooks run
+    from any folder)."""
     from spt.environments import repo_root
 
+    if storage.is_remote(str(path)):
+        return storage.check(str(path), "path")
     path = Path(path).expanduser()
     return path if path.is_absolute() else repo_root() / path
+
+
+def read_csv_text(location: str) -> pd.DataFrame:
+    """A CSV at a local path or an ``s3://`` URL, every cell as text (:func:`scaling_laws.data.read_table`).
+
+    Raises:
+        InputError: When the file is missing or not a CSV.
+    """
+    if not storage.is_remote(location):
+        return read_table(location)
+    try:
+        text = storage.read_text(location)
+    except FileNotFoundError:
+        raise InputError(f"{location}: no such file") from None
+    try:  # the options of read_table
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{location}: not a readable CSV ({str(exc).strip()})") from None
 
 
 def _require_columns(frame: pd.DataFrame, expected, path: Path) -> None:
@@ -112,7 +136,7 @@ def load_sweep(folder: str | Path) -> Sweep:
     whose status is ``failed`` and evaluations at 0 tokens are left out, with a note.
 
     Args:
-        folder: The sweep's output folder (with ``results.csv`` and ``curves.csv``).
+        folder: The sweep's output folder (with ``results.csv`` and ``curves.csv``), local or ``s3://``.
 
     Returns:
         The sweep.
@@ -120,16 +144,20 @@ def load_sweep(folder: str | Path) -> Sweep:
     Raises:
         InputError: For a missing folder or file, missing columns, bad cells, or no successful run.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
+    folder = storage.check(str(folder), "folder")
+    if not storage.is_folder(folder):
         raise InputError(f"{folder}: no such folder (expected a sweep output folder with {RESULTS_FILE} "
                          f"and {CURVES_FILE})")
-    paths = {name: folder / name for name in (RESULTS_FILE, CURVES_FILE)}
-    for path in paths.values():
-        if not path.is_file():
-            raise InputError(f"{folder}: no {path.name} (a sweep output folder has {RESULTS_FILE} and {CURVES_FILE})")
-    results, curves = read_table(paths[RESULTS_FILE]), read_table(paths[CURVES_FILE])
-    _require_columns(results, RESULTS_COLUMNS, paths[RESULTS_FILE])
+    paths = {name: storage.join(folder, name) for name in (RESULTS_FILE, CURVES_FILE)}
+    for name, path in paths.items():
+        if not storage.is_file(path):
+            raise InputError(f"{folder}: no {name} (a sweep output folder has {RESULTS_FILE} and {CURVES_FILE})")
+    results, curves = read_csv_text(paths[RESULTS_FILE]), read_csv_text(paths[CURVES_FILE])
+    _require_columns(results, [c for c in RESULTS_COLUMNS if c not in OPTIONAL_RESULTS_COLUMNS],
+                     paths[RESULTS_FILE])
+    for column in OPTIONAL_RESULTS_COLUMNS:
+        if column not in results.columns:
+            results[column] = ""
     _require_columns(curves, [c for c in CURVES_COLUMNS if c not in OPTIONAL_CURVES_COLUMNS], paths[CURVES_FILE])
     for column in OPTIONAL_CURVES_COLUMNS:
         if column not in curves.columns:
@@ -184,7 +212,7 @@ def fit_table(sweep: Sweep) -> pd.DataFrame:
         InputError: When no evaluation is left to fit.
     """
     if sweep.curves.empty:
-        raise InputError(f"{sweep.folder / CURVES_FILE}: no evaluations of successful runs to fit")
+        raise InputError(f"{storage.join(str(sweep.folder), CURVES_FILE)}: no evaluations of successful runs to fit")
     return sweep.curves.rename(columns={FRACTION_COLUMN: "fraction"})
 
 
@@ -208,21 +236,21 @@ def read_fit_data(path: str | Path, fraction_column: str | None = None) -> FitDa
     """Reads a CSV, or a sweep output folder through :func:`load_sweep` and :func:`fit_table`.
 
     Args:
-        path: A CSV file or a sweep folder.
+        path: A CSV file or a sweep folder, local or ``s3://``.
         fraction_column: Column of a CSV to use as the law's ``fraction`` (for a sweep ``curves.csv``:
             ``domain_fraction``). A folder always uses ``domain_fraction``.
 
     Raises:
         InputError: For a missing file or column, or a column name that would replace ``fraction``.
     """
-    path = Path(path)
-    if path.is_dir():
+    path = storage.check(str(path), "--data")
+    if storage.is_folder(path):
         if fraction_column not in (None, FRACTION_COLUMN):
             raise InputError(f"{path}: a sweep folder is fitted on {FRACTION_COLUMN}; drop --fraction-column "
                              f"{fraction_column} or pass a CSV")
         sweep = load_sweep(path)
         return FitData(fit_table(sweep), LOSS_COLUMN, sweep.notes, sweep)
-    table = read_table(path)
+    table = read_csv_text(path)
     if fraction_column is not None and fraction_column != "fraction":
         if fraction_column not in table.columns:
             raise InputError(f"{path}: no column {fraction_column!r} (given as --fraction-column)")
@@ -251,15 +279,15 @@ def run_summary(sweep: Sweep) -> pd.DataFrame:
 
 
 def write_sweep(folder: str | Path, results: pd.DataFrame, curves: pd.DataFrame) -> None:
-    """Writes ``results`` and ``curves`` as a sweep does (CSV and Parquet), each file atomically.
+    """Writes ``results`` and ``curves`` as a sweep does (CSV and Parquet), each file atomically, to a local
+    folder or an ``s3://`` one.
 
     Raises:
         InputError: When a table lacks a column of the sweep format.
     """
-    folder = Path(folder)
+    folder = storage.check(str(folder), "folder")
     for name, frame, columns in ((RESULTS_FILE, results, RESULTS_COLUMNS), (CURVES_FILE, curves, CURVES_COLUMNS)):
-        _require_columns(frame, columns, folder / name)
-        write_atomic(folder / name, frame.to_csv(index=False))
-        partial = folder / f".{name}.parquet.tmp"
-        frame.to_parquet(partial, index=False)
-        partial.replace((folder / name).with_suffix(".parquet"))
+        optional = OPTIONAL_RESULTS_COLUMNS if name == RESULTS_FILE else ()
+        _require_columns(frame, [c for c in columns if c not in optional], storage.join(folder, name))
+        storage.write_text(storage.join(folder, name), frame.to_csv(index=False))
+        storage.write_bytes(storage.join(folder, name.removesuffix(".csv") + ".parquet"), frame.to_parquet(index=False))

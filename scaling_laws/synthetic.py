@@ -165,7 +165,7 @@ def spt_sweep(fractions=(0.0, 0.2, 0.5), total_tokens=1e9, evaluations: int = 8,
                 result, rows = _synthetic_run(run, fraction, budget, setup, rng)
                 results.append(result)
                 curves += rows
-    return pd.DataFrame(results)[list(RESULTS_COLUMNS)], pd.DataFrame(curves)[list(CURVES_COLUMNS)]
+    return pd.DataFrame(results).reindex(columns=list(RESULTS_COLUMNS)), pd.DataFrame(curves)[list(CURVES_COLUMNS)]
 
 
 def _synthetic_run(run: dict, fraction: float, budget: float, setup: dict, rng: np.random.Generator):

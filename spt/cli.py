@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "spt.commands.mix",
     "spt.commands.rephrase",
     "spt.commands.train",
+    "spt.commands.export",
     "spt.commands.sweep",
     "spt.commands.notebook",
     "scaling_laws.cli",
@@ -42,10 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from spt import environments
 
     environment = getattr(args, "environment", "any")
-    # --dry-run only validates and prints, which every environment can do.
-    if not getattr(args, "dry_run", False) and not environments.is_current(environment):
-        return environments.run_in(environment, ["-m", "spt.cli", *argv])
     try:
+        # --dry-run only validates and prints, which every environment can do.
+        if not getattr(args, "dry_run", False) and not environments.is_current(environment):
+            # A stage may first do here what only this environment can; it returns the argv to run there.
+            prepare = getattr(args, "prepare", None)
+            return environments.run_in(environment, ["-m", "spt.cli", *(prepare(args, argv) if prepare else argv)])
         return int(args.func(args) or 0)
     except InputError as exc:
         for problem in exc.problems:

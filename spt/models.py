@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.io import read_json, sha256_file, write_json_atomic
+from spt import storage
 from spt.environments import repo_root
 from spt.errors import InputError
 
@@ -43,12 +43,12 @@ def smollm2_gguf_path() -> Path:
 def verify_model_dir(model_dir: str | Path) -> bool:
     """True when ``model_dir`` holds every file its manifest lists, with the recorded hashes."""
     model_dir = Path(model_dir)
-    manifest = read_json(model_dir / MANIFEST)
+    manifest = storage.read_json(str(model_dir / MANIFEST))
     if not manifest or not manifest.get("files"):
         return False
     for name, digest in manifest["files"].items():
         path = model_dir / name
-        if not path.exists() or sha256_file(path) != digest:
+        if not path.exists() or storage.sha256(str(path)) != digest:
             return False
     return True
 
@@ -82,8 +82,8 @@ def prepare_smollm2(out_dir: str | Path | None = None, dtype: str = "bfloat16") 
         del model.config.quantization_config
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-    write_json_atomic(tmp / MANIFEST, {"source": gguf.name, "dtype": dtype, "files": files})
+    files = {p.name: storage.sha256(str(p)) for p in sorted(tmp.iterdir()) if p.is_file()}
+    storage.write_json(str(tmp / MANIFEST), {"source": gguf.name, "dtype": dtype, "files": files})
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     print(f"model: wrote {out_dir} in {time.time() - start:.0f} s")

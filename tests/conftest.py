@@ -3,13 +3,22 @@ environment dispatch, exactly as users do."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tests never reach the Hugging Face Hub, and `datasets` prepares local files in a cache of this test run's own
+# (set before anything imports `datasets` or `huggingface_hub`, which read these once; subprocesses inherit them).
+os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="spt-test-hf-datasets-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture

@@ -54,7 +54,10 @@ def ray_head(num_cpus: int = 2):
     token_file = Path(temp_dir) / "token"
     token_file.write_text(secrets.token_hex(32))
     gcs, dashboard, client, node_manager, object_manager, metrics, agent, agent_grpc, runtime_env = free_ports(9)
-    worker_low = 20000 + (gcs % 20000)
+    # Worker ports below the kernel's ephemeral range (where free_ports draws from), spread by the GCS port so
+    # that two heads on one machine rarely share a range.
+    low, _ = (int(p) for p in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    worker_low = 10000 + (gcs * 7919) % max(1, low - 10000 - 201)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file), "RAY_ADDRESS": "",
            "OMP_NUM_THREADS": "1", "SPT_PROGRESS": "0"}
     ray_bin = str(Path(sys.executable).parent / "ray")

@@ -75,7 +75,20 @@ def _texts(tmp: Path) -> None:
     )
 
 
-SETUPS = {"nothing": _nothing, "texts": _texts}
+def _hf(tmp: Path) -> None:
+    """The texts, a DatasetDict saved with save_to_disk (splits train, validation) and an unfinished run."""
+    from datasets import Dataset, DatasetDict
+
+    _texts(tmp)
+    rows = [{"id": "a", "text": "hello world " * 40}]
+    DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows)}).save_to_disk(
+        str(tmp / "saved"))
+    (tmp / "run").mkdir()
+    (tmp / "run" / "config.json").write_text(json.dumps({"kind": "train", "mix": str(tmp / "mix.json")}))
+
+
+SETUPS = {"nothing": _nothing, "texts": _texts, "hf": _hf}
+HUB_OFFLINE = "not a local dataset, and offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) and it is not in the HF cache"
 
 NB = "{repo}/notebooks/choose_repetition_fraction.ipynb"
 
@@ -120,6 +133,26 @@ CASES = [
          2, "{tmp}/notext.parquet: no column 'text' (columns: id, body); set input.text_column/id_column", "texts"),
     Case("rephrase: unsupported scheme", ("rephrase", "{tmp}/rephrase.yaml", "output.dir=gs://b/r"),
          2, "rephrase.output.dir='gs://b/r': " + UNSUPPORTED.format(scheme="gs"), "texts"),
+    # Hugging Face datasets as input (conftest sets offline mode): columns, splits, paths, the cache
+    Case("corpora: hf dataset without the text column",
+         ("corpora", "{tmp}/corpora.yaml", "domain.hf.path={tmp}/saved", "domain.hf.text_column=body"),
+         2, "corpora.domain.hf.text_column='body': no such column in '{tmp}/saved:train' (columns: id, text)", "hf"),
+    Case("corpora: hf json file not found",
+         ("corpora", "{tmp}/corpora.yaml", "general.hf.path=json", "general.hf.data_files=[{tmp}/nope.jsonl]"),
+         2, "corpora.general.hf.path='json': not found (Unable to find '{tmp}/nope.jsonl')", "hf"),
+    Case("mix plan: hf split unknown",
+         ("mix", "plan", "{tmp}/mix.yaml", "sources[0].paths=[]", "sources[0].hf.path={tmp}/saved",
+          "sources[0].hf.split=test"),
+         2, "mix.sources[0].hf.split='test': no such split in '{tmp}/saved' (splits: train, validation)", "hf"),
+    Case("mix build: hub dataset offline and not cached",
+         ("mix", "build", "{tmp}/mix.yaml", "sources[0].paths=[]", "sources[0].hf.path=someone/not-cached"),
+         2, "mix.sources[0].hf.path='someone/not-cached': " + HUB_OFFLINE, "hf"),
+    Case("rephrase: hf path not found", ("rephrase", "{tmp}/rephrase.yaml", "input.paths=[]", "input.hf.path={tmp}/nope"),
+         2, "rephrase.input.hf.path='{tmp}/nope': not found (Couldn't find any data file at {tmp}/nope.)", "hf"),
+    # export: the run
+    Case("export: unfinished run", ("export", "{tmp}/run", "--out", "{tmp}/hf"),
+         2, "run='{tmp}/run': unfinished run (no summary.json); finish it with `spt train` first", "hf"),
+    Case("export: no such run", ("export", "{tmp}/nope", "--out", "{tmp}/hf"), 2, "run='{tmp}/nope': no such run folder"),
     # notebook: path, parameters, output folder
     Case("notebook: no such file", ("notebook", "{tmp}/nope.ipynb", "--out", "{tmp}/report"),
          2, "{tmp}/nope.ipynb: no such notebook"),

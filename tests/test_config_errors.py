@@ -25,7 +25,7 @@ output_dir: {out}/tok
 
 KIND_NAMES = ", ".join(sorted(KINDS))
 ALLOWED_TOP = "kind, output_dir, seed, heldout_fraction, domain, general"
-ALLOWED_LIMITS = "max_documents, max_bytes, min_chars, max_chars"
+ALLOWED_LIMITS = "max_documents, max_bytes, min_chars, max_chars, hf"
 
 CASES = [
     # (id, command, yaml text, overrides, expected stderr lines)

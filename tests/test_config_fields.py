@@ -21,11 +21,11 @@ from tests.conftest import REPO
 
 #: The modules (files or folders) that run each config kind.
 SCOPES = {
-    "corpora": ["pipelines/corpora.py", "spt/commands/data.py"],
+    "corpora": ["pipelines/corpora.py", "pipelines/hf_datasets.py", "spt/commands/data.py"],
     "tokenizer": ["pipelines/tokenizer.py", "spt/commands/data.py"],
-    "rephrase": ["pipelines/rephrase", "pipelines/engine.py", "spt/commands/rephrase.py"],
+    "rephrase": ["pipelines/rephrase", "pipelines/engine.py", "pipelines/hf_datasets.py", "spt/commands/rephrase.py"],
     "styles": ["pipelines/rephrase"],
-    "mix": ["pipelines/mix", "spt/commands/mix.py"],
+    "mix": ["pipelines/mix", "pipelines/hf_datasets.py", "spt/commands/mix.py"],
     "train": ["training", "spt/commands/train.py"],
     "finetune": ["training", "spt/commands/train.py"],
     "interpolate": ["training", "spt/commands/train.py"],

@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import tree
 from tests.test_mix_corpus import corpus, mix_dict, write_mix  # noqa: F401  (module fixture)
 
-ALLOWED_SOURCE_KEYS = ("name, role, paths, fraction, synthetic_share, rephrases, allow_incomplete, max_epochs, "
-                       "heldout_paths, heldout_fraction")
+ALLOWED_SOURCE_KEYS = ("name, role, paths, hf, fraction, synthetic_share, rephrases, allow_incomplete, max_epochs, "
+                       "heldout_paths, heldout_hf, heldout_fraction")
 
 
 def _set(path: str, value):

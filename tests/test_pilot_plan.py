@@ -161,11 +161,17 @@ def test_repeat_adds_seeds_at_one_fraction(pilot, run_cli):
 
 def test_cells_of_an_earlier_grid_leave_the_tables(pilot):
     from scaling_laws.sweeps import CURVES_COLUMNS, RESULTS_COLUMNS
+    from spt import storage
     from spt.config import load_config
-    from training.sweep import run_sweep
+    from training.sweep import plan_cells, run_sweep
 
     out = pilot / "regrid"
-    out.mkdir()
+    # An earlier run of the sweep over three fractions: its folder and cells claimed as a run claims them.
+    grid, configs, layout = plan_cells(load_config(sweep_yaml(pilot, "regrid", [0.0, 0.1, 0.3]), kind="sweep"))
+    storage.claim(layout.root, "sweep", "cells", where="sweep.output_dir")
+    for cell in grid:
+        storage.claim(layout.cell(cell.run_id).root, "sweep", configs[cell.run_id].fingerprint, where="cell",
+                      parts=configs[cell.run_id].parts)
     ids = {d: f"delta{d:g}-tiny-T{TOKENS}-seed0" for d in (0.0, 0.1, 0.3)}
     results = pd.DataFrame([{c: None for c in RESULTS_COLUMNS} | {"run_id": i, "domain_fraction": d, "status": "ok"}
                             for d, i in ids.items()], columns=list(RESULTS_COLUMNS))

@@ -153,18 +153,6 @@ def test_claim_rules(root):
     assert [e.relative for e in storage.list_files(foreign, hidden=True)] == ["data.csv"]
 
 
-def test_pipelines_io_shim_still_serves_training(tmp_path):
-    from pipelines.io import atomic_directory, read_json, sha256_file, sha256_json, write_json_atomic
-
-    write_json_atomic(tmp_path / "a.json", {"b": 1})
-    assert read_json(tmp_path / "a.json") == {"b": 1} and read_json(tmp_path / "none.json") is None
-    assert sha256_file(tmp_path / "a.json") == storage.sha256(str(tmp_path / "a.json"))
-    assert sha256_json({"a": 1, "b": 2}) == sha256_json({"b": 2, "a": 1})
-    with atomic_directory(tmp_path / "d") as folder:
-        (folder / "x").write_text("x")
-    assert (tmp_path / "d" / "x").read_text() == "x"
-
-
 def _s3_keys(location: str) -> list[str]:
     return [e.relative for e in storage.list_files(location, hidden=True)]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from spt import storage
 from tests.conftest import tree, two_source_mix_yaml
 from tests.ray_head import free_ports, ray_head
 
@@ -81,6 +82,37 @@ def test_sweep_job_on_a_real_ray_head(sweep_dir, spt_bin):
         again = pd.read_csv(results_path).set_index("run_id")
         pd.testing.assert_frame_equal(again.loc[ok.index, ["domain_loss", "general_loss"]],
                                       ok[["domain_loss", "general_loss"]])
+        assert again.synthetic_share.isna().all()  # the grid does not vary it
+
+        # Each cell folder remembers what it ran: after a change of the base train config, every cell is stale,
+        # and the sweep names them and refuses, writing nothing.
+        cells = ["delta0.2-tiny-T20480-seed0", "delta0.2-huge-T20480-seed0", "delta0.5-tiny-T20480-seed0",
+                 "delta0.5-huge-T20480-seed0"]
+        assert all(storage.read_marker(f"{output_dir}/cells/{c}")["stage"] == "sweep" for c in cells)
+        train = json.loads((sweep_dir / "train.yaml").read_text())
+        (sweep_dir / "train.yaml").write_text(json.dumps({**train, "optimizer": {"lr": 0.02}}))
+        before = {p: p.stat().st_mtime_ns for p in Path(output_dir).rglob("*")}
+        refused = subprocess.run([spt_bin, "sweep", "sweep.yaml", "--address", gcs_address], env=env,
+                                 capture_output=True, text=True, timeout=600, cwd=sweep_dir)
+        assert (refused.returncode, refused.stderr.strip()) == (2, (
+            f"error: sweep.output_dir={output_dir!r}: 4 cell(s) ran with another config or other inputs: "
+            + ", ".join(f"{c} (config)" for c in cells)
+            + "; rerun with --force to rerun them, or choose another output_dir"))
+        assert {p: p.stat().st_mtime_ns for p in Path(output_dir).rglob("*")} == before
+
+        # --force reruns a changed cell from scratch (the grid is now that one cell; the others leave the tables).
+        first = json.loads((Path(output_dir) / "cells" / cells[0] / "run" / "summary.json").read_text())
+        forced = subprocess.run([spt_bin, "sweep", "sweep.yaml", "grid.domain_fraction=[0.2]", "grid.preset=[tiny]",
+                                 "--force", "--address", gcs_address], env=env, capture_output=True, text=True,
+                                timeout=600, cwd=sweep_dir)
+        assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
+        summary = json.loads((Path(output_dir) / "cells" / cells[0] / "run" / "summary.json").read_text())
+        assert (summary["start_batch"], summary["trained_batches"]) == (0, 40)  # not resumed from the old run
+        assert summary["fingerprint"] != first["fingerprint"]
+        results = pd.read_csv(results_path)
+        assert list(results.run_id) == [cells[0]] and list(results.status) == ["ok"]
+        assert results.domain_loss[0] == pytest.approx(summary["domain_loss"])
+        assert results.domain_loss[0] != pytest.approx(ok.domain_loss[cells[0]], abs=1e-6)
 
 
 def test_unreachable_address_fails_fast(tmp_path, spt_bin):
@@ -109,3 +141,63 @@ def test_bad_sweep_config_writes_nothing(tmp_path, run_cli):
     assert (code, err.strip()) == (2, "error: sweep.grid.domain_fraction=[0.1, 1.5]: each must be between 0 and 1, "
                                       "got [1.5]")
     assert tree(out) == []
+
+
+@pytest.fixture(scope="module")
+def synthetic_sweep(tiny_corpora, tmp_path_factory) -> Path:
+    """A base mix whose domain source has rephrasings (a domain_synthetic source), its sources built, and a sweep
+    over the rephrasings' share of δ."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    from pipelines.mix.build import build_mix
+    from spt.config import load_config
+
+    work = tmp_path_factory.mktemp("synthetic-sweep")
+    domain = pq.read_table(tiny_corpora / "corpora" / "domain" / "train.parquet", columns=["id", "text"])
+    # Stand-ins for `spt rephrase` rows: each names the domain document it rephrases.
+    pq.write_table(pa.table({"source_id": domain["id"], "text": [t.upper() for t in domain["text"].to_pylist()]}),
+                   work / "rephrased.parquet")
+    mix = yaml.safe_load(two_source_mix_yaml(tiny_corpora, work / "mix", 40 * BATCH * SEQ, SEQ, BATCH, "syn", 0.4))
+    mix["sources"][0]["synthetic_share"] = 0.5
+    mix["sources"].insert(1, {"name": "domain_rephrased", "role": "domain_synthetic",
+                              "paths": [str(work / "rephrased.parquet")]})
+    (work / "mix.yaml").write_text(yaml.safe_dump(mix))
+    build_mix(load_config(work / "mix.yaml"))
+    (work / "train.yaml").write_text(json.dumps({"kind": "train", "mix": "set-per-cell", "run_dir": "set-per-cell",
+                                                 "global_batch_size": BATCH, "eval_every_tokens": 10 * BATCH * SEQ}))
+    (work / "sweep.yaml").write_text(json.dumps({
+        "kind": "sweep", "name": "syn", "mix": str(work / "mix.yaml"), "train": str(work / "train.yaml"),
+        "grid": {"domain_fraction": [0.4], "synthetic_share": [0.0, 0.5]}, "output_dir": str(work / "out")}))
+    return work
+
+
+def test_a_synthetic_share_grid_sets_each_cells_mix(synthetic_sweep, run_cli):
+    from pipelines.mix.streams import read_spec
+    from spt.config import load_config
+    from training.sweep import plan_cells, prepare
+    from training.sweep_tables import result_row, write_tables
+
+    code, out, err = run_cli("sweep", synthetic_sweep / "sweep.yaml", "--dry-run", "--no-calibrate")
+    assert code == 0, err
+    run_ids = ["delta0.4-tiny-T20480-seed0-syn0", "delta0.4-tiny-T20480-seed0-syn0.5"]
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("delta")] == run_ids
+
+    config = load_config(synthetic_sweep / "sweep.yaml")
+    grid, configs, layout = plan_cells(config)
+    rows: dict = {}
+    prepare(configs, layout, grid, set(), rows, {})
+    assert rows == {}  # every cell's mix was built
+    for cell in grid:
+        spec = read_spec(configs[cell.run_id].train["mix"])
+        total = sum(s["choose"] for s in spec["streams"])
+        share = {s["name"]: s["choose"] / total for s in spec["streams"]}
+        # δ = 0.4 is the domain and its rephrasings together; the rephrasings take δ·s of it.
+        assert share.get("domain_rephrased", 0.0) == pytest.approx(0.4 * cell.synthetic_share, abs=1 / total)
+        assert share["domain"] == pytest.approx(0.4 * (1 - cell.synthetic_share), abs=1 / total)
+        rows[cell.run_id], _ = result_row(cell, layout.cell(cell.run_id), {"status": "failed", "error": "not run",
+                                                                           "wall_seconds": 0.0})
+    write_tables(layout, rows, {})
+    results = pd.read_csv(synthetic_sweep / "out" / "results.csv")
+    assert list(results.run_id) == run_ids and list(results.synthetic_share) == [0.0, 0.5]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -91,10 +92,14 @@ def check_sweep(folder: str | Path) -> list[SeedCheck]:
     Raises:
         InputError: When the folder has no curves, or a seed has fewer than two fractions.
     """
-    path = Path(folder) / "curves.csv"
-    if not path.exists():
-        raise InputError(f"{folder}: no curves.csv (run the sweep first)")
-    curves = pd.read_csv(path)
+    from spt import storage
+    from training.layout import SweepLayout
+
+    path = SweepLayout(str(folder)).curves  # local or s3://
+    try:
+        curves = pd.read_csv(io.StringIO(storage.read_text(path)))
+    except FileNotFoundError:
+        raise InputError(f"{folder}: no curves.csv (run the sweep first)") from None
     if curves.empty:
         raise InputError(f"{path}: no evaluations")
     return [check_seed(curves, seed) for seed in sorted(curves["seed"].unique())]

@@ -5,17 +5,22 @@ and the learning rate and schedule phase at that point."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
-from pathlib import Path
 from typing import Callable
 
 from composer.core import Callback, State
 from composer.loggers import Logger
 
+from spt import storage
+
 METRIC = "LanguageCrossEntropy"
 #: The role of the evaluator over domain training sequences (see :func:`training.data.domain_train_evaluator`).
 DOMAIN_TRAIN_ROLE = "domain_train"
+#: The roles of a finetune's two halves of the domain held-out set (see :mod:`training.heldout_split`); each gets
+#: a ``<role>_loss`` column.
+SPLIT_ROLES = ("domain_validation", "domain_test")
 
 
 def role_loss(losses: dict[str, float], roles: dict[str, str], role: str, weights: dict[str, int]) -> float | None:
@@ -30,10 +35,11 @@ class CurveTable(Callback):
     domain_epochs, phase, lr, loss_<source>...
 
     Rows are keyed by the batch they were measured at, so a resumed run that re-evaluates a step replaces the
-    row instead of duplicating it. Only rank 0 writes.
+    row instead of duplicating it. Only rank 0 writes, atomically, through :mod:`spt.storage` (local or S3).
+    A finetune's :data:`SPLIT_ROLES` get a ``<role>_loss`` column each.
 
     Args:
-        path: The CSV file.
+        path: The CSV file (a local path or an ``s3://`` URL).
         roles: Role of each evaluator label (``domain``, ``general``, ``synthetic`` or :data:`DOMAIN_TRAIN_ROLE`).
         eval_samples: Sequences evaluated per label (weights of the per-role means).
         tokens_per_batch: Tokens per optimizer step (all workers).
@@ -43,17 +49,18 @@ class CurveTable(Callback):
         max_batches: Batches of the whole run (for the fraction done).
     """
 
-    def __init__(self, path: str | Path, roles: dict[str, str], eval_samples: dict[str, int], tokens_per_batch: int,
+    def __init__(self, path: str, roles: dict[str, str], eval_samples: dict[str, int], tokens_per_batch: int,
                  domain_epochs_per_token: float | None = None, phase_at: Callable[[float], str] | None = None,
                  max_batches: int | None = None):
-        self.path = Path(path)
+        self.path = str(path)
         self.roles, self.eval_samples, self.tokens_per_batch = roles, eval_samples, tokens_per_batch
         self.domain_epochs_per_token, self.phase_at, self.max_batches = domain_epochs_per_token, phase_at, max_batches
         self.rows: dict[int, dict] = {}
         self.started = time.time()
-        if self.path.exists():
-            with self.path.open() as handle:
-                self.rows = {int(r["batch"]): r for r in csv.DictReader(handle)}
+        try:
+            self.rows = {int(r["batch"]): r for r in csv.DictReader(io.StringIO(storage.read_text(self.path)))}
+        except FileNotFoundError:
+            pass
 
     def eval_after_all(self, state: State, logger: Logger) -> None:
         losses = {}
@@ -78,6 +85,8 @@ class CurveTable(Callback):
             "train_loss": float(state.loss) if state.loss is not None and hasattr(state.loss, "item") else None,
             "wall_seconds": round(time.time() - self.started, 2),
         }
+        row.update({f"{role}_loss": role_loss(losses, self.roles, role, self.eval_samples)
+                    for role in SPLIT_ROLES if role in self.roles.values()})
         row.update({f"loss_{name}": value for name, value in sorted(losses.items())})
         self.rows[batch] = row
         if int(os.environ.get("RANK", "0")) == 0:
@@ -87,10 +96,9 @@ class CurveTable(Callback):
         columns: list[str] = []
         for row in self.rows.values():
             columns += [c for c in row if c not in columns]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            for batch in sorted(self.rows):
-                writer.writerow(self.rows[batch])
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        for batch in sorted(self.rows):
+            writer.writerow(self.rows[batch])
+        storage.write_text(self.path, text.getvalue())

@@ -1,17 +1,30 @@
 """`spt finetune`: continue a pretraining run on the domain data (optionally replaying general data), stopping
-early when the domain held-out loss stops improving. The paper's final metric is the best domain loss here."""
+early when the loss on a *validation* split of the domain held-out set stops improving, and reporting the loss
+on a separate *test* split (see :mod:`training.heldout_split`) of the model early stopping chose.
+
+The run owns its folder like a pretraining run (:func:`training.trainer.claim_run`); its fingerprint covers the
+config, the base run's fingerprint and the mix's content.
+"""
 
 from __future__ import annotations
 
 import copy
-import csv
 import time
-from pathlib import Path
 
-from pipelines.io import read_json, sha256_json, write_json_atomic
+from composer.core import Callback, State
+from composer.loggers import Logger
+
+from spt import storage
 from spt.config import FinetuneConfig, TrainConfig
 from spt.errors import InputError
-from training.trainer import RunPlan, compose_trainer, export_model, model_size, read_mix_spec
+from spt.storage import sha256_json
+from training.curves import METRIC, SPLIT_ROLES
+from training.heldout_split import HeldoutSplit, domain_split
+from training.layout import RunLayout
+from training.trainer import RunPlan, claim_run, mix_fingerprint, model_size, read_curves, read_mix_spec
+
+STAGE = "finetune"
+NOT_FINGERPRINTED = {"run_dir", "base_run", "mix"}
 
 
 def replay_spec(spec: dict, replay_fraction: float, samples: int) -> dict:
@@ -38,32 +51,61 @@ def replay_spec(spec: dict, replay_fraction: float, samples: int) -> dict:
 
 
 def base_run(config: FinetuneConfig) -> tuple[TrainConfig, dict]:
-    run = Path(config.base_run)
-    base_config, summary = read_json(run / "config.json"), read_json(run / "summary.json")
+    layout = RunLayout(config.base_run)
+    base_config, summary = storage.read_json(layout.config), storage.read_json(layout.summary)
     if base_config is None or summary is None:
         raise InputError(f"finetune.base_run={config.base_run!r}: not a finished `spt train` run (no summary.json)")
     return TrainConfig.model_validate(base_config), summary
 
 
-def run_finetune(config: FinetuneConfig) -> dict:
-    """Finetunes and returns the summary: best domain loss, the tokens where it happened, and whether it stopped early."""
-    import torch
-    from composer.callbacks import EarlyStopper
-    from composer.core import Time, TimeUnit
-    from composer.metrics.nlp import LanguageCrossEntropy
-    from composer.models import HuggingFaceModel
+class BestValidation(Callback):
+    """Early stopping on the validation split: after every evaluation, a validation loss lower than the best by
+    more than ``min_delta`` makes this model the best (exported at once by ``save``); ``patience`` evaluations
+    without one stop training. Its state is checkpointed, so a resumed finetune keeps its best."""
 
-    from training.data import collate_tokens, evaluators
-    from training.interpolate import load_model
+    def __init__(self, label: str, patience: int, min_delta: float, save):
+        self.label, self.patience, self.min_delta, self.save = label, patience, min_delta, save
+        self.best: float | None = None
+        self.best_batch: int | None = None
+        self.without_gain = 0
+
+    def eval_after_all(self, state: State, logger: Logger) -> None:
+        loss = float(state.eval_metrics[self.label][METRIC].compute())
+        if self.best is None or loss < self.best - self.min_delta:
+            self.best, self.best_batch, self.without_gain = loss, int(state.timestamp.batch), 0
+            self.save(state.model)
+            return
+        self.without_gain += 1
+        if self.without_gain >= self.patience:
+            state.stop_training()
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_batch": self.best_batch, "without_gain": self.without_gain}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_batch, self.without_gain = state["best"], state["best_batch"], state["without_gain"]
+
+
+def split_evaluators(source: str, split: HeldoutSplit, batch: int, eval_samples: int):
+    """Evaluators over the first ``eval_samples`` samples of each split: labels, roles and sample counts."""
+    from composer.core import Evaluator
+    from torch.utils.data import DataLoader
+
+    from training.data import collate_tokens
+
+    evals, roles, counts = [], {}, {}
+    for role, samples in zip(SPLIT_ROLES, (split.validation, split.test)):
+        label = f"{source}_{role.removeprefix('domain_')}"
+        rows = [{"tokens": row} for row in samples[:eval_samples]]
+        evals.append(Evaluator(label=label, dataloader=DataLoader(rows, batch_size=batch, collate_fn=collate_tokens),
+                               metric_names=[METRIC]))
+        roles[label], counts[label] = role, len(rows)
+    return evals, roles, counts
+
+
+def finetune_plan(config: FinetuneConfig, base: TrainConfig, spec: dict) -> RunPlan:
     from training.presets import count_parameters
 
-    base, base_summary = base_run(config)
-    spec = read_mix_spec(config.mix or base.mix)
-    run_dir = Path(config.run_dir)
-    fingerprint = sha256_json(config.model_dump(mode="json"))
-    done = read_json(run_dir / "summary.json")
-    if done and done.get("fingerprint") == fingerprint:
-        return {**done, "reused": True}
     seq_len = int(spec["seq_len"])
     tokens_per_batch = config.global_batch_size * seq_len
     max_batches = config.duration_tokens // tokens_per_batch
@@ -72,51 +114,105 @@ def run_finetune(config: FinetuneConfig) -> dict:
                          f"{tokens_per_batch} tokens")
     size = model_size(base)
     interval = max(1, min(max_batches, config.eval_every_tokens // tokens_per_batch))
-    plan = RunPlan(seq_len, tokens_per_batch, max_batches, interval, interval, config.global_batch_size,
+    return RunPlan(seq_len, tokens_per_batch, max_batches, interval, interval, config.global_batch_size,
                    config.global_batch_size, size, count_parameters(size, int(spec["vocab_size"])))
-    from pipelines.mix.streams import train_dataset
-    from torch.utils.data import DataLoader
 
-    data = train_dataset(replay_spec(spec, config.replay_fraction, max_batches * config.global_batch_size),
-                         shuffle_seed=config.seed, batch_size=config.global_batch_size, num_canonical_nodes=1)
-    loader = DataLoader(data, batch_size=config.global_batch_size, collate_fn=collate_tokens, drop_last=True)
-    evals, roles, eval_samples = evaluators(spec, config.global_batch_size, config.eval_samples)
-    domain_label = next(name for name, role in roles.items() if role == "domain")
-    model = HuggingFaceModel(load_model(config.base_run).train(), shift_labels=True, use_logits=True,
-                             eval_metrics=[LanguageCrossEntropy()])
-    # Composer stops when (batch - best batch) > patience; this makes `patience` evaluations without gain stop.
-    stopper = EarlyStopper("LanguageCrossEntropy", domain_label, comp=torch.less, min_delta=config.min_delta,
-                           patience=Time(config.patience * interval - 1, TimeUnit.BATCH))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", config.model_dump(mode="json"))
-    start = time.time()
-    trainer = compose_trainer(run_dir=run_dir, model=model, train_loader=loader, evals=evals, roles=roles,
-                              eval_samples=eval_samples, plan=plan, optimizer=config.optimizer,
-                              schedule=config.schedule, device=config.device, precision="auto", seed=config.seed,
-                              autoresume=True, callbacks=[stopper])
-    trainer.fit()
-    export_model(trainer, run_dir / "model")
-    trained = int(trainer.state.timestamp.batch)
-    trainer.close()
-    summary = finetune_summary(run_dir / "curves.csv", base_summary, fingerprint, trained, max_batches, tokens_per_batch)
-    summary["wall_seconds"] = round(time.time() - start, 1)
-    write_json_atomic(run_dir / "summary.json", summary)
+
+def run_finetune(config: FinetuneConfig, force: bool = False) -> dict:
+    """Finetunes (or resumes, or finds finished) the run in ``config.run_dir``; returns its summary.
+
+    The summary's ``test_domain_loss`` is the test split's loss of the model with the best validation loss
+    (the one exported to ``model/``); ``best_validation_loss`` is what early stopping watched.
+
+    Raises:
+        InputError: the base run is unfinished, the domain held-out set cannot be split, or the run folder is
+            refused (see :func:`training.trainer.claim_run`); nothing is written then.
+    """
+    base, base_summary = base_run(config)
+    spec = read_mix_spec(config.mix or base.mix)
+    plan = finetune_plan(config, base, spec)
+    source, split = domain_split(spec, config.test_fraction)
+    layout = RunLayout(storage.check(config.run_dir, "finetune.run_dir"))
+    parts = {"config": sha256_json(config.model_dump(mode="json", exclude=NOT_FINGERPRINTED)),
+             "base_run": str(base_summary.get("fingerprint")), "mix": mix_fingerprint(spec)}
+    fingerprint = sha256_json(parts)
+    done = claim_run(layout, STAGE, fingerprint, parts, where="finetune.run_dir", force=force, autoresume=True,
+                     config=config.model_dump(mode="json"))
+    if done is not None:
+        return done
+    began = time.time()
+    trained, best, pretrained = _fit(config, spec, plan, layout, source, split)
+    summary = finetune_summary(layout, base_summary, fingerprint, split, best, trained, plan, pretrained)
+    summary["wall_seconds"] = round(time.time() - began, 1)
+    storage.write_json(layout.summary, summary)
     return summary
 
 
-def finetune_summary(curves: Path, base_summary: dict, fingerprint: str, trained_batches: int, max_batches: int,
-                     tokens_per_batch: int) -> dict:
-    rows = list(csv.DictReader(curves.open()))
-    best = min(rows, key=lambda r: float(r["domain_loss"]))
+def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, source: str, split: HeldoutSplit):
+    """Trains with early stopping; returns (batches trained, the best batch, the base model's split losses)."""
+    from composer.metrics.nlp import LanguageCrossEntropy
+    from composer.models import HuggingFaceModel
+    from torch.utils.data import DataLoader
+
+    from pipelines.mix.streams import train_dataset
+    from training.composer_run import compose_trainer
+    from training.data import collate_tokens, created, evaluators
+    from training.heldout_split import mean_loss
+    from training.interpolate import load_model
+    from training.run_files import RunFiles, export_model
+
+    batch = config.global_batch_size
+    replay = replay_spec(spec, config.replay_fraction, plan.max_batches * batch)
+    data = created(lambda: train_dataset(replay, shuffle_seed=config.seed, batch_size=batch, num_canonical_nodes=1))
+    loader = DataLoader(data, batch_size=batch, collate_fn=collate_tokens, drop_last=True)
+    # The domain held-out set is evaluated as its two splits; the other sources' held-out sets as they are.
+    others = {**spec, "eval": [e for e in spec["eval"] if e["role"] != "domain"]}
+    evals, roles, eval_samples = evaluators(others, batch, config.eval_samples)
+    split_evals, split_roles, split_samples = split_evaluators(source, split, batch, config.eval_samples)
+    evals, roles, eval_samples = evals + split_evals, {**roles, **split_roles}, {**eval_samples, **split_samples}
+    base_model = load_model(config.base_run)
+    pretrained = {role: mean_loss(base_model, samples[:config.eval_samples])
+                  for role, samples in zip(SPLIT_ROLES, (split.validation, split.test))}
+    model = HuggingFaceModel(base_model.train(), shift_labels=True, use_logits=True,
+                             eval_metrics=[LanguageCrossEntropy()])
+    stopper = BestValidation(next(k for k, v in split_roles.items() if v == SPLIT_ROLES[0]), config.patience,
+                             config.min_delta, save=lambda m: export_model(m, layout.model, spec))
+    files = RunFiles(layout)
+    try:
+        trainer = compose_trainer(layout=layout, files=files, model=model, train_loader=loader, evals=evals,
+                                  roles=roles, eval_samples=eval_samples, plan=plan, optimizer=config.optimizer,
+                                  schedule=config.schedule, device=config.device, precision="auto",
+                                  seed=config.seed, autoresume=True, callbacks=[stopper])
+        if int(trainer.state.timestamp.batch) < plan.max_batches:  # killed after its last checkpoint: done
+            trainer.fit()
+        trained = int(trainer.state.timestamp.batch)
+        trainer.close()
+    finally:
+        files.close()
+    return trained, stopper.best_batch, pretrained
+
+
+def finetune_summary(layout: RunLayout, base_summary: dict, fingerprint: str, split: HeldoutSplit,
+                     best_batch: int, trained_batches: int, plan: RunPlan, pretrained: dict) -> dict:
+    """The numbers of a finetune, each on the split it names; the row of the best validation loss is the one
+    whose model was exported."""
+    rows = read_curves(layout.curves)
+    best = next(r for r in rows if int(r["batch"]) == best_batch)
+    as_float = lambda key: float(best[key]) if best.get(key) not in (None, "") else None  # noqa: E731
     return {
         "fingerprint": fingerprint,
         "pretrained_domain_loss": base_summary.get("domain_loss"),
         "pretrained_general_loss": base_summary.get("general_loss"),
-        "best_domain_loss": float(best["domain_loss"]),
+        "pretrained_validation_loss": pretrained[SPLIT_ROLES[0]],
+        "pretrained_test_loss": pretrained[SPLIT_ROLES[1]],
+        "best_validation_loss": as_float("domain_validation_loss"),
+        "test_domain_loss": as_float("domain_test_loss"),
+        "general_loss_at_best": as_float("general_loss"),
         "best_tokens": int(best["tokens"]),
-        "general_loss_at_best": float(best["general_loss"]) if best.get("general_loss") else None,
-        "trained_tokens": trained_batches * tokens_per_batch,
-        "stopped_early": trained_batches < max_batches,
+        "trained_tokens": trained_batches * plan.tokens_per_batch,
+        "stopped_early": trained_batches < plan.max_batches,
         "evaluations": len(rows),
+        "split": split.describe(),
         "reused": False,
     }
+

@@ -6,61 +6,41 @@ Models are read from safetensors folders (``run_dir/model``), so nothing is unpi
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
-from pathlib import Path
 
+from spt import storage
 from spt.config import InterpolateConfig
 from spt.errors import InputError
 
 
-def model_folder(path: str | Path) -> Path:
-    """A run_dir's exported model, or a model folder itself."""
-    path = Path(path)
-    for candidate in (path / "model", path):
-        if (candidate / "config.json").exists() and any(candidate.glob("*.safetensors")):
+def model_folder(location: str) -> str:
+    """A run_dir's exported model, or a model folder itself (local or ``s3://``)."""
+    for candidate in (storage.join(str(location), "model"), str(location)):
+        names = {e.relative for e in storage.list_files(candidate)}
+        if "config.json" in names and any(n.endswith(".safetensors") and "/" not in n for n in names):
             return candidate
-    raise InputError(f"{str(path)!r}: no safetensors model there (expected a finished run_dir with model/)")
+    raise InputError(f"{str(location)!r}: no safetensors model there (expected a finished run_dir with model/)")
 
 
-def load_model(path: str | Path):
+def load_model(location: str):
+    """The HF Llama saved at a run_dir (its ``model/``) or model folder, local or on S3, in eval mode."""
     from transformers import LlamaForCausalLM
 
-    model = LlamaForCausalLM.from_pretrained(model_folder(path), use_safetensors=True)
+    from training.run_files import local_model
+
+    with local_model(model_folder(location)) as folder:
+        model = LlamaForCausalLM.from_pretrained(folder, use_safetensors=True)
     return model.eval()
-
-
-def heldout_loss(model, spec: dict, source: str, max_samples: int, batch_size: int = 16) -> float:
-    """Mean next-token cross-entropy (nats/token) over the first ``max_samples`` held-out sequences of a source."""
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader
-
-    from pipelines.mix.streams import eval_dataset
-    from training.data import collate_tokens
-
-    loader = DataLoader(eval_dataset(spec, source, batch_size=batch_size, num_canonical_nodes=1),
-                        batch_size=batch_size, collate_fn=collate_tokens)
-    total, count, seen = 0.0, 0, 0
-    with torch.no_grad():
-        for batch in loader:
-            ids = batch["input_ids"][: max_samples - seen]
-            logits = model(input_ids=ids).logits[:, :-1]
-            targets = ids[:, 1:]
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                     reduction="sum").item()
-            count += targets.numel()
-            seen += len(ids)
-            if seen >= max_samples:
-                break
-    return total / max(count, 1)
 
 
 def interpolate(config: InterpolateConfig) -> list[dict]:
     """Evaluates each α on every source's held-out shards; writes and returns the table rows."""
     from training.curves import role_loss
+    from training.heldout_split import mean_loss, read_heldout
     from training.trainer import read_mix_spec
 
+    storage.check_writable(storage.parent(config.output), "interpolate.output")
     spec = read_mix_spec(config.mix)
     start, end = load_model(config.start), load_model(config.end)
     start_state = {k: v.clone() for k, v in start.state_dict().items()}
@@ -69,29 +49,30 @@ def interpolate(config: InterpolateConfig) -> list[dict]:
         raise InputError(f"interpolate: {config.start!r} and {config.end!r} have different architectures")
     sources = [e for e in spec["eval"] if e.get("samples")]
     roles = {e["name"]: e["role"] for e in sources}
-    weights = {e["name"]: min(config.eval_samples, e["samples"]) for e in sources}
+    # Each source's first held-out samples, read once (every dataset Streaming opens keeps file handles open).
+    samples = {e["name"]: read_heldout(spec, e["name"], config.eval_samples) for e in sources}
+    weights = {name: len(rows) for name, rows in samples.items()}
     rows = []
     for alpha in config.alphas:
         mixed = {k: (1 - alpha) * start_state[k] + alpha * end_state[k] if start_state[k].is_floating_point()
                  else start_state[k] for k in start_state}
         start.load_state_dict(mixed)
-        losses = {e["name"]: heldout_loss(start, spec, e["name"], config.eval_samples) for e in sources}
+        losses = {name: mean_loss(start, rows) for name, rows in samples.items()}
         row = {"alpha": alpha, "domain_loss": role_loss(losses, roles, "domain", weights),
                "general_loss": role_loss(losses, roles, "general", weights)}
         row.update({f"loss_{n}": v for n, v in sorted(losses.items())})
         rows.append(row)
-    write_table(rows, Path(config.output))
+    write_table(rows, config.output)
     return rows
 
 
-def write_table(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def write_table(rows: list[dict], location: str) -> None:
+    """Writes the rows as CSV, atomically, to a local path or an ``s3://`` URL."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    storage.write_text(location, text.getvalue())
 
 
 def format_table(rows: list[dict]) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
@@ -74,9 +73,11 @@ def evaluation_batches(max_batches: int, interval: int) -> list[int]:
     return points if points and points[-1] == max_batches else [*points, max_batches]
 
 
-def cell_mix(config: SweepConfig, domain_index: int, fraction: float, tokens: int) -> MixConfig:
-    return load_config(config.mix, [f"sources[{domain_index}].fraction={fraction}", f"total_tokens={tokens}"],
-                       kind="mix")
+def cell_mix(config: SweepConfig, domain_index: int, cell) -> MixConfig:
+    overrides = [f"sources[{domain_index}].fraction={cell.domain_fraction}", f"total_tokens={cell.total_tokens}"]
+    if cell.synthetic_share is not None:
+        overrides.append(f"sources[{domain_index}].synthetic_share={cell.synthetic_share}")
+    return load_config(config.mix, overrides, kind="mix")
 
 
 def plan_cell(config: SweepConfig, train: TrainConfig, cell, domain_index: int) -> CellPlan:
@@ -85,7 +86,7 @@ def plan_cell(config: SweepConfig, train: TrainConfig, cell, domain_index: int) 
 
     planned = CellPlan(cell.run_id, cell.domain_fraction, cell.preset, cell.total_tokens, cell.seed)
     try:
-        mix_plan = make_plan(cell_mix(config, domain_index, cell.domain_fraction, cell.total_tokens))
+        mix_plan = make_plan(cell_mix(config, domain_index, cell))
     except InputError as exc:
         planned.problem = "; ".join(exc.problems)
         return planned
@@ -105,12 +106,16 @@ def plan_cell(config: SweepConfig, train: TrainConfig, cell, domain_index: int) 
     return planned
 
 
-def measured_seconds_per_token(output_dir: Path) -> dict[str, float]:
-    """Wall seconds per trained token of the finished cells in a sweep folder, per preset (the median)."""
-    path = output_dir / "results.csv"
-    if not path.exists():
+def measured_seconds_per_token(output_dir: str) -> dict[str, float]:
+    """Wall seconds per trained token of the finished cells in a sweep folder (local or S3), per preset (the
+    median)."""
+    from training.layout import SweepLayout
+    from training.sweep_tables import read_results
+
+    try:
+        results = read_results(SweepLayout(output_dir))
+    except FileNotFoundError:
         return {}
-    results = pd.read_csv(path)
     ok = results[(results["status"] == "ok") & (results["wall_seconds"] > 0) & (results["tokens"] > 0)]
     return {preset: statistics.median(rows["wall_seconds"] / rows["tokens"]) for preset, rows in ok.groupby("preset")}
 
@@ -172,17 +177,18 @@ def plan_sweep(config: SweepConfig, calibrate_when_unmeasured: bool = True) -> P
         calibrate_when_unmeasured: Calibrate presets that no finished cell measured; False leaves their times
             unknown.
     """
-    from training.sweep import cell_threads, cells, load_bases
+    from training.layout import SweepLayout
+    from training.sweep_cells import cell_threads, cells, load_bases
 
     mix, train, domain_index = load_bases(config)
     planned = [plan_cell(config, train, cell, domain_index) for cell in cells(config, mix, train)]
-    measured = measured_seconds_per_token(Path(config.output_dir))
+    measured = measured_seconds_per_token(config.output_dir)
     sources = []
     for preset in sorted({c.preset for c in planned}):
         if preset in measured:
             per_token = measured[preset]
             sources.append(f"{preset}: {1 / per_token:,.0f} tokens/s (wall, with evaluations and start-up) measured "
-                           f"by finished cells in {Path(config.output_dir) / 'results.csv'}")
+                           f"by finished cells in {SweepLayout(config.output_dir).results}")
             predict = lambda c, k=per_token: c.total_tokens * k  # noqa: E731
         elif calibrate_when_unmeasured:
             threads = cell_threads(config.resources.num_cpus)

@@ -1,17 +1,31 @@
-"""A resolved train config becomes a Composer Trainer; each function is short enough to read at once."""
+"""A resolved train config becomes a Composer Trainer; each function is short enough to read at once.
+
+A run owns its folder (see :mod:`training.layout`): :func:`start_run` claims it with a marker that holds the
+fingerprint of what shapes the result (the config without where and how it runs, and the mix's content), so a
+finished run is reused only for the same fingerprint, an unfinished one resumes only from its own checkpoints,
+and a folder made for another config or another mix is refused (or, with ``force``, restarted from scratch).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from pipelines.io import read_json, sha256_json, write_json_atomic
+from spt import storage
 from spt.config import TrainConfig
 from spt.errors import InputError
+from spt.storage import sha256_json
+from training.layout import RunLayout
 from training.presets import PRESETS, LlamaSize, count_parameters, llama_config
+
+STAGE = "train"
+#: Fields that say where or how a run runs, not what it computes: left out of its fingerprint. (Workers split the
+#: same global batch; the mix is fingerprinted by its content, not its path.)
+NOT_FINGERPRINTED = {"autoresume", "num_workers", "ray", "dataloader_workers", "run_dir", "mix",
+                     "checkpoint_every_tokens"}
 
 
 @dataclass(frozen=True)
@@ -33,13 +47,31 @@ class RunPlan:
         return self.max_batches * self.tokens_per_batch
 
 
-def read_mix_spec(path: str | Path) -> dict:
-    """The streams spec of a built mix; a missing or unreadable one is an input error naming the path."""
+def read_mix_spec(location: str) -> dict:
+    """The streams spec of a built mix (local or ``s3://``).
+
+    Raises:
+        InputError: it is missing or not a streams spec (the message names the location).
+    """
     from pipelines.mix.streams import read_spec
 
-    if not Path(path).exists():
-        raise InputError(f"mix={str(path)!r}: no such file (build the mix first: spt mix build CONFIG)")
-    return read_spec(path)
+    return read_spec(location)
+
+
+def mix_fingerprint(spec: dict) -> str:
+    """The content fingerprint of a built mix: the one `spt mix build` keeps in the mix folder's marker (its
+    config and the content of every input), else the streams spec's own content id."""
+    marker = storage.read_marker(storage.parent(spec["path"]))
+    if marker and marker.get("stage") == "mix" and marker.get("fingerprint"):
+        return str(marker["fingerprint"])
+    return storage.content_id(spec["path"])
+
+
+def run_fingerprint(config: TrainConfig, spec: dict) -> tuple[str, dict[str, str]]:
+    """(fingerprint, its parts ``config`` and ``mix``) of what a run computes."""
+    parts = {"config": sha256_json(config.model_dump(mode="json", exclude=NOT_FINGERPRINTED)),
+             "mix": mix_fingerprint(spec)}
+    return sha256_json(parts), parts
 
 
 def model_size(config: TrainConfig) -> LlamaSize:
@@ -80,6 +112,52 @@ def plan_run(config: TrainConfig, spec: dict) -> RunPlan:
     )
 
 
+@dataclass(frozen=True)
+class RunStart:
+    """A run whose folder is claimed: its mix, plan, layout and fingerprint; ``done`` is the summary of a finished
+    run with the same fingerprint (nothing to train then)."""
+
+    spec: dict
+    plan: RunPlan
+    layout: RunLayout
+    fingerprint: str
+    done: dict | None = None
+
+
+def claim_run(layout: RunLayout, stage: str, fingerprint: str, parts: dict, *, where: str, force: bool,
+              autoresume: bool, config: dict) -> dict | None:
+    """Claims a run folder for ``stage`` and ``fingerprint``; returns the summary when the run is finished.
+
+    A folder of another fingerprint is refused (``force``: its files are deleted first, so nothing resumes from
+    them); without ``autoresume`` the folder's unfinished state is deleted too. Checked before anything is written.
+
+    Raises:
+        InputError: the folder is not writable, not spt's, another stage's, or (without ``force``) this stage's
+            output for another fingerprint; the message names what changed.
+    """
+    claim = storage.check_claim(layout.root, stage, fingerprint, where=where, parts=parts, force=force)
+    if claim.state == "same":
+        done = storage.read_json(layout.summary)
+        if done and done.get("fingerprint") == fingerprint:
+            return {**done, "reused": True}
+    if claim.state == "replaced" or not autoresume:
+        layout.clear()
+    storage.claim(layout.root, stage, fingerprint, where=where, parts=parts, force=force)
+    storage.write_json(layout.config, config)
+    return None
+
+
+def start_run(config: TrainConfig, force: bool = False) -> RunStart:
+    """Reads the mix, plans the run and claims ``run_dir`` (see :func:`claim_run`)."""
+    spec = read_mix_spec(config.mix)
+    plan = plan_run(config, spec)
+    layout = RunLayout(storage.check(config.run_dir, "train.run_dir"))
+    fingerprint, parts = run_fingerprint(config, spec)
+    done = claim_run(layout, STAGE, fingerprint, parts, where="train.run_dir", force=force,
+                     autoresume=config.autoresume, config=config.model_dump(mode="json"))
+    return RunStart(spec, plan, layout, fingerprint, done)
+
+
 def build_model(plan: RunPlan, spec: dict, seed: int):
     """A randomly initialized Llama in Composer's HuggingFaceModel, with token cross-entropy metrics."""
     import torch
@@ -103,11 +181,13 @@ def resolve_device(device: str, precision: str) -> tuple[str, str]:
     return device, precision
 
 
-def build_trainer(config: TrainConfig, spec: dict, plan: RunPlan, world_size: int = 1):
-    """The Composer Trainer for a pretraining run of ``plan`` on the mix ``spec``."""
+def build_trainer(config: TrainConfig, start: RunStart, files, world_size: int = 1, callbacks=()):
+    """The Composer Trainer for a pretraining run of ``start.plan`` on the mix ``start.spec``."""
+    from training.composer_run import compose_trainer
     from training.curves import DOMAIN_TRAIN_ROLE
     from training.data import domain_epochs_per_token, domain_train_evaluator, evaluators, train_dataloader
 
+    spec, plan = start.spec, start.plan
     evals, roles, eval_samples = evaluators(spec, plan.per_worker_batch, config.eval_samples, world_size)
     train_sample = domain_train_evaluator(spec, plan.per_worker_batch, eval_samples, world_size)
     if train_sample is not None:
@@ -115,7 +195,8 @@ def build_trainer(config: TrainConfig, spec: dict, plan: RunPlan, world_size: in
         evals.append(evaluator)
         roles[label], eval_samples[label] = DOMAIN_TRAIN_ROLE, used
     return compose_trainer(
-        run_dir=Path(config.run_dir),
+        layout=start.layout,
+        files=files,
         model=build_model(plan, spec, config.seed),
         train_loader=train_dataloader(spec, plan.per_worker_batch, config.seed, config.dataloader_workers),
         evals=evals,
@@ -129,132 +210,78 @@ def build_trainer(config: TrainConfig, spec: dict, plan: RunPlan, world_size: in
         seed=config.seed,
         autoresume=config.autoresume,
         deterministic=config.deterministic,
+        callbacks=callbacks,
         domain_epochs_per_token=domain_epochs_per_token(spec),
     )
 
 
-def compose_trainer(*, run_dir: Path, model, train_loader, evals, roles, eval_samples, plan: RunPlan, optimizer,
-                    schedule, device: str, precision: str, seed: int, autoresume: bool, deterministic: bool = False,
-                    callbacks=(), domain_epochs_per_token: float | None = None):
-    """Composer's Trainer with spt's conventions: intervals in batches derived from tokens, decoupled AdamW,
-    the curve table (with the schedule's phase and, given ``domain_epochs_per_token``, the domain epochs seen),
-    resumable checkpoints in ``run_dir/checkpoints`` and a file log."""
-    from composer import Trainer
-    from composer.algorithms import GradientClipping
-    from composer.loggers import FileLogger
-    from composer.optim import DecoupledAdamW
-    from composer.utils import reproducibility
+def train(config: TrainConfig, start: RunStart, world_size: int = 1, rank: int = 0) -> dict:
+    """Trains (or resumes) a claimed run; rank 0 exports the model and writes ``summary.json`` last.
 
-    from training.curves import CurveTable
-    from training.schedules import ProgressScheduler, lr_phase
-
-    reproducibility.seed_all(seed)
-    adamw = DecoupledAdamW(
-        model.parameters(), lr=optimizer.lr, betas=(optimizer.beta1, optimizer.beta2), eps=optimizer.eps,
-        weight_decay=optimizer.weight_decay,
-    )
-    scheduler = ProgressScheduler(schedule.kind, schedule.warmup_fraction, schedule.decay_fraction,
-                                  schedule.final_lr_ratio)
-    clipping = [GradientClipping(clipping_type="norm", clipping_threshold=optimizer.grad_clip_norm)] \
-        if optimizer.grad_clip_norm else []
-    device, precision = resolve_device(device, precision)
-    log = FileLogger(str(run_dir / "logs" / "metrics-rank{rank}.log"), flush_interval=1, capture_stdout=False,
-                     capture_stderr=False)
-    return Trainer(
-        run_name=run_dir.name,
-        model=model,
-        train_dataloader=train_loader,
-        eval_dataloader=evals,
-        max_duration=f"{plan.max_batches}ba",
-        eval_interval=f"{plan.eval_interval_batches}ba",
-        optimizers=adamw,
-        schedulers=scheduler,
-        step_schedulers_every_batch=True,
-        algorithms=clipping,
-        device=device,
-        precision=precision,
-        device_train_microbatch_size=plan.microbatch,
-        seed=seed,
-        deterministic_mode=deterministic,
-        save_folder=str(run_dir / "checkpoints"),
-        save_interval=f"{plan.checkpoint_interval_batches}ba",
-        save_filename="ba{batch}-rank{rank}.pt",
-        save_num_checkpoints_to_keep=2,
-        # A kill between writing a checkpoint and moving the `latest` link leaves a file the resumed run will
-        # write again (with the same content: the run is deterministic), so overwriting is safe and needed.
-        save_overwrite=True,
-        autoresume=autoresume,
-        callbacks=[CurveTable(run_dir / "curves.csv", roles, eval_samples, plan.tokens_per_batch,
-                              domain_epochs_per_token=domain_epochs_per_token, max_batches=plan.max_batches,
-                              phase_at=lambda progress: lr_phase(schedule.kind, progress, schedule.warmup_fraction,
-                                                                 schedule.decay_fraction)),
-                   *callbacks],
-        loggers=[log],
-        progress_bar=os.environ.get("SPT_PROGRESS", "1") == "1",
-        log_to_console=True,
-        console_log_interval=f"{plan.eval_interval_batches}ba",
-        python_log_level=None,
-    )
-
-
-def export_model(trainer, folder: Path) -> None:
-    """Saves the trained weights as a safetensors HF folder (finetune and interpolate load this, no pickle)."""
-    composer_model = trainer.state.model
-    composer_model = getattr(composer_model, "module", composer_model)  # unwrap DistributedDataParallel
-    composer_model.model.save_pretrained(folder, safe_serialization=True)
-
-
-def config_fingerprint(config: TrainConfig) -> str:
-    return sha256_json(config.model_dump(mode="json", exclude={"autoresume", "num_workers", "ray", "dataloader_workers"}))
-
-
-def run_training(config: TrainConfig, world_size: int = 1, rank: int = 0) -> dict:
-    """Trains (or resumes, or finds finished) the run in ``config.run_dir``; returns its summary.
-
-    The summary has the final domain/general losses (the last evaluation), tokens, parameters and wall time.
+    Returns:
+        The summary: final domain/general losses (the last evaluation), tokens, parameters, wall time, the batch
+        the run started from (a resumed run's checkpoint) and the batches this process trained.
     """
-    spec = read_mix_spec(config.mix)
-    plan = plan_run(config, spec)
-    run_dir = Path(config.run_dir)
-    fingerprint = config_fingerprint(config)
-    summary_path = run_dir / "summary.json"
-    done = read_json(summary_path)
-    if done and done.get("fingerprint") == fingerprint:
-        done["reused"] = True
-        return done
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", config.model_dump(mode="json"))
-    start = time.time()
-    trainer = build_trainer(config, spec, plan, world_size)
-    trainer.fit()
-    summary = _summary(config, plan, fingerprint, run_dir, time.time() - start, world_size)
-    if rank == 0:
-        export_model(trainer, run_dir / "model")
-        write_json_atomic(summary_path, summary)
-    trainer.close()
+    from training.run_files import BatchCounter, RunFiles, export_model
+
+    files, counter = RunFiles(start.layout), BatchCounter()
+    try:
+        trainer = build_trainer(config, start, files, world_size, callbacks=[counter])
+        start_batch = int(trainer.state.timestamp.batch)
+        began = time.time()
+        if start_batch < start.plan.max_batches:  # a run killed after its last checkpoint has nothing to train
+            trainer.fit()
+        trainer.close()  # waits for checkpoint uploads: the summary must not come before them
+        summary = _summary(config, start, time.time() - began, world_size, start_batch, counter.batches)
+        if rank == 0:
+            export_model(trainer.state.model, start.layout.model, start.spec)
+            storage.write_json(start.layout.summary, summary)
+    finally:
+        files.close()
     return summary
 
 
-def _summary(config, plan: RunPlan, fingerprint: str, run_dir: Path, seconds: float, world_size: int) -> dict:
-    import csv
+def run_training(config: TrainConfig, world_size: int = 1, rank: int = 0, force: bool = False) -> dict:
+    """Trains (or resumes, or finds finished) the run in ``config.run_dir`` in this process; returns its summary."""
+    start = start_run(config, force)
+    if start.done is not None:
+        return start.done
+    return train(config, start, world_size, rank)
 
+
+def read_curves(location: str) -> list[dict]:
+    """The rows of a run's curves.csv (empty when there is none yet)."""
+    try:
+        return list(csv.DictReader(io.StringIO(storage.read_text(location))))
+    except FileNotFoundError:
+        return []
+
+
+def _as_float(value) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+def _summary(config: TrainConfig, start: RunStart, seconds: float, world_size: int, start_batch: int,
+             trained_batches: int) -> dict:
     import torch
 
-    rows = list(csv.DictReader((run_dir / "curves.csv").open())) if (run_dir / "curves.csv").exists() else []
+    rows = read_curves(start.layout.curves)
     last = rows[-1] if rows else {}
-    as_float = lambda v: float(v) if v not in (None, "") else None  # noqa: E731
+    plan = start.plan
     return {
-        "fingerprint": fingerprint,
-        "run_dir": str(run_dir),
+        "fingerprint": start.fingerprint,
+        "run_dir": start.layout.root,
         "params": plan.params,
         "model": json.loads(json.dumps(plan.size.to_dict())),
         "tokens": plan.tokens,
         "batches": plan.max_batches,
+        "start_batch": start_batch,
+        "trained_batches": trained_batches,
         "global_batch_size": config.global_batch_size,
         "world_size": world_size,
-        "domain_loss": as_float(last.get("domain_loss")),
-        "general_loss": as_float(last.get("general_loss")),
-        "losses": {k[5:]: as_float(v) for k, v in last.items() if k.startswith("loss_")},
+        "domain_loss": _as_float(last.get("domain_loss")),
+        "general_loss": _as_float(last.get("general_loss")),
+        "losses": {k[5:]: _as_float(v) for k, v in last.items() if k.startswith("loss_")},
         "wall_seconds": round(seconds, 1),
         "torch_threads": torch.get_num_threads(),
         "reused": False,

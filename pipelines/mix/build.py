@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipelines.mix.documents import SPLITS
-from pipelines.mix.layout import SOURCE_MANIFEST, STORE_FINGERPRINT, MixLayout
+from pipelines.mix.layout import SOURCE_MANIFEST, STAGE, MixLayout
 from pipelines.mix.pack import SplitWriter
 from pipelines.mix.plan import MixPlan, SourcePlan, commit_counts, fingerprint, make_plan
 from pipelines.mix.report import domain_groups, plan_json, source_row
@@ -28,7 +28,6 @@ from spt import storage
 from spt.config.mix import MixConfig
 
 SOURCE_FORMAT = "spt-mix-source/1"
-STAGE = "mix"
 
 
 def check_outputs(config: MixConfig) -> None:
@@ -37,10 +36,7 @@ def check_outputs(config: MixConfig) -> None:
     Raises:
         InputError: one line naming the folder and the rule; nothing is written.
     """
-    layout = MixLayout.of(config)
-    storage.check_claim(layout.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
-    if layout.separate_cache:
-        storage.check_claim(layout.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")
+    MixLayout.of(config).check_store()
 
 
 def claim_outputs(plan: MixPlan, force: bool = False) -> None:
@@ -53,9 +49,7 @@ def claim_outputs(plan: MixPlan, force: bool = False) -> None:
     mix_fingerprint, parts = fingerprint(plan)
     where, label = "mix.name", f"mix {plan.name!r} ({layout.mix})"
     storage.check_claim(layout.mix, STAGE, mix_fingerprint, where=where, parts=parts, force=force, label=label)
-    storage.claim(layout.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
-    if layout.separate_cache:
-        storage.claim(layout.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")
+    layout.claim_store()
     storage.claim(layout.mix, STAGE, mix_fingerprint, where=where, parts=parts, force=force, label=label)
 
 
@@ -183,6 +177,7 @@ def _source_manifest(plan: MixPlan, source: SourcePlan, folder: Path, splits: di
         "seed": plan.config.seed,
         "heldout_fraction": source.config.heldout_fraction,
         "inputs": [{"location": f.location, "content": f.content_id, "split": rule.split} for f, rule in source.files],
+        "hf": source.hf or None,
         "counts": source.counts.to_json(),
         "splits": splits,
         "files": {
@@ -234,6 +229,7 @@ def _write_mix(plan: MixPlan, built_now: set[str]) -> str:
                 "difference_tokens": round(row["realized_tokens"] - float(plan.asked_tokens(source)), 6),
                 "source_dir": layout.source(source.dir_name),
                 "built_now": source.name in built_now,
+                "hf": source.hf or None,
             }
         )
     spec = {

@@ -5,6 +5,7 @@
     <output_dir>/mixes/<mix name>/                .spt-owner.json (the mix's fingerprint), plan.json,
                                                   manifest.json, streams.json (written last)
     <cache>/<count key>.json                      token counts; <cache> = cache_dir or <output_dir>/cache
+    <cache>/hf/<dataset>-<key16>/                 Hugging Face datasets of `hf:` sources, as parquet
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from spt.config.mix import MixConfig
 #: The marker fingerprint of a mix store: its sources are content-addressed, so any mix may add to it.
 STORE_FINGERPRINT = "content-addressed"
 SOURCE_MANIFEST = "source.json"
+STAGE = "mix"
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,24 @@ class MixLayout:
 
     def count(self, key: str) -> str:
         return storage.join(self.cache, f"{key}.json")
+
+    @property
+    def hf(self) -> str:
+        """Hugging Face datasets materialized as parquet (:func:`pipelines.hf_datasets.materialize`)."""
+        return storage.join(self.cache, "hf")
+
+    def check_store(self) -> None:
+        """Refuses a store or cache folder that is not writable or not spt's mix store (writes nothing).
+
+        Raises:
+            InputError: one line naming the folder and the rule.
+        """
+        storage.check_claim(self.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
+        if self.separate_cache:
+            storage.check_claim(self.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")
+
+    def claim_store(self) -> None:
+        """Claims the store and the cache (before the first file is written into either)."""
+        storage.claim(self.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
+        if self.separate_cache:
+            storage.claim(self.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")

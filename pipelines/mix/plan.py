@@ -48,6 +48,7 @@ class SourcePlan:
     samples: int = 0
     units_missing: int = 0  # work units an incomplete rephrase output (allow_incomplete) has not committed yet
     heldout_ids: frozenset = frozenset()  # documents held out of the source this one rephrases
+    hf: dict = field(default_factory=dict)  # per `hf`/`heldout_hf` field: the dataset's identity and parquet folder
 
     @property
     def name(self) -> str:
@@ -115,11 +116,14 @@ def make_plan(config: MixConfig) -> MixPlan:
     tokenizer = tokenizer_info(config.tokenizer)
     fractions = config.resolved_fractions()
     sources = [SourcePlan(i, s, fractions[i]) for i, s in enumerate(config.sources)]
-    problems: list[str] = []
+    opened, problems = _open_hf(config)
     for source in sources:
         problems += _resolve_source(config, source)
-    if not problems:
-        problems += _link_rephrased(config, sources)
+    if problems:
+        raise InputError(problems)
+    if opened:
+        _add_hf_files(config, sources, opened)
+    problems += _link_rephrased(config, sources)
     if problems:
         raise InputError(problems)
     for source in sources:
@@ -144,7 +148,7 @@ def _resolve_source(config: MixConfig, source: SourcePlan) -> list[str]:
     files, problems = resolve_inputs(spec.paths, f"{where}.paths", spec.allow_incomplete)
     heldout, heldout_problems = resolve_inputs(spec.heldout_paths or [], f"{where}.heldout_paths",
                                                spec.allow_incomplete)
-    if source.fraction == 0 and problems and all(p.endswith(_MISSING) for p in problems):
+    if source.fraction == 0 and problems and all(p.endswith(_MISSING) for p in problems) and spec.hf is None:
         # A fraction-0 source may name data that does not exist yet (e.g. rephrase output): it is left out.
         source.left_out = "no data yet: " + "; ".join(problems)
         return []
@@ -155,6 +159,41 @@ def _resolve_source(config: MixConfig, source: SourcePlan) -> list[str]:
     train_rule = SplitRule("train", spec.heldout_fraction, config.seed)
     source.files = [(f, train_rule) for f in files] + [(f, SplitRule("heldout")) for f in heldout]
     return problems
+
+
+def _open_hf(config: MixConfig) -> tuple[dict, list[str]]:
+    """Every ``hf``/``heldout_hf`` dataset of the config, opened and checked: ({(index, field): HfInput}, problems)."""
+    from pipelines.hf_datasets import open_dataset
+
+    opened, problems = {}, []
+    for index, spec in enumerate(config.sources):
+        for name, dataset in (("hf", spec.hf), ("heldout_hf", spec.heldout_hf)):
+            if dataset is None:
+                continue
+            try:
+                opened[index, name] = open_dataset(dataset, f"mix.sources[{index}].{name}")
+            except InputError as exc:
+                problems += exc.problems
+    return opened, problems
+
+
+def _add_hf_files(config: MixConfig, sources: list[SourcePlan], opened: dict) -> None:
+    """Materializes the datasets as parquet in the mix's cache (claimed first) and adds the files to their sources:
+    ``hf`` files train (split by ``heldout_fraction`` when set), ``heldout_hf`` files are held out."""
+    from pipelines.hf_datasets import materialize
+
+    layout = MixLayout.of(config)
+    layout.claim_store()
+    for (index, name), dataset in opened.items():
+        source, where = sources[index], f"mix.sources[{index}].{name}"
+        written = materialize(dataset, layout.hf)
+        files = [InputFile(f, storage.content_id(f), where) for f in written.files]
+        source.hf[name] = {**dataset.record(), "folder": written.folder, "rows": written.rows}
+        if name == "hf":
+            rule = SplitRule("train", source.config.heldout_fraction, config.seed)
+            source.files = [(f, rule) for f in files] + source.files
+        else:
+            source.files = source.files + [(f, SplitRule("heldout")) for f in files]
 
 
 def _link_rephrased(config: MixConfig, sources: list[SourcePlan]) -> list[str]:

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from spt.commands import add_config_arguments
+from spt.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +16,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_arguments(rephrase)
     rephrase.add_argument("--force", action="store_true",
                           help="replace output of another config, other inputs or another model in output.dir")
-    rephrase.set_defaults(func=run, environment="generate")
+    rephrase.set_defaults(func=run, environment="generate", prepare=prepare)
+
+
+def prepare(args: argparse.Namespace, argv: list[str]) -> list[str]:
+    """The train environment's part, before the stage re-runs in the generate one: a Hugging Face dataset input
+    is written as parquet there (see :mod:`pipelines.rephrase.hf_input`); returns the argv the stage runs with."""
+    from spt.config import load_config
+
+    config = load_config(args.config, args.overrides, kind="rephrase")
+    if config.input.hf is None:
+        return argv
+    from pipelines.rephrase.hf_input import handoff_overrides
+
+    handoff = handoff_overrides(config)
+    return ["rephrase", args.config, *args.overrides, *handoff, *(["--force"] if args.force else [])]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,6 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from spt.config.rephrase import resolve_styles
 
     config = load_config(args.config, args.overrides, kind="rephrase")
+    if config.input.hf is not None and not args.dry_run:
+        raise InputError(
+            "rephrase.input.hf: Hugging Face datasets are read by the train environment, which hands them to this "
+            "stage as parquet; start `spt rephrase` with the train environment's spt (with `spt submit`: "
+            "--python <the train environment's python>)"
+        )
     styles, weights = resolve_styles(config)
     if args.dry_run:
         resolved = {

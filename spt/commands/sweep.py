@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep = subparsers.add_parser("sweep", help="train a δ x model x tokens grid on Ray into one results table")
     add_config_arguments(sweep)
     sweep.add_argument("--address", default=None, help="Ray address (HOST:6379, ray://HOST:10001 or auto)")
+    sweep.add_argument("--force", action="store_true",
+                       help="rerun the cells whose configs or inputs changed since they ran (else the sweep refuses)")
     sweep.add_argument("--no-calibrate", action="store_true",
                        help="with --dry-run: do not time a few training steps when no finished cell measured a preset")
     sweep.set_defaults(func=run_sweep, environment="train")
@@ -53,14 +55,15 @@ def run_sweep(args: argparse.Namespace) -> int:
         print_config(config)
         print(format_plan(plan_sweep(config, calibrate_when_unmeasured=not args.no_calibrate)))
         return 0
+    from training.layout import SweepLayout
     from training.sweep import run_sweep as sweep
 
-    results = sweep(config, args.address)
+    results = sweep(config, args.address, force=args.force)
     print(results.to_string(index=False, columns=["run_id", "status", "domain_loss", "general_loss", "wall_seconds"]))
     failed = results[results["status"] != "ok"]
     for _, row in failed.iterrows():
         print(f"failed: {row['run_id']}: {row['error']} (log: {row['log_path']})", file=sys.stderr)
-    print(f"results: {Path(config.output_dir) / 'results.csv'}")
+    print(f"results: {SweepLayout(config.output_dir).results}")
     return 0 if failed.empty else 1
 
 

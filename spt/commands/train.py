@@ -14,10 +14,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_arguments(train)
     train.add_argument("--num-workers", type=int, default=None,
                        help="Ray Train workers (overrides num_workers); 1 trains in this process")
+    train.add_argument("--force", action="store_true",
+                       help="run_dir holds a run of another config or mix: delete its files and train from scratch")
     train.set_defaults(func=run_train, environment="train")
 
     finetune = subparsers.add_parser("finetune", help="finetune a pretrained run on domain data, with early stopping")
     add_config_arguments(finetune)
+    finetune.add_argument("--force", action="store_true",
+                          help="run_dir holds a finetune of another config or base run: delete it and start over")
     finetune.set_defaults(func=run_finetune, environment="train")
 
     interpolate = subparsers.add_parser("interpolate", help="WiSE-FT: evaluate weight interpolations of two runs")
@@ -43,11 +47,11 @@ def run_train(args: argparse.Namespace) -> int:
     if config.num_workers > 1:
         from training.launcher import run_on_ray
 
-        summary = run_on_ray(config)
+        summary = run_on_ray(config, force=args.force)
     else:
         from training.trainer import run_training
 
-        summary = run_training(config)
+        summary = run_training(config, force=args.force)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -59,7 +63,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         return 0
     from training.finetune import run_finetune as finetune
 
-    print(json.dumps(finetune(config), indent=2))
+    print(json.dumps(finetune(config, force=args.force), indent=2))
     return 0
 
 

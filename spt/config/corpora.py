@@ -7,20 +7,28 @@ from typing import Literal
 from pydantic import Field
 
 from spt.config.common import Location
+from spt.config.hf import HfDataset
 from spt.config.loader import StrictModel
 
 
 class CorpusLimits(StrictModel):
-    """Size and filtering of one sample corpus."""
+    """Input, size and filtering of one sample corpus."""
 
     max_documents: int = Field(2000, ge=1, description="documents kept at most, after filtering (documents)")
     max_bytes: int = Field(20_000_000, ge=1, description="UTF-8 bytes kept at most over all documents (bytes)")
     min_chars: int = Field(200, ge=1, description="shortest document kept (characters)")
     max_chars: int = Field(20_000, ge=1, description="longer documents are cut at a line break below this (characters)")
+    hf: HfDataset | None = Field(
+        None,
+        description="read this corpus from a Hugging Face dataset instead of text on this machine; documents are "
+        "taken in the dataset's order until the limits are reached (no content filter), split by a hash of "
+        "(seed, document id)",
+    )
 
 
 class CorporaConfig(StrictModel):
-    """`spt corpora`: builds a domain corpus (Python source) and a general English corpus from text on this machine."""
+    """`spt corpora`: builds a domain corpus and a general corpus: by default Python source and English prose from
+    text on this machine, or, per side, documents of a Hugging Face dataset (``domain.hf``, ``general.hf``)."""
 
     kind: Literal["corpora"] = Field(description="config kind (literal 'corpora')")
     output_dir: Location = Field(
@@ -30,10 +38,10 @@ class CorporaConfig(StrictModel):
     heldout_fraction: float = Field(
         0.05, ge=0.0, le=0.5, description="share of documents put in the held-out split (fraction)"
     )
-    domain: CorpusLimits = Field(default_factory=CorpusLimits, description="the Python-source domain corpus")
+    domain: CorpusLimits = Field(default_factory=CorpusLimits, description="the domain corpus: Python source, or `hf`")
     general: CorpusLimits = Field(
         default_factory=lambda: CorpusLimits(min_chars=300),
-        description="the English general corpus (package descriptions and docstrings)",
+        description="the general corpus: English package descriptions and docstrings, or `hf`",
     )
 
 

@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from spt.config.common import Location, RayCpuConfig
+from spt.config.hf import HfDataset
 from spt.config.loader import StrictModel
 
 #: Two fractions that differ by less than this are equal (YAML decimals such as 0.1 + 0.2 + 0.7).
@@ -46,9 +47,14 @@ class MixSource(StrictModel):
         "holds rephrasings of a domain source and shares its fraction (see synthetic_share)"
     )
     paths: list[Location] = Field(
-        min_length=1,
+        default_factory=list,
         description="parquet or jsonl files, or folders of them, local or s3:// (paths); rows need a `text` "
-        "column, and rows with a non-null `error` column (rephrase output) are skipped",
+        "column, and rows with a non-null `error` column (rephrase output) are skipped. Give paths or hf",
+    )
+    hf: HfDataset | None = Field(
+        None,
+        description="read the source's documents from a Hugging Face dataset instead of paths; it is written once "
+        "as parquet under the mix's cache_dir (hf/), keyed by the dataset's identity",
     )
     fraction: float | Literal["remainder"] = Field(
         "remainder",
@@ -77,12 +83,15 @@ class MixSource(StrictModel):
     heldout_paths: list[Location] | None = Field(
         None, min_length=1, description="files or folders of held-out documents for evaluation (paths)"
     )
+    heldout_hf: HfDataset | None = Field(
+        None, description="held-out documents for evaluation from a Hugging Face dataset (e.g. its validation split)"
+    )
     heldout_fraction: float | None = Field(
         None,
         ge=0.0,
         le=0.5,
         description="share of this source's documents held out for evaluation, chosen by a hash of the seed "
-        "and the document (fraction); exclusive with heldout_paths",
+        "and the document (fraction); exclusive with heldout_paths and heldout_hf",
     )
 
     @field_validator("fraction", mode="before")
@@ -241,8 +250,13 @@ def _problems(config: MixConfig):
         if source.name in seen:
             yield f"source name {source.name!r} is used by sources[{seen[source.name]}] and sources[{index}]"
         seen.setdefault(source.name, index)
-        if source.heldout_paths is not None and source.heldout_fraction is not None:
-            yield f"{_label(index, source)}: give heldout_paths or heldout_fraction, not both"
+        if bool(source.paths) == (source.hf is not None):
+            yield f"{_label(index, source)}: give paths or hf" + (", not both" if source.paths else "")
+        heldout = [n for n in ("heldout_paths", "heldout_hf", "heldout_fraction") if getattr(source, n) is not None]
+        if len(heldout) == 2:
+            yield f"{_label(index, source)}: give {heldout[0]} or {heldout[1]}, not both"
+        elif len(heldout) == 3:
+            yield f"{_label(index, source)}: give only one of {', '.join(heldout)}"
     yield from _rephrasing_problems(config)
     remainder = [i for i, s in enumerate(config.sources) if s.fraction == "remainder" and s.role != "domain_synthetic"]
     if len(remainder) > 1:

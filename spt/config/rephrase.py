@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 
 from spt.config.common import Location, RayRuntimeConfig
 from spt.config.loader import ConfigError, StrictModel
+from spt.config.rephrase_input import RephraseInput
 
 #: Placeholders a style template may use, and what they are filled with.
 PLACEHOLDERS = {"text": "the chunk of the source document", "num_words": "the chunk's word count"}
@@ -106,35 +107,6 @@ class StyleLibrary(StrictModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-
-class RephraseInput(StrictModel):
-    """Where the seed documents come from."""
-
-    paths: list[Location] = Field(
-        min_length=1,
-        description="parquet/jsonl files, folders of them, or a saved HF dataset folder; local or s3:// (paths); "
-        "S3 settings come from $S3_ENDPOINT_URL and the AWS environment",
-    )
-    format: Literal["auto", "parquet", "jsonl", "hf"] = Field(
-        "auto", description="file format (one of the literals); auto: by file extension and folder contents"
-    )
-    id_column: str | None = Field(
-        "id", description="column with a unique document id (a column name); None: ids are file:row"
-    )
-    text_column: str = Field("text", min_length=1, description="column with the document text (a column name)")
-    hf_split: str = Field("train", min_length=1, description="split read from a saved HF DatasetDict (a split name)")
-    max_documents: int | None = Field(
-        None, ge=1, description="read at most this many documents, in input order (documents)"
-    )
-    sample_fraction: float = Field(
-        1.0, gt=0, le=1, description="keep a document when a hash of (seed, id) falls below this (fraction)"
-    )
-    heldout_paths: list[Location] = Field(
-        default_factory=list,
-        description="files or folders of documents held out of the original corpus (paths); their rephrasings are "
-        "written with split=heldout and never trained on. `paths` must hold training documents only",
-    )
 
 
 class RephraseFilter(StrictModel):

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from spt.config.common import Location
 from spt.config.loader import StrictModel
 
 
@@ -25,13 +26,20 @@ class SweepGrid(StrictModel):
         None, min_length=1, description="pretraining budgets T (tokens); None = the mix config's total_tokens"
     )
     seed: list[int] = Field(default_factory=lambda: [0], min_length=1, description="training seeds (integers)")
+    synthetic_share: list[float] | None = Field(
+        None, min_length=1,
+        description="shares of δ taken by rephrasings of the domain source (fractions): each cell sets the domain "
+        "source's synthetic_share; the mix needs a domain_synthetic source. None = the mix config's",
+    )
     repeat: SweepRepeat | None = Field(
         None, description="more seeds at one δ only, on top of the grid (None: no extra cells)"
     )
 
-    @field_validator("domain_fraction")
+    @field_validator("domain_fraction", "synthetic_share")
     @classmethod
-    def _fractions(cls, values: list[float]) -> list[float]:
+    def _fractions(cls, values: list[float] | None) -> list[float] | None:
+        if values is None:
+            return values
         bad = [v for v in values if not 0.0 <= v <= 1.0]
         if bad:
             raise ValueError(f"each must be between 0 and 1, got {bad}")
@@ -59,14 +67,20 @@ class SweepConfig(StrictModel):
 
     kind: Literal["sweep"] = Field(description="config kind (literal 'sweep')")
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the sweep's name (a name)")
-    mix: str = Field(description="base mix config; its sources must already build (a path to a YAML file)")
-    train: str = Field(description="base train config; mix and run_dir are set per cell (a path to a YAML file)")
+    mix: str = Field(description="base mix config; its sources must already build (a path to a local YAML file)")
+    train: str = Field(
+        description="base train config; mix and run_dir are set per cell (a path to a local YAML file)"
+    )
     finetune: str | None = Field(
-        None, description="finetune config run after each cell's training; base_run is set per cell (a path)"
+        None, description="finetune config run after each cell's training; base_run is set per cell (a path to a "
+        "local YAML file)"
     )
     domain_source: str = Field("domain", description="the mix source whose fraction is δ (a source name)")
     grid: SweepGrid = Field(description="the grid of cells")
-    output_dir: str = Field(description="folder for cells/, results.csv|parquet and curves.csv|parquet (a path)")
+    output_dir: Location = Field(
+        description="folder for cells/, results.csv|parquet and curves.csv|parquet, local or s3:// (a path); "
+        "spt owns it: cells that ran with another config are refused unless --force"
+    )
     resources: SweepResources = Field(default_factory=SweepResources, description="the resources of one cell")
     max_concurrent: int = Field(1, ge=1, description="cells running at once at most (cells)")
     max_retries: int = Field(0, ge=0, description="retries of a cell that crashed; bad input is not retried (retries)")
@@ -74,3 +88,10 @@ class SweepConfig(StrictModel):
     on_failure: Literal["continue", "stop"] = Field(
         "continue", description="what a failed cell does to the others (one of the literals)"
     )
+
+    @field_validator("mix", "train", "finetune")
+    @classmethod
+    def _local_file(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value:
+            raise ValueError("base configs are read from local files (outputs may be on s3://)")
+        return value

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from spt.config.common import RayRuntimeConfig
+from spt.config.common import Location, RayRuntimeConfig
 from spt.config.loader import StrictModel
 
 
@@ -56,8 +56,11 @@ class TrainConfig(StrictModel):
     """`spt train`: pretrain a Llama-style model with Composer on a built mix."""
 
     kind: Literal["train"] = Field(description="config kind (literal 'train')")
-    mix: str = Field(description="streams spec written by `spt mix build` (a path to streams.json)")
-    run_dir: str = Field(description="folder for curves, logs, checkpoints and the final model (a path)")
+    mix: Location = Field(description="streams spec written by `spt mix build`, local or s3:// (a path to streams.json)")
+    run_dir: Location = Field(
+        description="folder for curves, logs, checkpoints and the final model, local or s3:// (a path); "
+        "spt owns it: a run of another config or mix there is refused unless --force"
+    )
     model: ModelConfig = Field(default_factory=ModelConfig, description="the model shape")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="the optimizer")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
@@ -73,7 +76,10 @@ class TrainConfig(StrictModel):
     checkpoint_every_tokens: int | None = Field(
         None, ge=1, description="save a resumable checkpoint every this many tokens (tokens); None = at the end only"
     )
-    autoresume: bool = Field(True, description="resume from the latest checkpoint in run_dir if there is one (a switch)")
+    autoresume: bool = Field(
+        True, description="resume from the latest checkpoint in run_dir if there is one, made for the same config "
+        "and mix (a switch); false restarts an unfinished run from scratch"
+    )
     seed: int = Field(0, ge=0, description="seed of weights, data order and dropout (integer)")
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="where to train (one of the literals)")
     deterministic: bool = Field(
@@ -102,12 +108,18 @@ class TrainConfig(StrictModel):
 
 
 class FinetuneConfig(StrictModel):
-    """`spt finetune`: continue from a pretraining run on domain data, with optional general replay."""
+    """`spt finetune`: continue from a pretraining run on domain data, with optional general replay.
+
+    The domain held-out set is split by document into a validation split (early stopping and the choice of the
+    model) and a test split (the reported loss), so the reported loss is not the minimum of what was watched.
+    """
 
     kind: Literal["finetune"] = Field(description="config kind (literal 'finetune')")
-    base_run: str = Field(description="run_dir of a finished `spt train` run (a path)")
-    mix: str | None = Field(None, description="streams spec to take domain/general data from (a path); None = the base run's")
-    run_dir: str = Field(description="folder for this finetune run (a path)")
+    base_run: Location = Field(description="run_dir of a finished `spt train` run, local or s3:// (a path)")
+    mix: Location | None = Field(
+        None, description="streams spec to take domain/general data from, local or s3:// (a path); None = the base run's"
+    )
+    run_dir: Location = Field(description="folder for this finetune run, local or s3:// (a path)")
     replay_fraction: float = Field(0.0, ge=0, lt=1, description="share of general data mixed into finetuning (fraction of tokens)")
     duration_tokens: int = Field(ge=1, description="most tokens to finetune on (tokens)")
     optimizer: OptimizerConfig = Field(
@@ -119,8 +131,15 @@ class FinetuneConfig(StrictModel):
     global_batch_size: int = Field(16, ge=1, description="sequences per optimizer step (samples)")
     eval_every_tokens: int = Field(50_000, ge=1, description="evaluate every this many tokens (tokens)")
     eval_samples: int = Field(64, ge=1, description="held-out sequences evaluated per source at most (samples)")
+    test_fraction: float = Field(
+        0.5, gt=0, lt=1,
+        description="share of the domain held-out samples set aside as the test split, whose loss is reported; "
+        "the rest is the validation split that early stopping watches; split by document (fraction)",
+    )
     patience: int = Field(3, ge=1, description="stop after this many evaluations without improvement (evaluations)")
-    min_delta: float = Field(0.0, ge=0, description="smallest domain-loss drop that counts as improvement (nats)")
+    min_delta: float = Field(
+        0.0, ge=0, description="smallest validation-loss drop that counts as improvement (nats)"
+    )
     seed: int = Field(0, ge=0, description="seed of the data order (integer)")
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="where to train (one of the literals)")
 
@@ -129,14 +148,20 @@ class InterpolateConfig(StrictModel):
     """`spt interpolate`: WiSE-FT, θ(α) = (1 − α)·θ_start + α·θ_end, evaluated for each α."""
 
     kind: Literal["interpolate"] = Field(description="config kind (literal 'interpolate')")
-    start: str = Field(description="run_dir (or model folder) of the α = 0 end, e.g. the pretrained run (a path)")
-    end: str = Field(description="run_dir (or model folder) of the α = 1 end, e.g. the finetuned run (a path)")
-    mix: str = Field(description="streams spec whose held-out shards are evaluated (a path)")
+    start: Location = Field(
+        description="run_dir (or model folder) of the α = 0 end, e.g. the pretrained run, local or s3:// (a path)"
+    )
+    end: Location = Field(
+        description="run_dir (or model folder) of the α = 1 end, e.g. the finetuned run, local or s3:// (a path)"
+    )
+    mix: Location = Field(description="streams spec whose held-out shards are evaluated, local or s3:// (a path)")
     alphas: list[float] = Field(
         default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], min_length=1, description="interpolation weights (fractions)"
     )
     eval_samples: int = Field(64, ge=1, description="held-out sequences evaluated per source at most (samples)")
-    output: str = Field(description="CSV table written with alpha, domain_loss, general_loss (a path)")
+    output: Location = Field(
+        description="CSV table written with alpha, domain_loss, general_loss, local or s3:// (a path)"
+    )
 
     @model_validator(mode="after")
     def _alphas_in_range(self):

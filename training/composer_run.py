@@ -1,0 +1,75 @@
+"""Composer's Trainer with spt's conventions, shared by pretraining and finetuning."""
+
+from __future__ import annotations
+
+import os
+
+from training.layout import RunLayout
+
+
+def compose_trainer(*, layout: RunLayout, files, model, train_loader, evals, roles, eval_samples, plan, optimizer,
+                    schedule, device: str, precision: str, seed: int, autoresume: bool, deterministic: bool = False,
+                    callbacks=(), domain_epochs_per_token: float | None = None):
+    """Composer's Trainer with spt's conventions: intervals in batches derived from tokens, decoupled AdamW,
+    the curve table (with the schedule's phase and, given ``domain_epochs_per_token``, the domain epochs seen),
+    resumable checkpoints and a file log (where :class:`training.run_files.RunFiles` puts them).
+
+    Args:
+        layout: the run's folder (local or ``s3://``).
+        files: the run's :class:`~training.run_files.RunFiles`.
+        autoresume: resume from the latest checkpoint in the run's checkpoints folder, if there is one. Only
+            pass True for a folder claimed for this run's fingerprint (:func:`training.trainer.claim_run`).
+    """
+    from composer import Trainer
+    from composer.algorithms import GradientClipping
+    from composer.loggers import FileLogger
+    from composer.optim import DecoupledAdamW
+    from composer.utils import reproducibility
+
+    from training.curves import CurveTable
+    from training.run_files import LOG_NAME
+    from training.schedules import ProgressScheduler, lr_phase
+    from training.trainer import resolve_device
+
+    reproducibility.seed_all(seed)
+    adamw = DecoupledAdamW(
+        model.parameters(), lr=optimizer.lr, betas=(optimizer.beta1, optimizer.beta2), eps=optimizer.eps,
+        weight_decay=optimizer.weight_decay,
+    )
+    scheduler = ProgressScheduler(schedule.kind, schedule.warmup_fraction, schedule.decay_fraction,
+                                  schedule.final_lr_ratio)
+    clipping = [GradientClipping(clipping_type="norm", clipping_threshold=optimizer.grad_clip_norm)] \
+        if optimizer.grad_clip_norm else []
+    device, precision = resolve_device(device, precision)
+    log = FileLogger(str(files.log_folder / LOG_NAME), flush_interval=1, capture_stdout=False, capture_stderr=False)
+    curves = CurveTable(layout.curves, roles, eval_samples, plan.tokens_per_batch,
+                        domain_epochs_per_token=domain_epochs_per_token, max_batches=plan.max_batches,
+                        phase_at=lambda progress: lr_phase(schedule.kind, progress, schedule.warmup_fraction,
+                                                           schedule.decay_fraction))
+    return Trainer(
+        run_name=layout.name,
+        model=model,
+        train_dataloader=train_loader,
+        eval_dataloader=evals,
+        max_duration=f"{plan.max_batches}ba",
+        eval_interval=f"{plan.eval_interval_batches}ba",
+        optimizers=adamw,
+        schedulers=scheduler,
+        step_schedulers_every_batch=True,
+        algorithms=clipping,
+        device=device,
+        precision=precision,
+        device_train_microbatch_size=plan.microbatch,
+        seed=seed,
+        deterministic_mode=deterministic,
+        # No save_folder: the saver among the callbacks is the Trainer's checkpointer (see training.run_files).
+        autoresume=autoresume,
+        callbacks=[files.checkpoint_saver(plan.checkpoint_interval_batches), curves, *files.callbacks(),
+                   *callbacks],
+        loggers=[log],
+        progress_bar=os.environ.get("SPT_PROGRESS", "1") == "1",
+        log_to_console=True,
+        console_log_interval=f"{plan.eval_interval_batches}ba",
+        python_log_level=None,
+    )
+

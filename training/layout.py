@@ -1,0 +1,120 @@
+"""Where a run's and a sweep's files go, computed once from the config (local paths or ``s3://``)::
+
+    <run_dir>/.spt-owner.json          stage train (or finetune), fingerprint of the config and the mix's content
+    <run_dir>/config.json              the resolved config
+    <run_dir>/curves.csv               one row per evaluation (rewritten after each)
+    <run_dir>/logs/metrics-rank<r>.log Composer's file log (on S3: written locally, uploaded at every evaluation)
+    <run_dir>/checkpoints/             Composer checkpoints, ba<batch>-rank<r>.pt and latest-rank<r>.pt(.symlink)
+    <run_dir>/model/                   the final (finetune: the best validated) weights, a safetensors HF folder
+    <run_dir>/summary.json             written last: a run with a summary is finished
+
+    <output_dir>/.spt-owner.json       stage sweep (every cell carries its own fingerprint)
+    <output_dir>/results.{csv,parquet} one row per cell;  curves.{csv,parquet}: one row per evaluation
+    <output_dir>/cells/<run_id>/       .spt-owner.json (the cell's fingerprint), mix.yaml, train.yaml,
+                                       finetune.yaml, log.txt, run/ (a run dir), finetune/ (a run dir)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spt import storage
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Every location of one training (or finetuning) run."""
+
+    root: str
+
+    @property
+    def remote(self) -> bool:
+        return storage.is_remote(self.root)
+
+    @property
+    def config(self) -> str:
+        return storage.join(self.root, "config.json")
+
+    @property
+    def summary(self) -> str:
+        return storage.join(self.root, "summary.json")
+
+    @property
+    def curves(self) -> str:
+        return storage.join(self.root, "curves.csv")
+
+    @property
+    def logs(self) -> str:
+        return storage.join(self.root, "logs")
+
+    @property
+    def model(self) -> str:
+        return storage.join(self.root, "model")
+
+    @property
+    def checkpoints(self) -> str:
+        return storage.join(self.root, "checkpoints")
+
+    @property
+    def name(self) -> str:
+        return storage.name(self.root)
+
+    def clear(self) -> None:
+        """Deletes the run's own files (a run restarted from scratch must not resume from, or keep rows of, them)."""
+        for location in (self.summary, self.curves, self.config):
+            storage.delete(location)
+        for folder in (self.checkpoints, self.model, self.logs):
+            storage.delete_folder(folder)
+
+
+@dataclass(frozen=True)
+class CellLayout:
+    """Every location of one sweep cell."""
+
+    root: str
+
+    @property
+    def mix_config(self) -> str:
+        return storage.join(self.root, "mix.yaml")
+
+    @property
+    def train_config(self) -> str:
+        return storage.join(self.root, "train.yaml")
+
+    @property
+    def finetune_config(self) -> str:
+        return storage.join(self.root, "finetune.yaml")
+
+    @property
+    def log(self) -> str:
+        return storage.join(self.root, "log.txt")
+
+    @property
+    def run(self) -> RunLayout:
+        return RunLayout(storage.join(self.root, "run"))
+
+    @property
+    def finetune(self) -> RunLayout:
+        return RunLayout(storage.join(self.root, "finetune"))
+
+
+@dataclass(frozen=True)
+class SweepLayout:
+    """Every location of a sweep's output folder."""
+
+    root: str
+
+    def table(self, name: str, suffix: str) -> str:
+        """``results`` or ``curves``, as ``.csv`` or ``.parquet``."""
+        return storage.join(self.root, f"{name}{suffix}")
+
+    @property
+    def results(self) -> str:
+        return self.table("results", ".csv")
+
+    @property
+    def curves(self) -> str:
+        return self.table("curves", ".csv")
+
+    def cell(self, run_id: str) -> CellLayout:
+        return CellLayout(storage.join(self.root, "cells", run_id))
