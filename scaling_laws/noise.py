@@ -28,6 +28,13 @@ it and the residuals do not show it. It is measured from runs that repeat a cell
 other seeds) when the sweep has them; without them it is *assumed* (``ASSUMED_OFFSET`` times the noise along a
 run; ``FitResult.noise`` records which, and the caveats say so). With repeats, the measurement is pooled with
 the assumption as a prior worth 2 degrees of freedom.
+
+A third part is shared by all runs at the same point of training: when the law's shape in T misses the curves
+(a tiny model's loss plateau before its first drop, say), every fraction misses the same way at the same
+tokens. Read as per-run noise, that miss would move each fraction's curve on its own in the replicates and
+scatter delta* far more than the data do; it is estimated as the mean residual across runs at each evaluated
+budget (corrected for the per-run noise the mean still holds) and drawn once per budget for all runs. On the
+quickstart pilot (5 fractions, 17 fitted evaluations each, 2026-11-30) it was half the residual variance.
 """
 
 from __future__ import annotations
@@ -38,15 +45,21 @@ import numpy as np
 
 #: Weight (degrees of freedom) of the assumed run offset when repeats measure it too.
 PRIOR_DEGREES = 2.0
-#: The assumed run offset, as a multiple of the noise along a run, when no repeats measure it. Seed-to-seed
-#: differences of a small model's final loss are usually larger than the noise between consecutive evaluations
-#: of one run (which see the same evaluation set), and the bootstrap from fitted parameters is optimistic besides.
-#: Chosen on synthetic pilots whose true offset equals the noise along a run (tests/test_scaling_coverage.py):
-#: nominal 90% intervals for delta* covered the truth in 82.5% of 40 sweeps at 1.0x, 95% at 1.25x and 97.5% at
-#: 1.5x (median widths 0.0147, 0.0168, 0.0195 around a true delta* of 0.406, whose estimates spread by 0.0048).
+#: The assumed run offset, as a multiple of the noise the residuals show between evaluations of a run, when no
+#: repeats measure it. Seed-to-seed differences of a small model's final loss are usually larger than the noise
+#: between consecutive evaluations of one run (which see the same evaluation set), and the bootstrap from fitted
+#: parameters is optimistic besides. Chosen on synthetic pilots whose true offset equals the noise along a run
+#: (tests/test_scaling_coverage.py): nominal 90% intervals for delta* covered the truth in 82.5% of 40 sweeps at
+#: 1.0x, 95% at 1.25x and 97.5% at 1.5x (median widths 0.0147, 0.0168, 0.0195 around a true delta* of 0.406,
+#: whose estimates spread by 0.0048), with the offset scaled by the absorption-corrected noise; scaled by the
+#: noise as seen (as now), 92.5% at 1.25x (median width 0.0165).
 ASSUMED_OFFSET = 1.25
 #: Largest lag-1 correlation used (beyond it a run is one long drift, and the estimate is unreliable).
 MAX_CORRELATION = 0.95
+#: Runs that must share an evaluated budget for the shared part to be estimated there.
+MIN_SHARING_RUNS = 3
+#: Budgets shared by that many runs needed to estimate the shared part at all.
+MIN_SHARED_BUDGETS = 4
 #: Largest variance inflation for noise absorbed by the fit (when the law has nearly as many parameters as the
 #: evaluations have independent values, the residuals say little about the noise).
 MAX_ABSORPTION = 4.0
@@ -64,6 +77,8 @@ class RunNoise:
         offset_source: ``"repeats"`` (measured from runs repeating a cell, pooled with the assumption) or
             ``"assumed"`` (no repeats: taken equal to ``along_sd``), or ``"independent"`` (one evaluation per run).
         repeat_degrees: Degrees of freedom of the measurement from repeats.
+        shared_sd: Standard deviation of the part all runs share at one budget (0: not estimated).
+        shared_correlation: Lag-1 correlation of the shared part between consecutive budgets.
     """
 
     space: str
@@ -72,6 +87,8 @@ class RunNoise:
     offset_sd: float
     offset_source: str
     repeat_degrees: float = 0.0
+    shared_sd: float = 0.0
+    shared_correlation: float = 0.0
 
     def to_dict(self) -> dict:
         return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -92,6 +109,34 @@ def _runs(groups: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
     return runs
 
 
+def _shared_part(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray
+                 ) -> tuple[np.ndarray, float, float, float]:
+    """The part of the residuals every run shares at one budget.
+
+    Returns:
+        (the residuals less the shared part, rescaled so that their variance estimates the per-run noise; the
+        shared part's standard deviation; its lag-1 correlation; the number of runs averaged). The input
+        unchanged and zeros when too few runs share budgets.
+    """
+    budgets, index = np.unique(order, return_inverse=True)
+    runs_at = np.array([len(set(groups[index == b].tolist())) for b in range(len(budgets))])
+    shared_budgets = runs_at >= MIN_SHARING_RUNS
+    if shared_budgets.sum() < MIN_SHARED_BUDGETS or len(set(groups.tolist())) < MIN_SHARING_RUNS:
+        return residuals, 0.0, 0.0, 0.0
+    means = np.array([residuals[index == b].mean() if shared_budgets[b] else 0.0 for b in range(len(budgets))])
+    rows = shared_budgets[index]
+    count = float(np.mean(runs_at[shared_budgets]))
+    rest = residuals.copy()
+    # Each row less its budget's mean keeps (count - 1) / count of the per-run variance: scale it back.
+    rest[rows] = (residuals[rows] - means[index[rows]]) * np.sqrt(count / (count - 1.0))
+    series = means[shared_budgets] - means[shared_budgets].mean()
+    per_run_var = float(np.mean(rest[rows] ** 2))
+    # The mean of `count` runs still holds 1/count of their own noise.
+    shared_var = max(float(np.mean(series**2)) - per_run_var / count, 0.0)
+    lagged = float(np.sum(series[1:] * series[:-1]) / np.sum(series**2)) if np.sum(series**2) > 0 else 0.0
+    return rest, float(np.sqrt(shared_var)), float(np.clip(lagged, 0.0, MAX_CORRELATION)), count
+
+
 def estimate_noise(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray, cells: np.ndarray,
                    space: str, free_params: int, offset_prior: float = ASSUMED_OFFSET) -> RunNoise:
     """Estimates the offset + AR(1) noise model from a fit's residuals.
@@ -110,12 +155,14 @@ def estimate_noise(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray,
     Returns:
         The noise model.
     """
-    runs = _runs(np.asarray(groups), np.asarray(order, dtype=float))
+    groups, order = np.asarray(groups), np.asarray(order, dtype=float)
+    runs = _runs(groups, order)
     long_runs = [rows for rows in runs if len(rows) >= 3]
     n = len(residuals)
     if not long_runs:  # one evaluation per run: independent runs, the classic setting
         sd = float(np.sqrt(np.sum(residuals**2) / max(n - free_params, 1)))
         return RunNoise(space, sd, 0.0, 0.0, "independent")
+    residuals, shared_sd, shared_correlation, _ = _shared_part(np.asarray(residuals, dtype=float), groups, order)
     centered = [residuals[rows] - residuals[rows].mean() for rows in long_runs]
     lengths = np.array([len(c) for c in centered], dtype=float)
     sum_sq = sum(float(np.sum(c**2)) for c in centered)
@@ -131,8 +178,13 @@ def estimate_noise(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray,
     # takes free_params of those. Without this, replicates came out 1.35x too narrow on synthetic pilots.
     effective = sum(length / _mean_variance_factor(correlation, int(length)) for length in lengths)
     absorbed = min(effective / max(effective - free_params, 1.0), MAX_ABSORPTION)
-    along_var = sum_sq / max(kept, 1.0) * absorbed
-    prior_var = offset_prior**2 * along_var
+    seen_var = sum_sq / max(kept, 1.0)  # the noise between evaluations of a run, as the residuals show it
+    along_var = seen_var * absorbed
+    # The assumed offset scales with the noise the residuals show, not with its absorption-corrected size:
+    # the correction says how much noise the fit hid, which has nothing to do with how far seeds drift apart.
+    # (Scaled by the corrected noise, the quickstart pilot's assumed offset was 2.6%, four times the fraction-
+    # specific seed-to-seed spread measured on it, 0.6%; the band then spanned every fraction searched.)
+    prior_var = offset_prior**2 * seen_var
     offset_var, source = prior_var, "assumed"
     means, cell_of = np.array([residuals[rows].mean() for rows in runs]), np.array([cells[rows[0]] for rows in runs])
     spread, degrees = 0.0, 0.0
@@ -146,14 +198,24 @@ def estimate_noise(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray,
         measured = max(spread / degrees - mean_part, 0.0)
         offset_var = (degrees * measured + PRIOR_DEGREES * prior_var) / (degrees + PRIOR_DEGREES)
         source = "repeats"
-    return RunNoise(space, float(np.sqrt(along_var)), correlation, float(np.sqrt(offset_var)), source, degrees)
+    return RunNoise(space, float(np.sqrt(along_var)), correlation, float(np.sqrt(offset_var)), source, degrees,
+                    shared_sd, shared_correlation)
 
 
 def simulate(noise: RunNoise, groups: np.ndarray, order: np.ndarray, replicates: int,
              rng: np.random.Generator) -> np.ndarray:
-    """Draws ``replicates`` noise vectors ``(K, n)`` of the model: an offset per run plus AR(1) along each run."""
+    """Draws ``replicates`` noise vectors ``(K, n)`` of the model: an offset per run plus AR(1) along each run,
+    plus an AR(1) series over budgets that every run evaluated at a budget shares."""
     groups, order = np.asarray(groups), np.asarray(order, dtype=float)
     out = np.zeros((replicates, len(groups)))
+    if noise.shared_sd > 0:
+        budgets, index = np.unique(order, return_inverse=True)
+        series = np.zeros((replicates, len(budgets)))
+        series[:, 0] = rng.normal(0.0, noise.shared_sd, replicates)
+        step = noise.shared_sd * np.sqrt(1.0 - noise.shared_correlation**2)
+        for b in range(1, len(budgets)):
+            series[:, b] = noise.shared_correlation * series[:, b - 1] + rng.normal(0.0, step, replicates)
+        out += series[:, index]
     innovation = noise.along_sd * np.sqrt(1.0 - noise.correlation**2)
     for rows in _runs(groups, order):
         offset = rng.normal(0.0, noise.offset_sd, replicates)

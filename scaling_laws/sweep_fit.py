@@ -18,6 +18,7 @@ from scaling_laws.points import select_points
 from scaling_laws.result import FitResult
 from scaling_laws.spt_fit import fit_spt
 from scaling_laws.sweeps import CURVES_FILE, LOSS_COLUMN, Sweep, fit_table, load_sweep
+from spt import storage
 
 #: Bootstrap replicates of a sweep fit unless told otherwise.
 DEFAULT_REPLICATES = 200
@@ -32,8 +33,9 @@ def noise_caveats(result: FitResult) -> list[str]:
         return []
     model = models[assumed[0]]
     return [f"each fraction has one run, so run-to-run variation cannot be measured: the band assumes each run is "
-            f"offset by {100 * model['offset_sd']:.2g}% ({ASSUMED_OFFSET:g}x the noise along a run, "
-            f"{100 * model['along_sd']:.2g}%); sweep 2 or more seeds per fraction to measure it"]
+            f"offset by {100 * model['offset_sd']:.2g}% ({ASSUMED_OFFSET:g}x the noise between evaluations of a "
+            f"run, {100 * model['offset_sd'] / ASSUMED_OFFSET:.2g}%); sweep 2 or more seeds per fraction to "
+            f"measure it"]
 
 
 def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None, source: str = "curves",
@@ -86,7 +88,7 @@ def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
 def fit_sweep(sweep: Sweep | str | Path, **options) -> FitResult:
     """:func:`fit_evaluations` on a sweep folder's curves (and its results, for the fine-tuned runs)."""
     sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
-    result = fit_evaluations(fit_table(sweep), results=sweep.results, source=str(sweep.folder / CURVES_FILE),
+    result = fit_evaluations(fit_table(sweep), results=sweep.results, source=storage.join(str(sweep.folder), CURVES_FILE),
                              **options)
     result.settings["notes"] = sweep.notes + result.settings.get("notes", [])
     return result
