@@ -81,7 +81,9 @@ def run_on_ray(config: TrainConfig, force: bool = False) -> dict:
     start = start_run(config, force)
     if start.done is not None:
         return start.done
-    env_vars = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "SPT_PROGRESS": "0",
+    # Rank 0 reports progress as plain lines (a worker's stderr is no terminal), forwarded to this driver.
+    env_vars = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                "SPT_PROGRESS": os.environ.get("SPT_PROGRESS", "1"),
                 **storage.environment(), **config.ray.env_vars}
     runtime_env = {"env_vars": env_vars}
     if config.ray.py_executable:

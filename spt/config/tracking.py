@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator
 
 from spt.config.loader import StrictModel
@@ -36,7 +38,14 @@ class RunTrackingConfig(TrackingConfig):
     """Tracking of one train or finetune run: as :class:`TrackingConfig`, plus the MLflow run to continue."""
 
     run_id: str | None = Field(
-        None, pattern=r"^[0-9a-f]{32}$",
+        None,
         description="an existing MLflow run to log into (a 32-hex-digit id); set by `spt sweep` for its cells. "
         "None = the run recorded in run_dir (a resumed run continues it), else a new one",
     )
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{32}", value):
+            raise ValueError("an MLflow run id is 32 hexadecimal digits")
+        return value
