@@ -30,7 +30,7 @@ from training.sweep_cells import (
     run_cell_commands, write_cell,
 )
 from training.sweep_tables import load_tables, read_results, result_row, write_tables
-from training.sweep_tracking import SweepTracking
+from training.sweep_tracking import OFF, SweepTracking
 
 #: The fingerprint of a sweep folder's own marker: each cell folder carries the fingerprint of its cell.
 FOLDER_FINGERPRINT = "cells"
@@ -98,9 +98,10 @@ def connect_ray(address: str | None, num_cpus: float):
 
 
 def prepare(configs: dict[str, CellConfigs], layout: SweepLayout, todo: list[Cell], changed: set[str], rows: dict,
-            curves: dict, tracking: SweepTracking) -> list[tuple[Cell, list[list[str]]]]:
-    """Claims each cell to run, opens its MLflow child run and writes its mix spec and configs (the driver writes,
-    cells only read); a cell whose mix cannot be built gets its failed row here."""
+            curves: dict, tracking: SweepTracking | None = None) -> list[tuple[Cell, list[list[str]]]]:
+    """Claims each cell to run, opens its MLflow child run (none without ``tracking``: the cells are not tracked)
+    and writes its mix spec and configs (the driver writes, cells only read); a cell whose mix cannot be built
+    gets its failed row here."""
     prepared = []
     for cell in todo:
         cell_layout, forced = layout.cell(cell.run_id), cell.run_id in changed
@@ -108,12 +109,13 @@ def prepare(configs: dict[str, CellConfigs], layout: SweepLayout, todo: list[Cel
         storage.claim(cell_layout.root, STAGE, cell_config.fingerprint, where="sweep.output_dir",
                       parts=cell_config.parts, force=forced, label=f"sweep cell {cell.run_id}")
         try:
-            cell_tracking = tracking.cell_tracking(cell, cell_config.fingerprint)
+            cell_tracking = tracking.cell_tracking(cell, cell_config.fingerprint) if tracking else (OFF, OFF)
             prepared.append((cell, write_cell(cell_layout, cell_config, forced, cell_tracking)))
         except InputError as exc:
             outcome = {"status": "failed", "error": "; ".join(exc.problems), "wall_seconds": 0.0}
             rows[cell.run_id], curves[cell.run_id] = result_row(cell, cell_layout, outcome)
-            tracking.cell_done(cell, outcome)
+            if tracking:
+                tracking.cell_done(cell, outcome)
     return prepared
 
 

@@ -27,9 +27,8 @@ STORE_FILE = "mlflow.db"
 ARTIFACT_FOLDER = "mlartifacts"
 #: MLflow refuses batches of more than 100 params.
 PARAMS_PER_BATCH = 100
-#: Composer's own per-batch bookkeeping (time/*, trainer/*) and its eval metrics (metrics/<label>/...),
-#: which spt logs itself with
-#: clearer names and tokens as the step (see :class:`training.curves.CurveTable`).
+#: Composer's own per-batch bookkeeping (time/*, trainer/*) and its eval metrics (metrics/<label>/...), which spt
+#: logs itself with clearer names and tokens as the step (see :class:`training.curves.CurveTable`).
 IGNORED_COMPOSER_METRICS = ["time/*", "trainer/*", "metrics/*"]
 
 
@@ -166,9 +165,7 @@ def open_run(tracking, layout, *, name: str, params: dict, tags: dict[str, str],
         return None
     mlflow_client = client(uri)
     experiment = tracking.experiment or DEFAULT_EXPERIMENT
-    recorded = storage.read_json(layout.tracking) or {}
-    run_id = existing_run(mlflow_client, tracking.run_id) or (
-        existing_run(mlflow_client, recorded.get("run_id")) if recorded.get("uri") == uri else None)
+    run_id = existing_run(mlflow_client, tracking.run_id) or existing_run(mlflow_client, recorded_run(layout, uri))
     if run_id is None:
         parent_run_id = existing_run(mlflow_client, recorded_run(parent, uri)) if parent is not None else None
         new_tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
