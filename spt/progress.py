@@ -1,7 +1,9 @@
 """Progress of long stages, the same way everywhere: a tqdm bar with rate and ETA on a terminal, and plain lines
-every few seconds when stderr is a file or a pipe (logs, CI, a sweep cell's log)::
+every few seconds when stderr is a file or a pipe (logs, CI, a sweep cell's log), and a last line with the time
+taken (a stage that ends within the first interval prints nothing)::
 
     build domain, general: 1,234,000/5,000,000 tokens (25%), 310,000/s, ETA 12 s
+    build domain, general: 5,000,000/5,000,000 tokens (100%), 305,000/s, done in 16 s
 
 Environment:
     ``SPT_PROGRESS``: ``0`` turns progress off (nothing printed); anything else, or unset, leaves it on.
@@ -69,6 +71,7 @@ class Progress:
         self.started = self.last_line = time.monotonic()
         self.bar = None
         self.postfix = ""
+        self.printed = False
         if self.show and _is_terminal(self.stream):
             from tqdm import tqdm
 
@@ -106,13 +109,13 @@ class Progress:
 
     def _line(self, final: bool = False) -> None:
         print(self.line(final), file=self.stream, flush=True)
-        self.last_line = time.monotonic()
+        self.last_line, self.printed = time.monotonic(), True
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif self.show and self.done > self.initial:
+        elif self.show and self.printed:  # a stage quicker than one interval stays silent
             self._line(final=True)
         self.show = False  # closing twice prints once
 

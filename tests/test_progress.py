@@ -33,7 +33,7 @@ def test_a_real_stage_prints_plain_lines_when_stderr_is_a_pipe(tmp_path):
     assert any(line.startswith("corpus general: 20/20 docs (100%)") for line in proc.stderr.splitlines())
 
 
-def test_lines_come_at_most_every_interval_and_say_what_they_count(monkeypatch):
+def test_lines_come_at_most_every_interval_and_a_quick_stage_is_silent(monkeypatch):
     from spt.progress import Progress
 
     monkeypatch.setenv("SPT_PROGRESS_SECONDS", "3600")
@@ -41,9 +41,15 @@ def test_lines_come_at_most_every_interval_and_say_what_they_count(monkeypatch):
     with Progress("build domain", 5000, "tokens", stream=stream) as progress:
         for _ in range(5):
             progress.update(1000)
+    assert stream.getvalue() == ""  # done within the hour: no line at all
+    monkeypatch.setenv("SPT_PROGRESS_SECONDS", "0")
+    with Progress("build domain", 5000, "tokens", stream=stream) as progress:
+        progress.update(2500)
+        progress.update(2500)
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 1 and LINE.match(lines[0])  # only the final line within the hour
-    assert lines[0].startswith("build domain: 5,000/5,000 tokens (100%), ")
+    assert len(lines) == 3 and all(LINE.match(line) for line in lines)
+    assert lines[0].startswith("build domain: 2,500/5,000 tokens (50%), ") and ", ETA " in lines[0]
+    assert lines[2].startswith("build domain: 5,000/5,000 tokens (100%), ") and ", done in " in lines[2]
 
 
 def test_unknown_total_a_resumed_count_and_postfix(monkeypatch):

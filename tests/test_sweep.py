@@ -71,9 +71,6 @@ def test_sweep_job_on_a_real_ray_head(sweep_dir, spt_bin):
             # One reserved CPU per cell: one torch thread.
             summary = json.loads((Path(output_dir) / "cells" / run_id / "run" / "summary.json").read_text())
             assert summary["torch_threads"] == 1
-            # The cell's log is not a terminal: training progress comes as plain lines, the last one at the end.
-            log = (Path(output_dir) / "cells" / run_id / "log.txt").read_text()
-            assert "train: 20,480/20,480 tokens (100%), " in log and "\r" not in log
         check_tracking(Path(output_dir), results)
 
         # Rerun in-process against the same cluster: finished cells are skipped, only failed ones retried.

@@ -153,9 +153,10 @@ def test_curves_record_domain_train_loss_epochs_phase_and_lr(reference_run, mix_
     assert float(rows[-1]["domain_train_loss"]) != pytest.approx(float(rows[-1]["domain_loss"]), abs=1e-3)
 
 
-def test_sweep_cell_uses_its_threads_and_constant_lr_is_constant_after_warmup(mix_spec, tmp_path):
+def test_sweep_cell_uses_its_threads_and_constant_lr_is_constant_after_warmup(mix_spec, tmp_path, monkeypatch):
     from training.sweep import run_cell_commands
 
+    monkeypatch.setenv("SPT_PROGRESS_SECONDS", "0")
     run_dir = tmp_path / "constant"
     config = train_yaml(tmp_path, mix_spec, run_dir, duration_tokens=20 * TOKENS_PER_BATCH,
                         eval_every_tokens=5 * TOKENS_PER_BATCH, checkpoint_every_tokens=None,
@@ -167,6 +168,11 @@ def test_sweep_cell_uses_its_threads_and_constant_lr_is_constant_after_warmup(mi
     assert [r["phase"] for r in rows] == ["warmup", "stable", "stable", "stable"]
     assert float(rows[0]["lr"]) == pytest.approx(0.01 * (4 / 20) / 0.3)  # step 5 ran at the rate of progress 4/20
     assert [float(r["lr"]) for r in rows[1:]] == [0.01] * 3
+    # A cell's log is no terminal: training progress comes as plain lines (here one per batch), then the last.
+    progress = [line for line in (tmp_path / "log.txt").read_text().splitlines() if line.startswith("train: ")]
+    assert [line.split()[1] for line in progress] == [f"{b * TOKENS_PER_BATCH:,}/{20 * TOKENS_PER_BATCH:,}"
+                                                      for b in [*range(1, 21), 20]]
+    assert ", ETA " in progress[0] and ", done in " in progress[-1]
 
 
 def test_rerun_of_a_finished_run_is_a_no_op(reference_run, mix_spec):
