@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from spt import storage
 from spt.config import CorporaConfig, CorpusLimits
+from spt.progress import Progress
 from spt.storage import sha256_json
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string())])
@@ -144,7 +144,7 @@ def collect(
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
     seen: set[str] = set()
     total_bytes = 0
-    progress = tqdm(total=limits.max_documents, desc=f"corpus {name}", unit="doc", disable=None)
+    progress = Progress(f"corpus {name}", limits.max_documents, "docs")
     for source, raw in documents:
         text = _cut(raw.strip().replace("\r\n", "\n"), limits.max_chars)
         if not text.strip():

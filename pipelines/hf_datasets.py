@@ -36,11 +36,11 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from spt import storage
 from spt.config.hf import HfDataset
 from spt.errors import InputError
+from spt.progress import Progress
 from spt.storage import sha256_json
 
 FORMAT = "spt-hf-parquet/1"
@@ -241,7 +241,7 @@ def materialize(source: HfInput, cache: str) -> Materialized:
     with storage.staged_folder(folder, last=MANIFEST) as staging:
         parts = _Parts(staging)
         total = getattr(source.dataset, "num_rows", None)  # None for a streamed set
-        with tqdm(total=total, desc=f"parquet of {source.spec.label()}", unit="doc", disable=None) as progress:
+        with Progress(f"parquet of {source.spec.label()}", total, "docs") as progress:
             for table in batches(source):
                 parts.add(table)
                 progress.update(table.num_rows)

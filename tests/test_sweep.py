@@ -71,6 +71,7 @@ def test_sweep_job_on_a_real_ray_head(sweep_dir, spt_bin):
             # One reserved CPU per cell: one torch thread.
             summary = json.loads((Path(output_dir) / "cells" / run_id / "run" / "summary.json").read_text())
             assert summary["torch_threads"] == 1
+        check_tracking(Path(output_dir), results)
 
         # Rerun in-process against the same cluster: finished cells are skipped, only failed ones retried.
         summaries = sorted(Path(output_dir).glob("cells/*tiny*/run/summary.json"))
@@ -79,7 +80,7 @@ def test_sweep_job_on_a_real_ray_head(sweep_dir, spt_bin):
                                capture_output=True, text=True, timeout=600, cwd=sweep_dir)
         assert "2 cells done, 2 to run" in rerun.stdout + rerun.stderr
         assert [p.stat().st_mtime_ns for p in summaries] == stamps
-        again = pd.read_csv(results_path).set_index("run_id")
+        check_tracking(Path(output_dir), again := pd.read_csv(results_path).set_index("run_id"))  # no new runs
         pd.testing.assert_frame_equal(again.loc[ok.index, ["domain_loss", "general_loss"]],
                                       ok[["domain_loss", "general_loss"]])
         assert again.synthetic_share.isna().all()  # the grid does not vary it
@@ -113,6 +114,32 @@ def test_sweep_job_on_a_real_ray_head(sweep_dir, spt_bin):
         assert list(results.run_id) == [cells[0]] and list(results.status) == ["ok"]
         assert results.domain_loss[0] == pytest.approx(summary["domain_loss"])
         assert results.domain_loss[0] != pytest.approx(ok.domain_loss[cells[0]], abs=1e-6)
+
+
+def check_tracking(output_dir: Path, results: pd.DataFrame) -> None:
+    """The sweep's MLflow store holds one parent run for the sweep and one child per cell: the cell's grid values
+    as params, its training metrics, its outcome as status; the parent has the sweep's tables."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{output_dir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [(p.info.run_name, p.info.status) for p in parents] == [("t", "FINISHED")]
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    assert sorted(children) == sorted(results.index)
+    for run_id, row in results.iterrows():
+        child = children[run_id]
+        params = child.data.params
+        assert (params["cell"], float(params["domain_fraction"]), int(params["total_tokens"]), int(params["seed"]),
+                params["preset"]) == (run_id, row.domain_fraction, row.tokens, row.seed, row.preset)
+        if row.status == "ok":
+            assert child.info.status == "FINISHED"
+            assert child.data.metrics["domain_loss"] == pytest.approx(row.domain_loss, rel=1e-6)
+            assert float(params["mix.domain_fraction"]) == row.domain_fraction  # logged by the cell's train run
+            assert {"curves.csv", "summary.json"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+        else:
+            assert child.info.status == "FAILED" and "unknown preset" in child.data.tags["spt.error"]
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} == {"results.csv", "curves.csv"}
 
 
 def test_unreachable_address_fails_fast(tmp_path, spt_bin):

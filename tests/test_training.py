@@ -33,11 +33,17 @@ def mix_spec(tiny_corpora) -> Path:
     return Path(build_mix(load_config(path))["spec"])
 
 
+#: Tracking is off in the runs of tests that are not about it: a new SQLite store costs 1-3 s of schema migrations
+#: per run on 2 cores (the reference run, the resumed run and the finetune track).
+NO_TRACKING = {"enabled": False}
+
+
 def train_yaml(tmp_path: Path, mix: Path, run_dir: Path, **extra) -> Path:
     fields = {
         "kind": "train", "mix": str(mix), "run_dir": str(run_dir), "model": {"preset": "tiny"},
         "global_batch_size": BATCH, "eval_every_tokens": 20 * TOKENS_PER_BATCH, "eval_samples": 32,
-        "checkpoint_every_tokens": 20 * TOKENS_PER_BATCH, "optimizer": {"lr": 0.01}, **extra,
+        "checkpoint_every_tokens": 20 * TOKENS_PER_BATCH, "optimizer": {"lr": 0.01}, "tracking": NO_TRACKING,
+        **extra,
     }
     path = tmp_path / f"{run_dir.name}.yaml"
     path.write_text(json.dumps(fields))  # JSON is YAML
@@ -55,7 +61,7 @@ def reference_run(mix_spec, tmp_path_factory):
     from training.trainer import run_training
 
     root = tmp_path_factory.mktemp("runs")
-    config = load_config(train_yaml(root, mix_spec, root / "reference"))
+    config = load_config(train_yaml(root, mix_spec, root / "reference", tracking={}))  # tracked, by default
     return run_training(config), root / "reference", root
 
 
@@ -76,6 +82,42 @@ def test_run_writes_curve_table_summary_and_model(reference_run, mix_spec):
     mix_marker = storage.read_marker(str(mix_spec.parent))
     assert (marker["stage"], marker["fingerprint"]) == ("train", summary["fingerprint"])
     assert marker["parts"]["mix"] == mix_marker["fingerprint"]
+
+
+def tracked_runs(store: Path, experiment: str = "spt"):
+    """(client, runs) of the MLflow store in ``store``/mlflow.db, read back with MLflow's own client."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    return client, client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
+def test_run_is_tracked_in_mlflow_with_params_metrics_and_artifacts(reference_run, tmp_path):
+    summary, run_dir, _ = reference_run
+    client, runs = tracked_runs(run_dir)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].info.run_name == "reference"
+    run = runs[0]
+    assert json.loads((run_dir / "tracking.json").read_text())["run_id"] == run.info.run_id
+    assert run.data.tags["spt.fingerprint"] == summary["fingerprint"]
+    # Params: the resolved config, the mix plan (δ, epochs and tokens per source) and the run plan.
+    params = run.data.params
+    assert (params["config.optimizer.lr"], params["config.model.preset"]) == ("0.01", "tiny")
+    assert (params["mix.domain_fraction"], params["mix.source.domain.fraction"]) == ("0.3", "0.3")
+    assert float(params["mix.source.domain.epochs"]) > 0 and int(params["mix.source.general.realized_tokens"]) > 0
+    assert params["plan.tokens"] == str(summary["tokens"])
+    # Metrics: every evaluation of curves.csv, at its tokens, through Composer's MLFlowLogger.
+    rows = curve_rows(run_dir)
+    for column in ("domain_loss", "general_loss", "loss_domain", "loss_general", "domain_train_loss"):
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, column))
+        assert [step for step, _ in history] == [int(r["tokens"]) for r in rows], column
+        assert [value for _, value in history] == pytest.approx([float(r[column]) for r in rows], rel=1e-6), column
+    assert client.get_metric_history(run.info.run_id, "loss/train/total")  # Composer's own, per batch
+    # Artifacts: the curve table, the summary and the config, as the run wrote them.
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"curves.csv", "summary.json", "config.json"}
+    local = Path(client.download_artifacts(run.info.run_id, "curves.csv", str(tmp_path)))
+    assert local.read_text() == (run_dir / "curves.csv").read_text()
+    local = Path(client.download_artifacts(run.info.run_id, "summary.json", str(tmp_path)))
+    assert json.loads(local.read_text()) == summary
 
 
 def test_curves_record_domain_train_loss_epochs_phase_and_lr(reference_run, mix_spec):
@@ -111,9 +153,10 @@ def test_curves_record_domain_train_loss_epochs_phase_and_lr(reference_run, mix_
     assert float(rows[-1]["domain_train_loss"]) != pytest.approx(float(rows[-1]["domain_loss"]), abs=1e-3)
 
 
-def test_sweep_cell_uses_its_threads_and_constant_lr_is_constant_after_warmup(mix_spec, tmp_path):
+def test_sweep_cell_uses_its_threads_and_constant_lr_is_constant_after_warmup(mix_spec, tmp_path, monkeypatch):
     from training.sweep import run_cell_commands
 
+    monkeypatch.setenv("SPT_PROGRESS_SECONDS", "0")
     run_dir = tmp_path / "constant"
     config = train_yaml(tmp_path, mix_spec, run_dir, duration_tokens=20 * TOKENS_PER_BATCH,
                         eval_every_tokens=5 * TOKENS_PER_BATCH, checkpoint_every_tokens=None,
@@ -125,6 +168,11 @@ def test_sweep_cell_uses_its_threads_and_constant_lr_is_constant_after_warmup(mi
     assert [r["phase"] for r in rows] == ["warmup", "stable", "stable", "stable"]
     assert float(rows[0]["lr"]) == pytest.approx(0.01 * (4 / 20) / 0.3)  # step 5 ran at the rate of progress 4/20
     assert [float(r["lr"]) for r in rows[1:]] == [0.01] * 3
+    # A cell's log is no terminal: training progress comes as plain lines (here one per batch), then the last.
+    progress = [line for line in (tmp_path / "log.txt").read_text().splitlines() if line.startswith("train: ")]
+    assert [line.split()[1] for line in progress] == [f"{b * TOKENS_PER_BATCH:,}/{20 * TOKENS_PER_BATCH:,}"
+                                                      for b in [*range(1, 21), 20]]
+    assert ", ETA " in progress[0] and ", done in " in progress[-1]
 
 
 def test_rerun_of_a_finished_run_is_a_no_op(reference_run, mix_spec):
@@ -138,7 +186,7 @@ def test_rerun_of_a_finished_run_is_a_no_op(reference_run, mix_spec):
 def test_sigkill_then_resume_trains_only_the_remaining_batches(reference_run, mix_spec, tmp_path):
     summary, _, _ = reference_run
     run_dir = tmp_path / "killed"
-    config = train_yaml(tmp_path, mix_spec, run_dir)
+    config = train_yaml(tmp_path, mix_spec, run_dir, tracking={})
     env = {**os.environ, "SPT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "spt.cli", "train", str(config)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -161,6 +209,11 @@ def test_sigkill_then_resume_trains_only_the_remaining_batches(reference_run, mi
     assert resumed["domain_loss"] == pytest.approx(summary["domain_loss"], abs=1e-6)
     assert resumed["general_loss"] == pytest.approx(summary["general_loss"], abs=1e-6)
     assert [r["tokens"] for r in curve_rows(run_dir)] == [r["tokens"] for r in curve_rows(reference_run[1])]
+    # The resumed run continued the killed run's MLflow run: one run, finished, with every evaluation.
+    client, runs = tracked_runs(run_dir)
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    history = client.get_metric_history(runs[0].info.run_id, "domain_loss")
+    assert sorted(m.step for m in history) == [int(r["tokens"]) for r in curve_rows(run_dir)]
 
 
 def test_a_changed_config_or_mix_is_refused_with_nothing_written(reference_run, mix_spec, tiny_corpora, run_cli):
@@ -240,6 +293,7 @@ def finetuned(reference_run, mix_spec):
         "kind": "finetune", "base_run": str(run_dir), "run_dir": str(root / "finetune"),
         "duration_tokens": 400 * TOKENS_PER_BATCH, "eval_every_tokens": 10 * TOKENS_PER_BATCH, "patience": 2,
         "global_batch_size": BATCH, "eval_samples": 32, "optimizer": {"lr": 0.03}, "replay_fraction": 0.0,
+        "tracking": {"uri": str(run_dir)},  # the base run's store: the finetune's MLflow run is its child
     }))
     return run_finetune(load_config(root / "ft.yaml")), root / "finetune"
 
@@ -264,6 +318,18 @@ def rows_of(part: np.ndarray, samples: np.ndarray) -> list[int]:
     """The positions in ``samples`` of each row of ``part``."""
     index = {row.tobytes(): i for i, row in enumerate(samples)}
     return [index[row.tobytes()] for row in part]
+
+
+def test_finetune_is_tracked_as_a_child_of_its_base_run(finetuned, reference_run):
+    summary, run_dir = finetuned
+    client, runs = tracked_runs(reference_run[1])
+    base = next(r for r in runs if r.info.run_name == "reference")
+    finetune = next(r for r in runs if r.info.run_name == "finetune")
+    assert finetune.data.tags["mlflow.parentRunId"] == base.info.run_id
+    assert finetune.info.status == "FINISHED" and finetune.data.params["config.patience"] == "2"
+    validation = client.get_metric_history(finetune.info.run_id, "domain_validation_loss")
+    assert min(m.value for m in validation) == pytest.approx(summary["best_validation_loss"], rel=1e-6)
+    assert "summary.json" in {a.path for a in client.list_artifacts(finetune.info.run_id)}
 
 
 def test_finetune_stops_on_validation_and_reports_the_test_split(finetuned, mix_spec):

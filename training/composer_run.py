@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
+
+from composer.core import Callback, State
+from composer.loggers import Logger
 
 from training.layout import RunLayout
 
 
 def compose_trainer(*, layout: RunLayout, files, model, train_loader, evals, roles, eval_samples, plan, optimizer,
                     schedule, device: str, precision: str, seed: int, autoresume: bool, deterministic: bool = False,
-                    callbacks=(), domain_epochs_per_token: float | None = None):
+                    callbacks=(), domain_epochs_per_token: float | None = None, tracking=None):
     """Composer's Trainer with spt's conventions: intervals in batches derived from tokens, decoupled AdamW,
     the curve table (with the schedule's phase and, given ``domain_epochs_per_token``, the domain epochs seen),
     resumable checkpoints and a file log (where :class:`training.run_files.RunFiles` puts them).
@@ -19,6 +23,7 @@ def compose_trainer(*, layout: RunLayout, files, model, train_loader, evals, rol
         files: the run's :class:`~training.run_files.RunFiles`.
         autoresume: resume from the latest checkpoint in the run's checkpoints folder, if there is one. Only
             pass True for a folder claimed for this run's fingerprint (:func:`training.trainer.claim_run`).
+        tracking: the :class:`~training.tracking.TrackedRun` that Composer's MLflow logger logs into, or None.
     """
     from composer import Trainer
     from composer.algorithms import GradientClipping
@@ -46,30 +51,57 @@ def compose_trainer(*, layout: RunLayout, files, model, train_loader, evals, rol
                         domain_epochs_per_token=domain_epochs_per_token, max_batches=plan.max_batches,
                         phase_at=lambda progress: lr_phase(schedule.kind, progress, schedule.warmup_fraction,
                                                            schedule.decay_fraction))
-    return Trainer(
-        run_name=layout.name,
-        model=model,
-        train_dataloader=train_loader,
-        eval_dataloader=evals,
-        max_duration=f"{plan.max_batches}ba",
-        eval_interval=f"{plan.eval_interval_batches}ba",
-        optimizers=adamw,
-        schedulers=scheduler,
-        step_schedulers_every_batch=True,
-        algorithms=clipping,
-        device=device,
-        precision=precision,
-        device_train_microbatch_size=plan.microbatch,
-        seed=seed,
-        deterministic_mode=deterministic,
-        # No save_folder: the saver among the callbacks is the Trainer's checkpointer (see training.run_files).
-        autoresume=autoresume,
-        callbacks=[files.checkpoint_saver(plan.checkpoint_interval_batches), curves, *files.callbacks(),
-                   *callbacks],
-        loggers=[log],
-        progress_bar=os.environ.get("SPT_PROGRESS", "1") == "1",
-        log_to_console=True,
-        console_log_interval=f"{plan.eval_interval_batches}ba",
-        python_log_level=None,
-    )
+    loggers = [log] + ([tracking.composer_logger()] if tracking else [])
+    with tracking.attached() if tracking else nullcontext():
+        return Trainer(
+            run_name=layout.name,
+            model=model,
+            train_dataloader=train_loader,
+            eval_dataloader=evals,
+            max_duration=f"{plan.max_batches}ba",
+            eval_interval=f"{plan.eval_interval_batches}ba",
+            optimizers=adamw,
+            schedulers=scheduler,
+            step_schedulers_every_batch=True,
+            algorithms=clipping,
+            device=device,
+            precision=precision,
+            device_train_microbatch_size=plan.microbatch,
+            seed=seed,
+            deterministic_mode=deterministic,
+            # No save_folder: the saver among the callbacks is the Trainer's checkpointer (see training.run_files).
+            autoresume=autoresume,
+            callbacks=[files.checkpoint_saver(plan.checkpoint_interval_batches), curves, *files.callbacks(),
+                       TokenProgress(plan.tokens_per_batch, plan.max_batches), *callbacks],
+            loggers=loggers,
+            # spt's own progress (a bar on a terminal, plain lines in logs) replaces Composer's bar.
+            progress_bar=False,
+            log_to_console=True,
+            console_log_interval=f"{plan.eval_interval_batches}ba",
+            python_log_level=None,
+        )
 
+
+class TokenProgress(Callback):
+    """Training progress in tokens (rank 0): a bar on a terminal, plain lines in logs (see :mod:`spt.progress`).
+    A resumed run starts from the tokens its checkpoint had trained."""
+
+    def __init__(self, tokens_per_batch: int, max_batches: int):
+        self.tokens_per_batch, self.max_batches = tokens_per_batch, max_batches
+        self.progress = None
+
+    def fit_start(self, state: State, logger: Logger) -> None:
+        from spt.progress import Progress
+
+        if int(os.environ.get("RANK", "0")) == 0:
+            self.progress = Progress("train", self.max_batches * self.tokens_per_batch, "tokens",
+                                     initial=int(state.timestamp.batch) * self.tokens_per_batch)
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        if self.progress is not None:
+            self.progress.update(self.tokens_per_batch)
+
+    def fit_end(self, state: State, logger: Logger) -> None:
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None

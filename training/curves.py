@@ -89,6 +89,10 @@ class CurveTable(Callback):
                     for role in SPLIT_ROLES if role in self.roles.values()})
         row.update({f"loss_{name}": value for name, value in sorted(losses.items())})
         self.rows[batch] = row
+        # The same numbers to every logger destination (MLflow's, when tracking is on), with tokens as the step:
+        # loss against tokens trained, as in the table.
+        logger.log_metrics({k: v for k, v in row.items() if k not in ("batch", "tokens", "phase", "wall_seconds")
+                            and isinstance(v, (int, float))}, step=tokens)
         if int(os.environ.get("RANK", "0")) == 0:
             self.write()
 

@@ -24,7 +24,7 @@ from training.layout import RunLayout
 from training.trainer import RunPlan, claim_run, mix_fingerprint, model_size, read_curves, read_mix_spec
 
 STAGE = "finetune"
-NOT_FINGERPRINTED = {"run_dir", "base_run", "mix"}
+NOT_FINGERPRINTED = {"run_dir", "base_run", "mix", "tracking"}
 
 
 def replay_spec(spec: dict, replay_fraction: float, samples: int) -> dict:
@@ -140,15 +140,31 @@ def run_finetune(config: FinetuneConfig, force: bool = False) -> dict:
                      config=config.model_dump(mode="json"))
     if done is not None:
         return done
+    tracking = track_finetune(config, spec, layout, fingerprint)
     began = time.time()
-    trained, best, pretrained = _fit(config, spec, plan, layout, source, split)
+    trained, best, pretrained = _fit(config, spec, plan, layout, source, split, tracking)
     summary = finetune_summary(layout, base_summary, fingerprint, split, best, trained, plan, pretrained)
     summary["wall_seconds"] = round(time.time() - began, 1)
     storage.write_json(layout.summary, summary)
+    from training.tracking import log_artifacts, run_artifacts
+
+    log_artifacts(tracking, run_artifacts(layout))
     return summary
 
 
-def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, source: str, split: HeldoutSplit):
+def track_finetune(config: FinetuneConfig, spec: dict, layout: RunLayout, fingerprint: str):
+    """The finetune's MLflow run (None when tracking is off): a child of its base run's when both are tracked in
+    one store (a sweep's cells), with the resolved config and the mix plan as params."""
+    from training.tracking import flat_params, mix_params, open_run
+
+    params = {**flat_params(config.model_dump(mode="json"), "config"), **mix_params(spec)}
+    return open_run(config.tracking, layout, name=layout.name, params=params, where="finetune.run_dir",
+                    tags={"spt.stage": STAGE, "spt.run_dir": layout.root, "spt.fingerprint": fingerprint,
+                          "spt.base_run": config.base_run}, parent=RunLayout(config.base_run))
+
+
+def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, source: str, split: HeldoutSplit,
+         tracking=None):
     """Trains with early stopping; returns (batches trained, the best batch, the base model's split losses)."""
     from composer.metrics.nlp import LanguageCrossEntropy
     from composer.models import HuggingFaceModel
@@ -182,7 +198,7 @@ def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, s
         trainer = compose_trainer(layout=layout, files=files, model=model, train_loader=loader, evals=evals,
                                   roles=roles, eval_samples=eval_samples, plan=plan, optimizer=config.optimizer,
                                   schedule=config.schedule, device=config.device, precision="auto",
-                                  seed=config.seed, autoresume=True, callbacks=[stopper])
+                                  seed=config.seed, autoresume=True, callbacks=[stopper], tracking=tracking)
         if int(trainer.state.timestamp.batch) < plan.max_batches:  # killed after its last checkpoint: done
             trainer.fit()
         trained = int(trainer.state.timestamp.batch)

@@ -8,6 +8,7 @@ sequences per step, so the global batch is the same as a one-process run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ def _worker_loop(loop_config: dict) -> None:
 
     from training.trainer import RunStart, plan_run, read_mix_spec, train
     from training.layout import RunLayout
+    from training.tracking import TrackedRun
 
     context = ray.train.get_context()
     config = TrainConfig.model_validate(loop_config["config"])
@@ -35,7 +37,9 @@ def _worker_loop(loop_config: dict) -> None:
         NODE_RANK=str(context.get_node_rank()),
     )
     spec = read_mix_spec(config.mix)
-    start = RunStart(spec, plan_run(config, spec), RunLayout(config.run_dir), loop_config["fingerprint"])
+    tracking = TrackedRun(**loop_config["tracking"]) if loop_config["tracking"] else None
+    start = RunStart(spec, plan_run(config, spec), RunLayout(config.run_dir), loop_config["fingerprint"],
+                     tracking=tracking)
     summary = train(config, start, world_size=world, rank=rank)
     if dist.is_initialized():
         dist.barrier()
@@ -77,7 +81,9 @@ def run_on_ray(config: TrainConfig, force: bool = False) -> dict:
     start = start_run(config, force)
     if start.done is not None:
         return start.done
-    env_vars = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "SPT_PROGRESS": "0",
+    # Rank 0 reports progress as plain lines (a worker's stderr is no terminal), forwarded to this driver.
+    env_vars = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                "SPT_PROGRESS": os.environ.get("SPT_PROGRESS", "1"),
                 **storage.environment(), **config.ray.env_vars}
     runtime_env = {"env_vars": env_vars}
     if config.ray.py_executable:
@@ -89,7 +95,8 @@ def run_on_ray(config: TrainConfig, force: bool = False) -> dict:
     try:
         trainer = TorchTrainer(
             _worker_loop,
-            train_loop_config={"config": config.model_dump(mode="json"), "fingerprint": start.fingerprint},
+            train_loop_config={"config": config.model_dump(mode="json"), "fingerprint": start.fingerprint,
+                               "tracking": dataclasses.asdict(start.tracking) if start.tracking else None},
             scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=use_gpu,
                                          resources_per_worker=resources),
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),

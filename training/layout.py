@@ -7,11 +7,15 @@
     <run_dir>/checkpoints/             Composer checkpoints, ba<batch>-rank<r>.pt and latest-rank<r>.pt(.symlink)
     <run_dir>/model/                   the final (finetune: the best validated) weights, a safetensors HF folder
     <run_dir>/summary.json             written last: a run with a summary is finished
+    <run_dir>/tracking.json            the MLflow store and run this run logs into (a resumed run continues it)
+    <run_dir>/mlflow.db, mlartifacts/  the default MLflow store and its artifacts (tracking.uri unset, local run_dir)
 
     <output_dir>/.spt-owner.json       stage sweep (every cell carries its own fingerprint)
     <output_dir>/results.{csv,parquet} one row per cell;  curves.{csv,parquet}: one row per evaluation
     <output_dir>/cells/<run_id>/       .spt-owner.json (the cell's fingerprint), mix.yaml, train.yaml,
                                        finetune.yaml, log.txt, run/ (a run dir), finetune/ (a run dir)
+    <output_dir>/tracking.json         the MLflow store and the sweep's parent run
+    <output_dir>/mlflow.db, mlartifacts/  the default MLflow store of the sweep and all its cells
 """
 
 from __future__ import annotations
@@ -56,12 +60,17 @@ class RunLayout:
         return storage.join(self.root, "checkpoints")
 
     @property
+    def tracking(self) -> str:
+        return storage.join(self.root, "tracking.json")
+
+    @property
     def name(self) -> str:
         return storage.name(self.root)
 
     def clear(self) -> None:
-        """Deletes the run's own files (a run restarted from scratch must not resume from, or keep rows of, them)."""
-        for location in (self.summary, self.curves, self.config):
+        """Deletes the run's own files (a run restarted from scratch must not resume from, or keep rows of, them;
+        it gets a new MLflow run, and the old one stays in the store)."""
+        for location in (self.summary, self.curves, self.config, self.tracking):
             storage.delete(location)
         for folder in (self.checkpoints, self.model, self.logs):
             storage.delete_folder(folder)
@@ -115,6 +124,10 @@ class SweepLayout:
     @property
     def curves(self) -> str:
         return self.table("curves", ".csv")
+
+    @property
+    def tracking(self) -> str:
+        return storage.join(self.root, "tracking.json")
 
     def cell(self, run_id: str) -> CellLayout:
         return CellLayout(storage.join(self.root, "cells", run_id))

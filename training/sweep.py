@@ -30,6 +30,7 @@ from training.sweep_cells import (
     run_cell_commands, write_cell,
 )
 from training.sweep_tables import load_tables, read_results, result_row, write_tables
+from training.sweep_tracking import OFF, SweepTracking
 
 #: The fingerprint of a sweep folder's own marker: each cell folder carries the fingerprint of its cell.
 FOLDER_FINGERPRINT = "cells"
@@ -97,9 +98,10 @@ def connect_ray(address: str | None, num_cpus: float):
 
 
 def prepare(configs: dict[str, CellConfigs], layout: SweepLayout, todo: list[Cell], changed: set[str], rows: dict,
-            curves: dict) -> list[tuple[Cell, list[list[str]]]]:
-    """Claims each cell to run and writes its mix spec and configs (the driver writes, cells only read); a cell
-    whose mix cannot be built gets its failed row here."""
+            curves: dict, tracking: SweepTracking | None = None) -> list[tuple[Cell, list[list[str]]]]:
+    """Claims each cell to run, opens its MLflow child run (none without ``tracking``: the cells are not tracked)
+    and writes its mix spec and configs (the driver writes, cells only read); a cell whose mix cannot be built
+    gets its failed row here."""
     prepared = []
     for cell in todo:
         cell_layout, forced = layout.cell(cell.run_id), cell.run_id in changed
@@ -107,10 +109,13 @@ def prepare(configs: dict[str, CellConfigs], layout: SweepLayout, todo: list[Cel
         storage.claim(cell_layout.root, STAGE, cell_config.fingerprint, where="sweep.output_dir",
                       parts=cell_config.parts, force=forced, label=f"sweep cell {cell.run_id}")
         try:
-            prepared.append((cell, write_cell(cell_layout, cell_config, forced)))
+            cell_tracking = tracking.cell_tracking(cell, cell_config.fingerprint) if tracking else (OFF, OFF)
+            prepared.append((cell, write_cell(cell_layout, cell_config, forced, cell_tracking)))
         except InputError as exc:
-            rows[cell.run_id], curves[cell.run_id] = result_row(
-                cell, cell_layout, {"status": "failed", "error": "; ".join(exc.problems), "wall_seconds": 0.0})
+            outcome = {"status": "failed", "error": "; ".join(exc.problems), "wall_seconds": 0.0}
+            rows[cell.run_id], curves[cell.run_id] = result_row(cell, cell_layout, outcome)
+            if tracking:
+                tracking.cell_done(cell, outcome)
     return prepared
 
 
@@ -140,23 +145,30 @@ def run_sweep(config: SweepConfig, address: str | None = None, log=print, force:
     todo = [c for c in grid if rows.get(c.run_id, {}).get("status") != "ok"]
     log(f"sweep {config.name}: {len(rows) - sum(r['status'] != 'ok' for r in rows.values())} cells done, "
         f"{len(todo)} to run")
-    prepared = prepare(configs, layout, todo, changed, rows, curves)
-    write_tables(layout, rows, curves)
-    if prepared:
-        _run_on_ray(config, address, layout, prepared, rows, curves, log)
+    tracking = SweepTracking(config, layout)
+    try:
+        prepared = prepare(configs, layout, todo, changed, rows, curves, tracking)
+        write_tables(layout, rows, curves)
+        if prepared:
+            _run_on_ray(config, address, layout, prepared, rows, curves, log, tracking)
+    except BaseException:
+        tracking.finish("FAILED")
+        raise
+    tracking.finish()
     return read_results(layout)
 
 
 def _run_on_ray(config: SweepConfig, address: str | None, layout: SweepLayout, prepared: list, rows: dict,
-                curves: dict, log) -> None:
+                curves: dict, log, tracking: SweepTracking) -> None:
     import ray
-    from tqdm import tqdm
+
+    from spt.progress import Progress
 
     started_ray = connect_ray(address or config.address, config.resources.num_cpus * config.max_concurrent)
     task = ray.remote(run_cell_commands).options(num_cpus=config.resources.num_cpus,
                                                  num_gpus=config.resources.num_gpus, max_retries=config.max_retries)
     in_flight: dict = {}
-    progress = tqdm(total=len(prepared), desc=f"sweep {config.name}", unit="cell", disable=None)
+    progress = Progress(f"sweep {config.name}", len(prepared), "cells")
     try:
         while prepared or in_flight:
             while prepared and len(in_flight) < config.max_concurrent:
@@ -171,6 +183,7 @@ def _run_on_ray(config: SweepConfig, address: str | None, layout: SweepLayout, p
                 outcome = {"status": "failed", "error": str(exc).splitlines()[0], "wall_seconds": None}
             rows[cell.run_id], curves[cell.run_id] = result_row(cell, layout.cell(cell.run_id), outcome)
             write_tables(layout, rows, curves)
+            tracking.cell_done(cell, outcome)
             progress.update(1)
             log(f"cell {cell.run_id}: {outcome['status']}" + (f" ({outcome['error']})" if outcome["error"] else ""))
             if outcome["status"] != "ok" and config.on_failure == "stop":

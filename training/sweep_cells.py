@@ -29,7 +29,7 @@ from training.layout import CellLayout
 STAGE = "sweep"
 #: Keys of a cell's mix config that say where or how it is built, not what it holds (left out of fingerprints).
 MIX_NOT_FINGERPRINTED = ("name", "output_dir", "cache_dir", "ray")
-FINETUNE_SET_PER_CELL = ("base_run", "run_dir", "mix")
+FINETUNE_SET_PER_CELL = ("base_run", "run_dir", "mix", "tracking")
 
 
 @dataclass(frozen=True)
@@ -139,8 +139,13 @@ def inputs_fingerprint(mix: MixConfig) -> str:
     return fingerprint(make_plan(mix))[1]["inputs"]
 
 
-def write_cell(layout: CellLayout, configs: CellConfigs, force: bool) -> list[list[str]]:
+def write_cell(layout: CellLayout, configs: CellConfigs, force: bool,
+               tracking: tuple[dict, dict] = ({}, {})) -> list[list[str]]:
     """Builds the cell's mix spec and writes its configs; returns the spt commands the cell runs.
+
+    Args:
+        tracking: the ``tracking`` sections of the cell's train and finetune configs (the sweep's MLflow store
+            and the cell's child run; see :mod:`training.sweep_tracking`); they replace the base configs'.
 
     Raises:
         InputError: the cell's mix cannot be built (written as the cell's failure by the caller).
@@ -153,9 +158,11 @@ def write_cell(layout: CellLayout, configs: CellConfigs, force: bool) -> list[li
     flags = ["--force"] if force else []
     commands = [["train", layout.train_config, *flags]]
     storage.write_text(layout.mix_config, yaml.safe_dump(configs.mix, sort_keys=False))
-    storage.write_text(layout.train_config, yaml.safe_dump(configs.train, sort_keys=False))
+    storage.write_text(layout.train_config, yaml.safe_dump({**configs.train, "tracking": tracking[0]},
+                                                           sort_keys=False))
     if configs.finetune is not None:
-        storage.write_text(layout.finetune_config, yaml.safe_dump(configs.finetune, sort_keys=False))
+        storage.write_text(layout.finetune_config, yaml.safe_dump({**configs.finetune, "tracking": tracking[1]},
+                                                                  sort_keys=False))
         commands.append(["finetune", layout.finetune_config, *flags])
     return commands
 
@@ -193,7 +200,8 @@ def run_cell_commands(log_location: str, commands: list[list[str]], retries: int
 
 
 def _run_commands(log_path: str, commands: list[list[str]], retries: int, threads: int) -> dict:
-    env = {**os.environ, "SPT_PROGRESS": "0", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    # The log is not a terminal: progress comes as a plain line every SPT_PROGRESS_SECONDS (see spt.progress).
+    env = {**os.environ, "SPT_PROGRESS": "1", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     started = time.time()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:

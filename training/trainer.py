@@ -20,12 +20,13 @@ from spt.errors import InputError
 from spt.storage import sha256_json
 from training.layout import RunLayout
 from training.presets import PRESETS, LlamaSize, count_parameters, llama_config
+from training.tracking import TrackedRun
 
 STAGE = "train"
 #: Fields that say where or how a run runs, not what it computes: left out of its fingerprint. (Workers split the
 #: same global batch; the mix is fingerprinted by its content, not its path.)
 NOT_FINGERPRINTED = {"autoresume", "num_workers", "ray", "dataloader_workers", "run_dir", "mix",
-                     "checkpoint_every_tokens"}
+                     "checkpoint_every_tokens", "tracking"}
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,14 @@ def plan_run(config: TrainConfig, spec: dict) -> RunPlan:
 @dataclass(frozen=True)
 class RunStart:
     """A run whose folder is claimed: its mix, plan, layout and fingerprint; ``done`` is the summary of a finished
-    run with the same fingerprint (nothing to train then)."""
+    run with the same fingerprint (nothing to train then); ``tracking`` the MLflow run it logs into (None: off)."""
 
     spec: dict
     plan: RunPlan
     layout: RunLayout
     fingerprint: str
     done: dict | None = None
+    tracking: TrackedRun | None = None
 
 
 def claim_run(layout: RunLayout, stage: str, fingerprint: str, parts: dict, *, where: str, force: bool,
@@ -155,7 +157,20 @@ def start_run(config: TrainConfig, force: bool = False) -> RunStart:
     fingerprint, parts = run_fingerprint(config, spec)
     done = claim_run(layout, STAGE, fingerprint, parts, where="train.run_dir", force=force,
                      autoresume=config.autoresume, config=config.model_dump(mode="json"))
-    return RunStart(spec, plan, layout, fingerprint, done)
+    tracking = None if done is not None else track_run(config, spec, plan, layout, fingerprint)
+    return RunStart(spec, plan, layout, fingerprint, done, tracking)
+
+
+def track_run(config: TrainConfig, spec: dict, plan: RunPlan, layout: RunLayout, fingerprint: str):
+    """Opens the run's MLflow run (None when tracking is off) with the resolved config, the mix plan (δ, epochs
+    and tokens per source) and the run plan as params."""
+    from training.tracking import flat_params, mix_params, open_run
+
+    params = {**flat_params(config.model_dump(mode="json"), "config"), **mix_params(spec),
+              "plan.batches": plan.max_batches, "plan.tokens": plan.tokens, "plan.params": plan.params,
+              "plan.tokens_per_batch": plan.tokens_per_batch}
+    return open_run(config.tracking, layout, name=layout.name, params=params, where="train.run_dir",
+                    tags={"spt.stage": STAGE, "spt.run_dir": layout.root, "spt.fingerprint": fingerprint})
 
 
 def build_model(plan: RunPlan, spec: dict, seed: int):
@@ -212,6 +227,7 @@ def build_trainer(config: TrainConfig, start: RunStart, files, world_size: int =
         deterministic=config.deterministic,
         callbacks=callbacks,
         domain_epochs_per_token=domain_epochs_per_token(spec),
+        tracking=start.tracking,
     )
 
 
@@ -223,6 +239,7 @@ def train(config: TrainConfig, start: RunStart, world_size: int = 1, rank: int =
         the run started from (a resumed run's checkpoint) and the batches this process trained.
     """
     from training.run_files import BatchCounter, RunFiles, export_model
+    from training.tracking import log_artifacts, run_artifacts
 
     files, counter = RunFiles(start.layout), BatchCounter()
     try:
@@ -236,6 +253,7 @@ def train(config: TrainConfig, start: RunStart, world_size: int = 1, rank: int =
         if rank == 0:
             export_model(trainer.state.model, start.layout.model, start.spec)
             storage.write_json(start.layout.summary, summary)
+            log_artifacts(start.tracking, run_artifacts(start.layout))
     finally:
         files.close()
     return summary

@@ -16,7 +16,6 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
-from tqdm import tqdm
 
 from pipelines.mix.documents import SPLITS
 from pipelines.mix.layout import SOURCE_MANIFEST, STAGE, MixLayout
@@ -26,6 +25,7 @@ from pipelines.mix.report import domain_groups, plan_json, source_row
 from pipelines.mix.streams import SPEC_FORMAT
 from spt import storage
 from spt.config.mix import MixConfig
+from spt.progress import Progress
 
 SOURCE_FORMAT = "spt-mix-source/1"
 
@@ -144,7 +144,7 @@ def _write_sources(plan: MixPlan, sources: list[SourcePlan], folders: list[Path]
     ]
     expected = sum(sum(s.counts.tokens.values()) for s in sources)
     names = ", ".join(s.name for s in sources)
-    with tqdm(total=expected, desc=f"build {names}", unit="tok", unit_scale=True, disable=None) as progress:
+    with Progress(f"build {names}", expected, "tokens") as progress:
         for table in tokenized_tables(plan.config, [s.files for s in sources], plan.tokenizer):
             columns = [table.column(c).to_pylist() for c in ("source", "split", "documents")]
             for source, split, documents, tokens in zip(*columns, table.column("tokens")):

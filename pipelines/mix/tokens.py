@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
 from pipelines.mix.documents import SPLITS, Chunk, InputFile, SplitRule, UnreadableFile, read_chunk_documents
 from spt import storage
 from spt.errors import InputError
+from spt.progress import track
 
 #: Bumped when the meaning of a count or of a packed sample changes, so caches and built sources are not reused.
 #: 2: rows with a source_id are split by document, rejected rephrase rows are skipped.
@@ -161,7 +161,7 @@ def count_files(
     """Reads and tokenizes every file; returns the counts and (file, reason) of each unreadable file."""
     counts = SourceCounts()
     unreadable: list[tuple[InputFile, str]] = []
-    for item, rule in tqdm(files, desc=f"count {desc}", unit="file", disable=None, leave=False):
+    for item, rule in track(files, f"count {desc}", "files"):
         try:
             documents, skipped = read_chunk_documents(Chunk(item.location))
         except UnreadableFile as exc:

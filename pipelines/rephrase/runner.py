@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from pipelines.rephrase import quality, report
 from pipelines.rephrase.commit import ORIGINAL, SCHEMA, OutputDir
@@ -37,6 +36,7 @@ from pipelines.rephrase.fingerprint import config_identity, fingerprint_parts
 from pipelines.rephrase.sources import Unit, plan_units
 from spt import storage
 from spt.config.rephrase import RephraseConfig, StyleSpec, resolve_repo_path, resolve_styles
+from spt.progress import Progress
 from spt.storage import sha256_json
 
 
@@ -230,7 +230,7 @@ def _stream(plan: Plan, out: OutputDir, pending: list[Unit], run_units: list, ge
     seen_ids = out.committed_source_ids()
     _log(f"pipeline built ({len(pending)} units pending); waiting for the engine to start")
     buffered: dict[int, list[dict]] = {}
-    bar = tqdm(total=len(pending), desc="rephrase", unit="unit", disable=None if progress is None else not progress)
+    bar = Progress("rephrase", len(pending), "units", show=progress)
     rows_done = tokens_done = 0
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         for row in batch.to_pylist():

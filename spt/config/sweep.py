@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from spt.config.common import Location
 from spt.config.loader import StrictModel
+from spt.config.tracking import TrackingConfig
 
 
 class SweepRepeat(StrictModel):
@@ -87,6 +88,11 @@ class SweepConfig(StrictModel):
     address: str | None = Field(None, description="Ray address; None = the job's cluster or a local Ray (an address)")
     on_failure: Literal["continue", "stop"] = Field(
         "continue", description="what a failed cell does to the others (one of the literals)"
+    )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig,
+        description="MLflow tracking: one parent run for the sweep, a child run per cell (cells log into the "
+        "sweep's store and experiment, whatever their base train config says)",
     )
 
     @field_validator("mix", "train", "finetune")

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from spt.config.common import Location, RayRuntimeConfig
 from spt.config.loader import StrictModel
+from spt.config.tracking import RunTrackingConfig
 
 
 class ModelConfig(StrictModel):
@@ -92,6 +93,7 @@ class TrainConfig(StrictModel):
     num_workers: int = Field(1, ge=1, description="Ray Train workers; 1 trains in this process (processes)")
     dataloader_workers: int = Field(0, ge=0, description="DataLoader worker processes per training worker (processes)")
     ray: RayRuntimeConfig = Field(default_factory=RayRuntimeConfig, description="the Ray cluster for num_workers > 1")
+    tracking: RunTrackingConfig = Field(default_factory=RunTrackingConfig, description="MLflow tracking of the run")
 
     @model_validator(mode="after")
     def _batches_divide(self):
@@ -142,6 +144,7 @@ class FinetuneConfig(StrictModel):
     )
     seed: int = Field(0, ge=0, description="seed of the data order (integer)")
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="where to train (one of the literals)")
+    tracking: RunTrackingConfig = Field(default_factory=RunTrackingConfig, description="MLflow tracking of the run")
 
 
 class InterpolateConfig(StrictModel):
