@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from scaling_laws.cli_fit import print_arguments, read_data
+from scaling_laws.cli_fit import log_to_sweep, print_arguments, read_data
 from scaling_laws.data import check_frame
 from scaling_laws.result import FitResult
 from spt.errors import InputError
@@ -130,6 +130,8 @@ def run_plot(args: argparse.Namespace) -> int:
     from scaling_laws.plots import plot_all
 
     search = {"widen": args.widen, "params": args.params} if "fraction" in result.form.inputs else {}
-    for path in plot_all(result, table, args.out_dir, budgets=args.tokens, **search):
+    written = [str(path) for path in plot_all(result, table, args.out_dir, budgets=args.tokens, **search)]
+    for path in written:
         print(f"wrote {path}")
+    log_to_sweep(str(args.data), written)
     return 0

@@ -146,7 +146,18 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.out is not None:
         result.save(args.out)
         print(f"wrote {args.out}")
+        log_to_sweep(str(args.data), [args.out])
     return 0
+
+
+def log_to_sweep(data: str, files: list[str]) -> None:
+    """Adds what was written from a tracked sweep folder to the sweep's MLflow run (see
+    :func:`training.sweep_tracking.log_decision`)."""
+    from training.sweep_tracking import log_decision
+
+    run_id = log_decision(data, files)
+    if run_id is not None:
+        print(f"logged {len(files)} file(s) to the sweep's MLflow run {run_id}")
 
 
 def _fit_spt(args, data: FitData, loss_column: str, replicates: int, options: dict) -> FitResult:

@@ -100,3 +100,31 @@ def test_a_run_folder_keeps_its_mlflow_run_until_it_restarts_from_scratch(tmp_pa
     given = open_run(RunTrackingConfig(run_id=first.run_id), layout, params={}, **common)
     assert given.run_id == first.run_id
     assert json.loads(Path(layout.tracking).read_text())["run_id"] == first.run_id
+
+
+def test_fit_and_plots_of_a_tracked_sweep_go_to_its_parent_run(tmp_path, run_cli):
+    """`spt fit` and `spt plot` on a sweep folder with a tracking.json log what they write into the sweep's run."""
+    from scaling_laws import sweeps, synthetic
+    from spt import storage
+    from training.tracking import client, experiment_id
+
+    folder = str(tmp_path / "sweep")
+    sweeps.write_sweep(folder, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow = client(uri)
+    run_id = mlflow.create_run(experiment_id(mlflow, "sweep", uri)).info.run_id
+    storage.write_json(f"{folder}/tracking.json", {"uri": uri, "experiment": "sweep", "run_id": run_id, "cells": {}})
+    code, out, err = run_cli("fit", "--law", "spt", "--data", folder, "--starts", "4", "--bootstrap", "0",
+                             "--out", tmp_path / "fit.json")
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"logged 1 file(s) to the sweep's MLflow run {run_id}"
+    code, out, err = run_cli("plot", "--fit", tmp_path / "fit.json", "--data", folder, "--out-dir", tmp_path / "plots")
+    assert code == 0, err
+    logged = {a.path for a in mlflow.list_artifacts(run_id)}
+    assert {"fit.json", "loss_curves.png", "optimal_fraction.svg", "residuals.png"} <= logged
+    assert json.loads(Path(mlflow.download_artifacts(run_id, "fit.json", str(tmp_path))).read_text())["law"] == "spt"
+    # An untracked sweep folder (no tracking.json) logs nothing and says nothing about it.
+    (tmp_path / "sweep" / "tracking.json").unlink()
+    code, out, err = run_cli("fit", "--law", "spt", "--data", folder, "--starts", "4", "--bootstrap", "0",
+                             "--out", tmp_path / "fit2.json")
+    assert code == 0 and "MLflow" not in out, err

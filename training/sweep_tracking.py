@@ -90,3 +90,18 @@ class SweepTracking:
                                                                ("curves.csv", "curves", ".csv"))})
         self.client.set_terminated(self.parent.run_id, status=status)
 
+
+
+def log_decision(folder: str, files: list[str]) -> str | None:
+    """Logs what `spt fit` / `spt plot` made of a sweep folder (a fit JSON, figures) as artifacts of the sweep's
+    parent MLflow run, when the sweep was tracked (``<folder>/tracking.json``); returns that run's id, else None."""
+    if not storage.is_folder(folder):
+        return None
+    recorded = storage.read_json(storage.join(folder, "tracking.json")) or {}
+    if not recorded.get("run_id") or not recorded.get("uri"):
+        return None
+    from training.tracking import log_artifacts
+
+    parent = TrackedRun(recorded["uri"], recorded.get("experiment") or "", recorded["run_id"])
+    log_artifacts(parent, {storage.name(location): location for location in files})
+    return parent.run_id
