@@ -94,7 +94,8 @@ def run_submit(args: argparse.Namespace) -> int:
     runtime_env = {
         "working_dir": str(working_dir.resolve()),
         "excludes": UPLOAD_EXCLUDES,
-        "env_vars": {"SPT_PROGRESS": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+        # Job logs are not a terminal: long stages print a plain progress line every $SPT_PROGRESS_SECONDS.
+        "env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
     }
     subcommand = entrypoint.split(" -m spt.cli ", 1)[1].split()[0]
     submission_id = f"spt-{subcommand}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
