@@ -176,8 +176,6 @@ class RayNode:
 
     def seen(self, folder: Path) -> Path:
         """``folder`` as this node's processes see it (another node's folders are empty to it), while it runs."""
-        import psutil
-
         raylets = [p for p in _processes_of(self.temp_dir) if p.name() == "raylet"]
         if not raylets:
             raise RuntimeError(f"{self.name} is not running")
