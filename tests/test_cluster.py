@@ -277,8 +277,9 @@ def test_two_nodes_outputs_only_on_s3_and_a_lost_node_loses_nothing(s3_env, tiny
         assert sorted(curves.groupby("run_id").size().items()) == sorted(
             [(c, 1) for c in first.index] + [(c, 6) for c in new_cells])
 
-        # Lose the second node in the middle of a Ray Train run: Ray Train waits for room for both workers again;
-        # once the node is back it restarts them, and the run resumes from its last checkpoint on S3.
+        # Lose the second node (back first) in the middle of a Ray Train run: Ray Train waits for room for both
+        # workers again; once the node is back it restarts them, and the run resumes from its last checkpoint on S3.
+        cluster.start_second()
         run_dir = f"{bucket}/runs/ray-lost"
         training = follow_job(spt_bin, cluster, jobs, "train", "train.yaml", f"run_dir={run_dir}",
                               f"duration_tokens={long}")
