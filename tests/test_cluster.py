@@ -282,8 +282,9 @@ def test_two_nodes_outputs_only_on_s3_and_a_lost_node_loses_nothing(s3_env, tiny
         # classifies the lost worker); then a rerun of the same command resumes. Either way the run resumes from
         # its last checkpoint on S3.
         cluster.start_second()
-        run_dir = f"{bucket}/runs/ray-lost"
-        command = ("train", "train.yaml", f"run_dir={run_dir}", f"duration_tokens={long}")
+        # Long enough that the node is lost before the last checkpoint (at 120 batches, one run lost it after).
+        run_dir, batches = f"{bucket}/runs/ray-lost", 240
+        command = ("train", "train.yaml", f"run_dir={run_dir}", f"duration_tokens={batches * TOKENS_PER_BATCH}")
         training = follow_job(spt_bin, cluster, jobs, *command)
         _, checkpoint_batch = lose_node_mid_run(cluster, lambda: [run_dir])
         cluster.start_second()
@@ -294,9 +295,9 @@ def test_two_nodes_outputs_only_on_s3_and_a_lost_node_loses_nothing(s3_env, tiny
             rerun = submit(spt_bin, cluster, jobs, *command)
             assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
         resumed = storage.read_json(f"{run_dir}/summary.json")
-        assert 0 < checkpoint_batch < 120
+        assert 0 < checkpoint_batch < batches
         assert (resumed["world_size"], resumed["start_batch"], resumed["trained_batches"]) == (
-            2, checkpoint_batch, 120 - checkpoint_batch)
+            2, checkpoint_batch, batches - checkpoint_batch)
         restarted = {a["node_id"] for a in ray_state(cluster, "actors", class_name="RayTrainWorker")}
         print(f"Ray Train resumed at batch {checkpoint_batch}; workers ever on nodes {sorted(restarted)}; "
               f"the second node came back as {cluster.second.node_id}")
