@@ -63,6 +63,27 @@ def worker_resources(config: TrainConfig, device: str) -> tuple[bool, dict[str, 
     return gpus > 0, {"CPU": config.ray.num_cpus, **({"GPU": gpus} if gpus else {})}
 
 
+def _init_ray(address: str | None, runtime_env: dict) -> None:
+    """Joins ``address`` (or the job's cluster, or a new local Ray) with this run's runtime env.
+
+    Inside a Ray job (`spt submit`) the driver already has the job's runtime env, which sets some of the same
+    variables (``OMP_NUM_THREADS``); Ray refuses a second runtime env with the same keys unless told to combine
+    the two, so it is told to, this run's values winning.
+    """
+    import ray
+
+    saved = os.environ.get("RAY_OVERRIDE_JOB_RUNTIME_ENV")
+    os.environ["RAY_OVERRIDE_JOB_RUNTIME_ENV"] = "1"
+    try:
+        ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=True,
+                 configure_logging=False)
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_OVERRIDE_JOB_RUNTIME_ENV")
+        else:
+            os.environ["RAY_OVERRIDE_JOB_RUNTIME_ENV"] = saved
+
+
 def run_on_ray(config: TrainConfig, force: bool = False) -> dict:
     """Trains with ``config.num_workers`` Ray Train workers on the local Ray or ``config.ray.address``.
 
@@ -90,8 +111,7 @@ def run_on_ray(config: TrainConfig, force: bool = False) -> dict:
         runtime_env["py_executable"] = config.ray.py_executable
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=config.ray.address, runtime_env=runtime_env, include_dashboard=False,
-                 log_to_driver=True, configure_logging=False)
+        _init_ray(config.ray.address, runtime_env)
     try:
         trainer = TorchTrainer(
             _worker_loop,

@@ -43,6 +43,7 @@ class RunFiles:
     def __init__(self, layout: RunLayout):
         self.layout = layout
         self.staging = Path(tempfile.mkdtemp(prefix="spt-run-")) if layout.remote else None
+        self._savers: list = []
 
     @property
     def log_folder(self) -> Path:
@@ -64,6 +65,7 @@ class RunFiles:
         )
         if self.layout.remote:
             _upload_to(saver, self.layout.checkpoints)
+        self._savers.append(saver)
         return saver
 
     def callbacks(self) -> list:
@@ -72,6 +74,12 @@ class RunFiles:
     def close(self) -> None:
         if self.staging:
             shutil.rmtree(self.staging, ignore_errors=True)
+        # Composer writes each `latest` link into a temp folder of its own that only its finalizer removes, which
+        # never runs in a Ray Train worker (Ray kills the worker process): it was left in the node's $TMPDIR.
+        for saver in self._savers:
+            symlinks = getattr(saver, "tmp_dir_for_symlink", None)
+            if symlinks is not None:
+                symlinks.cleanup()
 
 
 def _upload_to(saver, location: str) -> None:

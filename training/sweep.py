@@ -185,7 +185,9 @@ def _run_on_ray(config: SweepConfig, address: str | None, layout: SweepLayout, p
             write_tables(layout, rows, curves)
             tracking.cell_done(cell, outcome)
             progress.update(1)
-            log(f"cell {cell.run_id}: {outcome['status']}" + (f" ({outcome['error']})" if outcome["error"] else ""))
+            where = f" on node {outcome['node_id']}" if outcome.get("node_id") else ""
+            error = f" ({outcome['error']})" if outcome["error"] else ""
+            log(f"cell {cell.run_id}: {outcome['status']}{where}{error}")
             if outcome["status"] != "ok" and config.on_failure == "stop":
                 prepared.clear()
     finally:

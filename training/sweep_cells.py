@@ -179,7 +179,21 @@ def run_cell_commands(log_location: str, commands: list[list[str]], retries: int
     says one thread, which left one of two reserved cores idle: 3.1k tokens/s in a sweep vs 5.3k under
     ``spt train`` on a 2-core machine.) On S3 the configs are read from a local copy and the log is written
     locally and uploaded after the commands (appended to the cell's earlier attempts).
+
+    Returns:
+        The outcome: ``status``, ``error``, ``wall_seconds`` and ``node_id``, the Ray node the cell ran on (the
+        last attempt's, when Ray retried the task after losing a node).
     """
+    return {**_run_logged(log_location, commands, retries, threads), "node_id": _ray_node_id()}
+
+
+def _ray_node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def _run_logged(log_location: str, commands: list[list[str]], retries: int, threads: int) -> dict:
     if not storage.is_remote(log_location):
         return _run_commands(str(storage.local_path(log_location)), commands, retries, threads)
     with tempfile.TemporaryDirectory(prefix="spt-cell-") as tmp:

@@ -19,6 +19,9 @@ from training.trainer import read_curves
 
 #: Columns of a run's curves.csv copied into the sweep's curves table as they are.
 CURVE_EXTRAS = ("domain_train_loss", "domain_epochs", "phase", "lr")
+#: Columns of results for people, not for fits: the Ray node a cell ran on (its last attempt's; empty when it
+#: never ran, e.g. its mix could not be built).
+RESULT_EXTRAS = ("node_id",)
 
 
 def result_row(cell: Cell, layout: CellLayout, outcome: dict) -> tuple[dict, list[dict]]:
@@ -45,7 +48,7 @@ def result_row(cell: Cell, layout: CellLayout, outcome: dict) -> tuple[dict, lis
 def write_tables(layout: SweepLayout, rows: dict[str, dict], curves: dict[str, list[dict]]) -> None:
     """Rewrites results.{csv,parquet} and curves.{csv,parquet}, each file atomically, ordered by run id."""
     tables = {
-        "results": pd.DataFrame([rows[k] for k in sorted(rows)], columns=list(RESULTS_COLUMNS)),
+        "results": pd.DataFrame([rows[k] for k in sorted(rows)], columns=[*RESULTS_COLUMNS, *RESULT_EXTRAS]),
         "curves": _numeric(pd.DataFrame([p for k in sorted(curves) for p in curves[k]], columns=list(CURVES_COLUMNS))),
     }
     for name, frame in tables.items():

@@ -1,17 +1,19 @@
 """Where the build's tokenization runs: a Ray Data pipeline of tasks that each read and encode one file piece.
 
-This is the only module that knows about Ray. Without an address it starts a local Ray sized for the tokenizer tasks
-(``ray.init(num_cpus=..., include_dashboard=False)``) and stops it afterwards; a Ray that is already running in
-the process (a test fixture, a notebook) is used as it is and left running. With a cluster address the workers
-read the inputs themselves, so inputs must be on S3 or on a filesystem every node mounts at the same path; they
-run ``ray.py_executable`` (the train environment's interpreter in the worker image; default: the local one).
-Tokenizer tasks ask for no GPU: HF tokenizers run on CPUs only.
+This is the only module that knows about Ray. Without an address (and outside a Ray job, whose cluster it joins)
+it starts a local Ray sized for the tokenizer tasks (``ray.init(num_cpus=..., include_dashboard=False)``) and
+stops it afterwards; a Ray that is already running in the process (a test fixture, a notebook) is used as it is
+and left running. With a cluster address the workers read the inputs themselves, so inputs must be on S3 or on a
+filesystem every node mounts at the same path; they run ``ray.py_executable`` (the train environment's
+interpreter in the worker image; default: the local one). Tokenizer tasks ask for no GPU: HF tokenizers run on
+CPUs only.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -43,12 +45,15 @@ def ray_session(config: MixConfig) -> Iterator[None]:
         yield
         return
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if config.ray.address:
+    # A Ray job's driver (`spt submit`) has its cluster in $RAY_ADDRESS: join it (a local Ray sized with num_cpus
+    # cannot start there; Ray refuses num_cpus when it connects).
+    address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
         from spt.environments import ray_runtime_env
 
         # The cluster's workers run the train environment's interpreter: ray.py_executable, or the local one.
         runtime_env = ray_runtime_env("train", config.ray.py_executable, _worker_env(config))
-        ray.init(address=config.ray.address, runtime_env=runtime_env, **quiet)
+        ray.init(address=address, runtime_env=runtime_env, **quiet)
     elif config.ray.py_executable:
         per_worker = max(1, math.ceil(config.ray.num_cpus))
         ray.init(num_cpus=config.build.workers * per_worker, include_dashboard=False,
