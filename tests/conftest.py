@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,35 @@ def run_cli(capsys):
 def spt_bin() -> str:
     """The installed console script of the running environment."""
     return str(Path(sys.executable).parent / "spt")
+
+
+@contextmanager
+def moto_s3(bucket: str, **extra_env: str):
+    """A moto S3 server on a free port of 127.0.0.1 (in this process) with one bucket, and the environment a user
+    would set for it (plus ``extra_env``) while it runs; yields that environment."""
+    import logging
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}", **extra_env}
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            patch.delenv("AWS_PROFILE", raising=False)
+            boto3.client("s3", endpoint_url=env["S3_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
+            yield env
+    finally:
+        server.stop()
 
 
 def tree(path: Path) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 
 from spt import environments
 from spt.config import load_config
-from tests.conftest import tree, two_source_mix_yaml
+from tests.conftest import moto_s3, tree, two_source_mix_yaml
 
 BATCH, SEQ, BATCHES, EVAL_SAMPLES = 8, 64, 12, 16
 
@@ -168,28 +168,10 @@ def test_vllm_serves_the_export_with_the_same_next_token_logprobs(exported, tmp_
 
 
 @pytest.fixture()
-def bucket(monkeypatch):
+def bucket():
     """A bucket on a moto S3 server on 127.0.0.1 (in this process), with the environment a user would set."""
-    import logging
-    import socket
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "S3_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="runs")
-    yield "s3://runs"
-    server.stop()
+    with moto_s3("runs"):
+        yield "s3://runs"
 
 
 def test_export_of_a_run_on_s3_to_s3(trained, exported, bucket, tmp_path, run_cli):

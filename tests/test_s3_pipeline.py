@@ -10,10 +10,8 @@ Inputs (the tiny corpora and tokenizer) are local files.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 
 from spt import storage
 from spt.config import load_config
-from tests.conftest import tree, two_source_mix_yaml
+from tests.conftest import moto_s3, tree, two_source_mix_yaml
 
 BATCH, SEQ = 8, 32
 TOKENS_PER_BATCH = BATCH * SEQ
@@ -32,27 +30,10 @@ BUCKET = "spt-acceptance"
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A moto S3 server on a free port with one bucket, and the environment a user would set for it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1", "S3_ENDPOINT_URL": endpoint,
-                            # Streaming's download cache of the remote shards: a cache, not an output
-                            "SPT_STREAMING_CACHE": str(tmp_path_factory.mktemp("streaming-cache")),
-                            "SPT_PROGRESS": "0", "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ""}.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_PROFILE", raising=False)
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    # Streaming's download cache of the remote shards: a cache, not an output
+    with moto_s3(BUCKET, SPT_STREAMING_CACHE=str(tmp_path_factory.mktemp("streaming-cache")), SPT_PROGRESS="0",
+                 OMP_NUM_THREADS="1", RAY_ADDRESS=""):
         yield f"s3://{BUCKET}"
-    server.stop()
 
 
 def keys(location: str) -> list[str]:
