@@ -131,6 +131,7 @@ def _choice_caveats(fit: FitResult, choices) -> list[str]:
         if edge:
             lines.append(f"at T={c.tokens:.3g}, delta* sits at the edge {edge[0]:g} of the fractions searched "
                          f"[{c.fraction_range[0]:g}, {c.fraction_range[1]:g}]: the best delta may lie beyond it")
+    lines += [line for c in choices if (line := _between_fractions(fit, c))]
     bases = {c.basis for c in choices}
     finetuned = (fit.decision or {}).get("finetune") or []
     cells = pd.Series([(run["fraction"], run["tokens"]) for run in finetuned], dtype=object).value_counts()
@@ -149,6 +150,39 @@ def _choice_caveats(fit: FitResult, choices) -> list[str]:
                          f"{m['baseline_loss']:.4g} within the measured data: no measured compute multiplier")
             break
     return lines
+
+
+#: A delta* between two swept fractions further apart than this ratio is flagged: the law's shape there was not
+#: measured (a grid of 0.1 and 0.5 leaves the valley between them to the law's form).
+WIDE_GAP = 2.0
+
+
+def _between_fractions(fit: FitResult, choice: FractionChoice) -> str | None:
+    """A caveat when delta* lies in a wide gap of the swept fractions, with the law's loss there against the best
+    measured at that budget (pre-finetune, at a trained budget) when the law promises more than was measured."""
+    swept = sorted({float(f) for f in (fit.decision or {}).get("fractions") or []})
+    below = [f for f in swept if f < choice.fraction - 1e-9]
+    above = [f for f in swept if f > choice.fraction + 1e-9]
+    if len(below) + len(above) < len(swept):  # delta* is a swept fraction
+        return None
+    if not below or not above or below[-1] <= 0 or above[0] / below[-1] <= WIDE_GAP:
+        return None
+    low, high = below[-1], above[0]
+    line = (f"at T={choice.tokens:.3g}, delta* {choice.fraction:.3g} lies between the swept fractions {low:g} and "
+            f"{high:g} (no run in between), where the law's shape is its form's, not a measurement")
+    measured = []
+    for curve in (fit.decision or {}).get("curves") or []:
+        tokens = np.asarray(curve["tokens"], dtype=float)
+        if choice.basis == "pre-finetune" and len(tokens):
+            nearest = int(np.argmin(np.abs(tokens - choice.tokens)))
+            if abs(tokens[nearest] - choice.tokens) <= 0.05 * choice.tokens:
+                measured.append((float(curve["loss"][nearest]), float(curve["fraction"])))
+    if measured:
+        best, at = min(measured)
+        if choice.loss < 0.99 * best:
+            line += (f"; it predicts {choice.loss:.4g} nats there, {best - choice.loss:.2g} below the best measured "
+                     f"at this budget ({best:.4g} at delta={at:g})")
+    return line + ": sweep a fraction near delta* before relying on it"
 
 
 def caveats(fit: FitResult, choices: list[FractionChoice] = (), sweep: Sweep | None = None) -> list[str]:

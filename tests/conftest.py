@@ -22,6 +22,19 @@ os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="spt-test-hf-datasets-
 atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 
+#: Test files that take a minute or more, longest first (measured with --durations). `make test` runs files in
+#: parallel (pytest-xdist, one process per file at a time), and starting the longest first keeps the run from
+#: ending with one of them alone on one core.
+LONGEST_FIRST = ["test_rephrase_run.py", "test_training.py", "test_sweep.py", "test_s3_pipeline.py",
+                 "test_scaling_coverage.py", "test_export.py", "test_generate_stage.py", "test_storage.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files of :data:`LONGEST_FIRST` first (in that order), every file's tests in their own order."""
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Runs ``spt ARGS`` in-process; returns (exit code, stdout, stderr)."""

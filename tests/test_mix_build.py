@@ -27,7 +27,7 @@ UNIQUE_SAMPLES = {"domain": 30, "general": 200, "synthetic": 30}
 def ray_local():
     import ray
 
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -94,7 +94,7 @@ def built(corpus, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("synthetic-built")
     path = write_mix(root / "mix.yaml", mix_config(corpus, root / "out"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         assert main(["mix", "build", str(path)]) == 0
     finally:

@@ -184,3 +184,30 @@ def test_compute_optimal_intervals_from_bootstrap():
     best = compute_optimal(fit, 1e21)
     assert best["params_interval"][0] < best["params"] < best["params_interval"][1]
     assert best["tokens_interval"][0] < best["tokens"] < best["tokens_interval"][1]
+
+
+def test_delta_star_in_a_wide_gap_of_the_swept_fractions_is_flagged_against_the_measured_best():
+    """The quickstart's grid 0, 0.01, 0.03, 0.1, 0.5 once gave delta* 0.30 with a predicted loss 0.5 nats below
+    every run: the valley between 0.1 and 0.5 came from the law's form alone, and the output must say so."""
+    from scaling_laws.choice import FractionChoice
+    from scaling_laws.report import caveats
+
+    fit = spt_fit(closed_form_params(2.0))
+    fit.decision = {"fractions": [0.0, 0.01, 0.02, 0.1, 0.5], "curves": [
+        {"run_id": f"r{f}", "fraction": f, "tokens": [2e5, 4e5], "loss": losses}
+        for f, losses in [(0.0, [6.8, 6.40]), (0.01, [6.8, 6.33]), (0.1, [6.5, 6.04]), (0.5, [6.3, 6.45])]]}
+
+    def flagged(fraction, loss=5.53, tokens=4e5, basis="pre-finetune"):
+        choice = FractionChoice(tokens=tokens, fraction=fraction, loss=loss, fraction_range=(0.0, 0.5), basis=basis)
+        return [line for line in caveats(fit, [choice]) if "lies between the swept fractions" in line]
+
+    assert flagged(0.303) == [
+        "at T=4e+05, delta* 0.303 lies between the swept fractions 0.1 and 0.5 (no run in between), where the law's "
+        "shape is its form's, not a measurement; it predicts 5.53 nats there, 0.51 below the best measured at this "
+        "budget (6.04 at delta=0.1): sweep a fraction near delta* before relying on it"]
+    # a prediction the runs bear out, a budget no run stopped at, or a post-finetune loss: no comparison
+    for kwargs in ({"loss": 6.02}, {"tokens": 8e5}, {"basis": "post-finetune"}):
+        assert flagged(0.303, **kwargs)[0].endswith("not a measurement: sweep a fraction near delta* before "
+                                                     "relying on it")
+    # on a swept fraction, in a gap of at most 2x, or between 0 and the smallest nonzero fraction: no caveat
+    assert flagged(0.1) == flagged(0.015) == flagged(0.005) == []

@@ -4,8 +4,6 @@ domain *training* sequences (the gap between it and the held-out domain loss is 
 from __future__ import annotations
 
 import math
-import random
-import time
 
 import numpy as np
 import torch
@@ -18,33 +16,11 @@ def collate_tokens(samples: list[dict]) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": ids.clone()}
 
 
-def created(make, attempts: int = 5):
-    """``make()`` (which creates a Streaming dataset), tried again when Streaming's shared-memory race hits.
-
-    Streaming picks a shared-memory prefix by checking which are free and then creating one, so two processes on
-    one machine that create datasets at the same moment can pick the same prefix and one fails with
-    ``FileExistsError: '/000042_locals'`` (mosaicml/streaming#884 and #901, open; seen here with two sweep cells
-    or test runs starting together). The failed creation leaves nothing behind, so a lone process simply tries
-    again and takes the next free prefix. Ranks of a distributed run synchronize inside that code, so there one
-    rank must not retry alone: the error is raised.
-    """
-    import torch.distributed as dist
-
-    for attempt in range(attempts):
-        try:
-            return make()
-        except FileExistsError:
-            if attempt == attempts - 1 or (dist.is_available() and dist.is_initialized()):
-                raise
-            time.sleep(random.uniform(0.05, 0.5))
-
-
 def train_dataloader(spec: dict, per_worker_batch: int, seed: int, num_workers: int = 0) -> DataLoader:
     """The mix's training streams, shuffled with ``seed``; each epoch realizes the asked per-source samples."""
     from pipelines.mix.streams import train_dataset
 
-    dataset = created(lambda: train_dataset(spec, shuffle_seed=seed, batch_size=per_worker_batch,
-                                            num_canonical_nodes=1))
+    dataset = train_dataset(spec, shuffle_seed=seed, batch_size=per_worker_batch, num_canonical_nodes=1)
     return DataLoader(
         dataset, batch_size=per_worker_batch, collate_fn=collate_tokens, num_workers=num_workers, drop_last=True
     )
@@ -64,8 +40,7 @@ def evaluators(spec: dict, per_worker_batch: int, eval_samples: int, world_size:
     for entry in spec["eval"]:
         if not entry.get("samples"):
             continue
-        dataset = created(lambda: eval_dataset(spec, entry["name"], batch_size=per_worker_batch,
-                                               num_canonical_nodes=1))
+        dataset = eval_dataset(spec, entry["name"], batch_size=per_worker_batch, num_canonical_nodes=1)
         loader = DataLoader(dataset, batch_size=per_worker_batch, collate_fn=collate_tokens, drop_last=False)
         used = min(eval_samples, entry["samples"])
         result.append(
@@ -108,7 +83,7 @@ def domain_train_evaluator(spec: dict, per_worker_batch: int, eval_samples: dict
     source = domain[0]["name"]
     wanted = next((eval_samples[e["name"]] for e in held_out if e["name"] == source), eval_samples[held_out[0]["name"]])
     used = min(wanted, int(domain[0]["unique_samples"]))
-    dataset = created(lambda: train_sample_dataset(spec, source, batch_size=per_worker_batch, num_canonical_nodes=1))
+    dataset = train_sample_dataset(spec, source, batch_size=per_worker_batch, num_canonical_nodes=1)
     loader = DataLoader(dataset, batch_size=per_worker_batch, collate_fn=collate_tokens, drop_last=False)
     label = f"{source}_train"
     evaluator = Evaluator(label=label, dataloader=loader, metric_names=["LanguageCrossEntropy"],

@@ -172,14 +172,14 @@ def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, s
 
     from pipelines.mix.streams import train_dataset
     from training.composer_run import compose_trainer
-    from training.data import collate_tokens, created, evaluators
+    from training.data import collate_tokens, evaluators
     from training.heldout_split import mean_loss
     from training.interpolate import load_model
     from training.run_files import RunFiles, export_model
 
     batch = config.global_batch_size
     replay = replay_spec(spec, config.replay_fraction, plan.max_batches * batch)
-    data = created(lambda: train_dataset(replay, shuffle_seed=config.seed, batch_size=batch, num_canonical_nodes=1))
+    data = train_dataset(replay, shuffle_seed=config.seed, batch_size=batch, num_canonical_nodes=1)
     loader = DataLoader(data, batch_size=batch, collate_fn=collate_tokens, drop_last=True)
     # The domain held-out set is evaluated as its two splits; the other sources' held-out sets as they are.
     others = {**spec, "eval": [e for e in spec["eval"] if e["role"] != "domain"]}

@@ -76,9 +76,8 @@ def read_heldout(spec: dict, source: str, limit: int | None = None) -> np.ndarra
     """The held-out samples of a source of a built mix (the first ``limit``, or all), in build order, as
     ``(n, seq_len)`` int64."""
     from pipelines.mix.streams import eval_dataset
-    from training.data import created
 
-    dataset = created(lambda: eval_dataset(spec, source, batch_size=1, num_canonical_nodes=1))
+    dataset = eval_dataset(spec, source, batch_size=1, num_canonical_nodes=1)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     rows = [np.asarray(dataset[i]["tokens"], dtype=np.int64) for i in range(count)]
     return np.stack(rows) if rows else np.zeros((0, int(spec["seq_len"])), np.int64)

@@ -13,8 +13,6 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import pandas as pd
-
 from spt.config import MixConfig, SweepConfig, TrainConfig, load_config
 from spt.errors import InputError
 

@@ -92,8 +92,9 @@ def connect_ray(address: str | None, num_cpus: float):
         # A job's driver already has the job's runtime env; adding one here would conflict with it.
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
-        ray.init(num_cpus=max(int(num_cpus), os.cpu_count() or 1), include_dashboard=False, log_to_driver=False,
-                 runtime_env=runtime_env, configure_logging=False)
+        # "local": a new Ray of our own, never the cluster a `ray start` on this machine left behind
+        ray.init(address="local", num_cpus=max(int(num_cpus), os.cpu_count() or 1), include_dashboard=False,
+                 log_to_driver=False, runtime_env=runtime_env, configure_logging=False)
     return True
 
 

@@ -56,11 +56,11 @@ def ray_session(config: MixConfig) -> Iterator[None]:
         ray.init(address=address, runtime_env=runtime_env, **quiet)
     elif config.ray.py_executable:
         per_worker = max(1, math.ceil(config.ray.num_cpus))
-        ray.init(num_cpus=config.build.workers * per_worker, include_dashboard=False,
+        ray.init(address="local", num_cpus=config.build.workers * per_worker, include_dashboard=False,
                  runtime_env={"py_executable": config.ray.py_executable}, **quiet)
     else:
         per_worker = max(1, math.ceil(config.ray.num_cpus))
-        ray.init(num_cpus=config.build.workers * per_worker, include_dashboard=False, **quiet)
+        ray.init(address="local", num_cpus=config.build.workers * per_worker, include_dashboard=False, **quiet)
     try:
         yield
     finally:

@@ -28,10 +28,13 @@ registration, live ones included).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import random
 import tempfile
+import time
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -118,17 +121,21 @@ def train_dataset(spec: dict | str | Path, *, shuffle_seed: int, batch_size: int
     """
     streaming = _import_streaming()
     spec = _as_spec(spec)
-    # Fresh Stream objects each time: StreamingDataset writes defaults into the ones it is given.
-    streams = [
-        streaming.Stream(remote=entry["remote"], local=entry["local"], choose=entry["choose"])
-        for entry in deepcopy(spec["streams"])
-        if entry["choose"] > 0
-    ]
-    if not streams:
+    if not any(entry["choose"] > 0 for entry in spec["streams"]):
         raise InputError(f"mix {spec.get('name')!r}: no stream has samples to train on")
-    return streaming.StreamingDataset(
-        streams=streams, shuffle=shuffle, shuffle_seed=shuffle_seed, batch_size=batch_size, **kw
-    )
+
+    def make():
+        # Fresh Stream objects each time: StreamingDataset writes defaults into the ones it is given.
+        streams = [
+            streaming.Stream(remote=entry["remote"], local=entry["local"], choose=entry["choose"])
+            for entry in deepcopy(spec["streams"])
+            if entry["choose"] > 0
+        ]
+        return streaming.StreamingDataset(
+            streams=streams, shuffle=shuffle, shuffle_seed=shuffle_seed, batch_size=batch_size, **kw
+        )
+
+    return created(make)
 
 
 def eval_dataset(spec: dict | str | Path, source_name: str, **kw):
@@ -152,7 +159,7 @@ def eval_dataset(spec: dict | str | Path, source_name: str, **kw):
         )
     entry = entries[source_name]
     kw.setdefault("shuffle", False)
-    return streaming.StreamingDataset(remote=entry["remote"], local=entry["local"], **kw)
+    return created(lambda: streaming.StreamingDataset(remote=entry["remote"], local=entry["local"], **kw))
 
 
 def train_sample_dataset(spec: dict | str | Path, source_name: str, **kw):
@@ -180,4 +187,55 @@ def train_sample_dataset(spec: dict | str | Path, source_name: str, **kw):
     entry = entries[source_name]
     local = entry["local"] + "-sample" if entry.get("remote") else entry["local"]
     kw.setdefault("shuffle", False)
-    return streaming.StreamingDataset(remote=entry["remote"], local=local, **kw)
+    return created(lambda: streaming.StreamingDataset(remote=entry["remote"], local=local, **kw))
+
+
+def created(make, attempts: int = 5):
+    """``make()`` (which creates a Streaming dataset), one creation at a time per machine.
+
+    Streaming picks a shared-memory prefix by checking which are free and then creating one, and every rank of a
+    distributed run checks on its own, so two processes on one machine that create datasets at the same moment
+    can pick the same prefix: one fails with ``FileExistsError: '/000042_locals'``, or a rank finds another job's
+    prefix ("shared memory registered does not match local leader"; mosaicml/streaming#884 and #901, open; seen
+    here with sweep cells and test runs starting together). So the creation holds a lock on the machine
+    (:func:`machine_lock`): a lone process takes it around ``make()``; in a distributed run the local leader takes
+    it and all ranks wait for that before they look for a prefix, so no other spt process can register one
+    between their checks. A process that does not take the lock can still race a lone one, which then tries
+    again and takes the next free prefix (a failed creation leaves nothing behind). Ranks of a distributed run
+    synchronize inside that code, so there one rank must not retry alone: the error is raised.
+    """
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        dist = None
+    distributed = dist is not None and dist.is_available() and dist.is_initialized()
+    leader = int(os.environ.get("LOCAL_RANK", "0")) == 0
+    for attempt in range(attempts):
+        with machine_lock() if leader else contextlib.nullcontext():
+            if distributed:
+                dist.barrier()  # every rank looks for a prefix only once its leader holds the lock
+            try:
+                return make()
+            except FileExistsError:
+                if attempt == attempts - 1 or distributed:
+                    raise
+        time.sleep(random.uniform(0.05, 0.5))
+
+
+@contextlib.contextmanager
+def machine_lock():
+    """An exclusive lock shared by every process on this machine (a file in /dev/shm, where Streaming's shared
+    memory lives, so it is shared exactly as widely; the system temp folder where there is no /dev/shm)."""
+    import fcntl
+
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    try:
+        handle = os.open(os.path.join(folder, "spt-streaming-create.lock"), os.O_CREAT | os.O_RDWR, 0o666)
+    except OSError:  # another user's lock file: no lock, and the retries of created() remain
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
