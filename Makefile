@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 TRAIN_PY := .venv/train/bin/python
 PYTEST_ARGS ?=
+# Test processes: one per core here. Each test file runs whole in one process (module fixtures are built once).
+TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test test-all clean
 
@@ -14,10 +16,11 @@ quickstart: setup
 
 # The default test run: everything but tests marked slow (select those with `make test-all`).
 test: setup
-	OMP_NUM_THREADS=1 $(TRAIN_PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(TRAIN_PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-all: setup
-	OMP_NUM_THREADS=1 $(TRAIN_PY) -m pytest $(PYTEST_ARGS)
+# Then the slow ones, one at a time: the cluster test times node deaths, which a busy machine would blur.
+test-all: test
+	OMP_NUM_THREADS=1 $(TRAIN_PY) -m pytest -m slow $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv .spt outputs
