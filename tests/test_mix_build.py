@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -202,3 +204,33 @@ def test_build_to_s3_and_stream_back(s3_server, corpus, ray_local, tmp_path, run
     assert code == 0, err
     assert "sources built: none; reused: domain, general, synthetic" in out.splitlines()
     assert os.environ["S3_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+
+def test_dataset_creation_holds_the_machine_lock_and_a_lone_process_retries_a_taken_prefix():
+    """Streaming's shared-memory race (two processes picking one prefix) cannot happen between spt processes: a
+    dataset is created holding a lock that any other process on the machine sees taken."""
+    import fcntl
+
+    from pipelines.mix.streams import created, machine_lock_path
+
+    def lock_is_taken() -> bool:
+        probe = subprocess.run([sys.executable, "-c", (
+            "import fcntl, os, sys\n"
+            f"handle = os.open({machine_lock_path()!r}, os.O_RDWR)\n"
+            "try:\n    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(3)")])
+        return probe.returncode == 3
+
+    attempts = []
+
+    def make():
+        attempts.append(lock_is_taken())
+        if len(attempts) == 1:  # another process took the prefix Streaming picked
+            raise FileExistsError("/000042_locals")
+        return "dataset"
+
+    assert created(make) == "dataset"
+    assert attempts == [True, True]  # held while creating, both times
+    assert not lock_is_taken()  # and released
+    handle = os.open(machine_lock_path(), os.O_RDWR)
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # this process can take it too
+    os.close(handle)

@@ -228,9 +228,8 @@ def machine_lock():
     memory lives, so it is shared exactly as widely; the system temp folder where there is no /dev/shm)."""
     import fcntl
 
-    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
     try:
-        handle = os.open(os.path.join(folder, "spt-streaming-create.lock"), os.O_CREAT | os.O_RDWR, 0o666)
+        handle = os.open(machine_lock_path(), os.O_CREAT | os.O_RDWR, 0o666)
     except OSError:  # another user's lock file: no lock, and the retries of created() remain
         yield
         return
@@ -239,3 +238,9 @@ def machine_lock():
         yield
     finally:
         os.close(handle)  # closing releases the lock
+
+
+def machine_lock_path() -> str:
+    """The file :func:`machine_lock` locks."""
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    return os.path.join(folder, "spt-streaming-create.lock")
