@@ -16,7 +16,7 @@ quickstart: setup
 
 # The default test run: everything but tests marked slow (select those with `make test-all`).
 test: setup
-	OMP_NUM_THREADS=1 $(TRAIN_PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(TRAIN_PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Then the slow ones, one at a time: the cluster test times node deaths, which a busy machine would blur.
 test-all: test

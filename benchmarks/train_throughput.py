@@ -28,11 +28,14 @@ def write_shards(folder: Path, samples: int, seq_len: int, vocab: int) -> None:
 
 def loader(folder: Path, batch_size: int):
     from streaming import StreamingDataset
+
+    from pipelines.mix.streams import created
     from torch.utils.data import DataLoader
 
     from training.data import collate_tokens
 
-    dataset = StreamingDataset(local=str(folder), shuffle=True, shuffle_seed=0, batch_size=batch_size)
+    dataset = created(lambda: StreamingDataset(local=str(folder), shuffle=True, shuffle_seed=0,
+                                               batch_size=batch_size))
     return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_tokens, drop_last=True)
 
 

@@ -22,16 +22,19 @@ os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="spt-test-hf-datasets-
 atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 
-#: Test files that take a minute or more, longest first (measured with --durations). `make test` runs files in
-#: parallel (pytest-xdist, one process per file at a time), and starting the longest first keeps the run from
-#: ending with one of them alone on one core.
-LONGEST_FIRST = ["test_rephrase_run.py", "test_training.py", "test_sweep.py", "test_s3_pipeline.py",
-                 "test_scaling_coverage.py", "test_export.py", "test_generate_stage.py", "test_storage.py"]
+#: The order `make test` hands test files to its two processes (pytest-xdist, `--dist loadfile
+#: --no-loadscope-reorder`): the longest files first (measured with --durations), since a run that ends with one
+#: long file alone on one core takes longer. xdist gives each process two files at the start and then one whenever
+#: one is done, so the second longest opens the second process and a short file sits behind the longest: the first
+#: process runs test_rephrase_run.py (about 5 min) and test_tokenizer.py while the second runs the next two.
+SCHEDULE_FIRST = ["test_rephrase_run.py", "test_training.py", "test_tokenizer.py", "test_sweep.py",
+                  "test_s3_pipeline.py", "test_scaling_coverage.py", "test_export.py", "test_generate_stage.py",
+                  "test_storage.py"]
 
 
 def pytest_collection_modifyitems(config, items):
-    """The files of :data:`LONGEST_FIRST` first (in that order), every file's tests in their own order."""
-    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    """The files of :data:`SCHEDULE_FIRST` first (in that order), every file's tests in their own order."""
+    rank = {name: index for index, name in enumerate(SCHEDULE_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 

@@ -104,9 +104,12 @@ def test_held_out_shards_per_source(built):
 def test_packing_joins_documents_with_eos_and_wastes_nothing(built):
     from streaming import StreamingDataset
 
+    from pipelines.mix.streams import created
+
     spec = read_spec(built / "out" / "mixes" / "test" / "streams.json")
     local = next(s["local"] for s in spec["streams"] if s["name"] == "domain")
-    stream = np.concatenate([s["tokens"] for s in StreamingDataset(local=local, shuffle=False, batch_size=4)])
+    dataset = created(lambda: StreamingDataset(local=local, shuffle=False, batch_size=4))
+    stream = np.concatenate([s["tokens"] for s in dataset])
     # 12 documents of 40 words, each followed by EOS: 492 tokens, the first 480 kept as 30 samples
     assert len(stream) == 480 and int((stream == 0).sum()) == 11
     assert stream[40] == 0 and stream[81] == 0 and stream[0] != 0

@@ -149,6 +149,8 @@ def test_uint32_tokens_past_65535_ids(tmp_path):
     import numpy as np
     from streaming import StreamingDataset
 
+    from pipelines.mix.streams import created
+
     from pipelines.mix.pack import SplitWriter
     from pipelines.mix.tokens import TokenizeStage
 
@@ -159,7 +161,8 @@ def test_uint32_tokens_past_65535_ids(tmp_path):
     writer = SplitWriter(tmp_path / "mds", 16, large.dtype, None, 1 << 12)
     writer.add(tokens, 2)
     assert writer.close()["samples"] == 2
-    read = [s["tokens"] for s in StreamingDataset(local=str(tmp_path / "mds"), shuffle=False, batch_size=1)]
+    dataset = created(lambda: StreamingDataset(local=str(tmp_path / "mds"), shuffle=False, batch_size=1))
+    read = [s["tokens"] for s in dataset]
     assert read[0].dtype == np.uint32 and np.array_equal(np.concatenate(read), tokens[:32])
 
 

@@ -105,10 +105,11 @@ def built(corpus, tmp_path_factory):
 def documents_in(folder: Path) -> set[int]:
     """The rephrased documents whose tokens the MDS samples of ``folder`` hold."""
     from streaming import StreamingDataset
+    from pipelines.mix.streams import created
 
     if not folder.exists():
         return set()
-    dataset = StreamingDataset(local=str(folder), shuffle=False, batch_size=1)
+    dataset = created(lambda: StreamingDataset(local=str(folder), shuffle=False, batch_size=1))
     found = {int(i) - FIRST_EXTRA_ID for sample in dataset for i in sample["tokens"] if i >= FIRST_EXTRA_ID}
     del dataset
     return found

@@ -319,6 +319,8 @@ def test_rephrased_text_is_trained_on_at_its_planned_share(runs, tmp_path):
     holds exactly the planned synthetic tokens, read back from the built MDS shards."""
     from streaming import StreamingDataset
 
+    from pipelines.mix.streams import created
+
     from pipelines.mix.streams import read_spec, train_dataset
 
     total = 40 * BATCH * SEQ
@@ -340,7 +342,8 @@ def test_rephrased_text_is_trained_on_at_its_planned_share(runs, tmp_path):
     assert summary["tokens"] == total == sum(planned.values())  # the run read exactly one epoch of the mix
     owner = {}
     for source in manifest["sources"]:  # every training sample of every source, by its bytes
-        dataset = StreamingDataset(local=str(Path(source["source_dir"]) / "train"), shuffle=False, batch_size=1)
+        folder = str(Path(source["source_dir"]) / "train")
+        dataset = created(lambda: StreamingDataset(local=folder, shuffle=False, batch_size=1))
         owner.update({sample["tokens"].tobytes(): source["name"] for sample in dataset})
         del dataset
     epoch = train_dataset(read_spec(spec_path), shuffle_seed=3, batch_size=BATCH, num_canonical_nodes=1)
