@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ import pytest
 import yaml
 
 from spt import storage
+from tests.conftest import moto_s3
 from tests.ray_head import own_disk_prefix, ray_cluster
 
 BATCH, SEQ = 8, 32
@@ -47,29 +46,11 @@ NODE_TMP_ALLOWED = re.compile(
 
 
 @pytest.fixture
-def s3_env():
+def s3_env(monkeypatch):
     """A moto S3 server on a free port with one bucket; yields the settings every node and client gets."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in env.items():
-                patch.setenv(name, value)
-            patch.delenv("AWS_PROFILE", raising=False)
-            patch.delenv("SPT_STREAMING_CACHE", raising=False)  # each node downloads into its own $TMPDIR
-            boto3.client("s3", endpoint_url=env["S3_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
-            yield env
-    finally:
-        server.stop()
+    monkeypatch.delenv("SPT_STREAMING_CACHE", raising=False)  # each node downloads into its own $TMPDIR
+    with moto_s3(BUCKET) as env:
+        yield env
 
 
 def upload_inputs(root: Path, bucket: str) -> dict[str, str]:
