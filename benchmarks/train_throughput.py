@@ -28,10 +28,9 @@ def write_shards(folder: Path, samples: int, seq_len: int, vocab: int) -> None:
 
 def loader(folder: Path, batch_size: int):
     from streaming import StreamingDataset
-
-    from pipelines.mix.streams import created
     from torch.utils.data import DataLoader
 
+    from pipelines.mix.streams import created
     from training.data import collate_tokens
 
     dataset = created(lambda: StreamingDataset(local=str(folder), shuffle=True, shuffle_seed=0,

@@ -160,23 +160,24 @@ WIDE_GAP = 2.0
 def _between_fractions(fit: FitResult, choice: FractionChoice) -> str | None:
     """A caveat when delta* lies in a wide gap of the swept fractions, with the law's loss there against the best
     measured at that budget (pre-finetune, at a trained budget) when the law promises more than was measured."""
-    swept = sorted({float(f) for f in (fit.decision or {}).get("fractions") or []})
+    decision = fit.decision or {}
+    swept = sorted({float(f) for f in decision.get("fractions") or []})
     below = [f for f in swept if f < choice.fraction - 1e-9]
     above = [f for f in swept if f > choice.fraction + 1e-9]
-    if len(below) + len(above) < len(swept):  # delta* is a swept fraction
-        return None
-    if not below or not above or below[-1] <= 0 or above[0] / below[-1] <= WIDE_GAP:
+    on_a_swept_fraction = len(below) + len(above) < len(swept)
+    if on_a_swept_fraction or not below or not above or below[-1] <= 0 or above[0] / below[-1] <= WIDE_GAP:
         return None
     low, high = below[-1], above[0]
     line = (f"at T={choice.tokens:.3g}, delta* {choice.fraction:.3g} lies between the swept fractions {low:g} and "
             f"{high:g} (no run in between), where the law's shape is its form's, not a measurement")
+    # the runs' losses at this budget (pretraining losses: comparable with a pre-finetune prediction only)
+    curves = (decision.get("curves") or []) if choice.basis == "pre-finetune" else []
     measured = []
-    for curve in (fit.decision or {}).get("curves") or []:
+    for curve in curves:
         tokens = np.asarray(curve["tokens"], dtype=float)
-        if choice.basis == "pre-finetune" and len(tokens):
-            nearest = int(np.argmin(np.abs(tokens - choice.tokens)))
-            if abs(tokens[nearest] - choice.tokens) <= 0.05 * choice.tokens:
-                measured.append((float(curve["loss"][nearest]), float(curve["fraction"])))
+        nearest = int(np.argmin(np.abs(tokens - choice.tokens))) if len(tokens) else None
+        if nearest is not None and abs(tokens[nearest] - choice.tokens) <= 0.05 * choice.tokens:
+            measured.append((float(curve["loss"][nearest]), float(curve["fraction"])))
     if measured:
         best, at = min(measured)
         if choice.loss < 0.99 * best:

@@ -88,8 +88,8 @@ def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
 def fit_sweep(sweep: Sweep | str | Path, **options) -> FitResult:
     """:func:`fit_evaluations` on a sweep folder's curves (and its results, for the fine-tuned runs)."""
     sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
-    result = fit_evaluations(fit_table(sweep), results=sweep.results, source=storage.join(str(sweep.folder), CURVES_FILE),
-                             **options)
+    result = fit_evaluations(fit_table(sweep), results=sweep.results,
+                             source=storage.join(str(sweep.folder), CURVES_FILE), **options)
     result.settings["notes"] = sweep.notes + result.settings.get("notes", [])
     return result
 

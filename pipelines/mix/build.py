@@ -16,7 +16,6 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
-
 from pipelines.mix.documents import SPLITS
 from pipelines.mix.layout import SOURCE_MANIFEST, STAGE, MixLayout
 from pipelines.mix.pack import SplitWriter
