@@ -227,3 +227,29 @@ def test_a_synthetic_share_grid_sets_each_cells_mix(synthetic_sweep, run_cli):
     write_tables(layout, rows, {})
     results = pd.read_csv(synthetic_sweep / "out" / "results.csv")
     assert list(results.run_id) == run_ids and list(results.synthetic_share) == [0.0, 0.5]
+
+
+def test_a_cell_whose_mix_is_refused_fails_with_its_reason_and_a_log_line(synthetic_sweep, tmp_path):
+    """A cell whose mix cannot be built (here: δ = 0.4 takes more of the domain set than max_epochs = 0.1 allows,
+    δ = 0.01 does not) gets its failed row with the mix's error and its line in the sweep's log, and is not run."""
+    import yaml
+
+    from spt.config import load_config
+    from training.sweep import plan_cells, prepare
+
+    mix = yaml.safe_load((synthetic_sweep / "mix.yaml").read_text())
+    mix["sources"][0]["fraction"] = 0.01
+    mix["sources"][0]["max_epochs"] = 0.1
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(mix))
+    config = load_config(synthetic_sweep / "sweep.yaml", [f"mix={tmp_path / 'mix.yaml'}", "grid.synthetic_share=[0.0]",
+                                                           "grid.domain_fraction=[0.01, 0.4]",
+                                                           f"output_dir={tmp_path / 'out'}"])
+    grid, configs, layout = plan_cells(config)
+    rows: dict = {}
+    lines: list[str] = []
+    prepared = prepare(configs, layout, grid, set(), rows, {}, log=lines.append)
+    refused = "delta0.4-tiny-T20480-seed0-syn0"
+    assert [cell.run_id for cell, _ in prepared] == ["delta0.01-tiny-T20480-seed0-syn0"]
+    assert list(rows) == [refused] and rows[refused]["status"] == "failed"
+    assert "exceed max_epochs=0.1" in rows[refused]["error"]
+    assert lines == [f"cell {refused}: failed before it ran ({rows[refused]['error']})"]

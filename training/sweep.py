@@ -99,10 +99,10 @@ def connect_ray(address: str | None, num_cpus: float):
 
 
 def prepare(configs: dict[str, CellConfigs], layout: SweepLayout, todo: list[Cell], changed: set[str], rows: dict,
-            curves: dict, tracking: SweepTracking | None = None) -> list[tuple[Cell, list[list[str]]]]:
+            curves: dict, tracking: SweepTracking | None = None, log=print) -> list[tuple[Cell, list[list[str]]]]:
     """Claims each cell to run, opens its MLflow child run (none without ``tracking``: the cells are not tracked)
     and writes its mix spec and configs (the driver writes, cells only read); a cell whose mix cannot be built
-    gets its failed row here."""
+    gets its failed row and its log line here, and is not run."""
     prepared = []
     for cell in todo:
         cell_layout, forced = layout.cell(cell.run_id), cell.run_id in changed
@@ -117,6 +117,7 @@ def prepare(configs: dict[str, CellConfigs], layout: SweepLayout, todo: list[Cel
             rows[cell.run_id], curves[cell.run_id] = result_row(cell, cell_layout, outcome)
             if tracking:
                 tracking.cell_done(cell, outcome)
+            log(f"cell {cell.run_id}: failed before it ran ({outcome['error']})")
     return prepared
 
 
@@ -148,7 +149,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, log=print, force:
         f"{len(todo)} to run")
     tracking = SweepTracking(config, layout)
     try:
-        prepared = prepare(configs, layout, todo, changed, rows, curves, tracking)
+        prepared = prepare(configs, layout, todo, changed, rows, curves, tracking, log)
         write_tables(layout, rows, curves)
         if prepared:
             _run_on_ray(config, address, layout, prepared, rows, curves, log, tracking)
