@@ -125,7 +125,8 @@ def _choice_caveats(fit: FitResult, choices) -> list[str]:
                      f"{max(far) / tokens_high:.3g}x): delta* there rests on the law's form alone")
     elif any(c.budget_ratio is not None and c.budget_ratio > 1 for c in choices):
         lines.append(f"some budgets lie beyond the largest trained budget {tokens_high:.3g} (at most "
-                     f"{EXTRAPOLATION_LIMIT:g}x): delta* there is a short extrapolation")
+                     f"{EXTRAPOLATION_LIMIT:g}x): delta* there is a short extrapolation, and the law foresees "
+                     f"worst a fraction that starts to overfit only past the trained budgets (README, reproduction)")
     for c in choices:
         edge = [end for end in c.fraction_range if abs(c.fraction - end) < 1e-6 * max(1.0, end)]
         if edge:

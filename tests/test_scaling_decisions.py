@@ -131,6 +131,26 @@ def test_budgets_beyond_twice_the_largest_trained_are_flagged(tokens, ratio, fla
         assert choice.warning().startswith("WARNING: delta* at T=2.1e+10 is an EXTRAPOLATION: 2.1x the largest")
 
 
+def test_budgets_beyond_the_largest_trained_carry_a_caveat_in_the_report():
+    """Up to 2x the largest budget: a short extrapolation, which the reproduction showed can still pick the wrong
+    fraction (the first halves of its curves predicted 0.1 where the runs measured 0.03); past 2x: EXTRAPOLATION."""
+    from scaling_laws.report import caveats
+
+    fit = spt_fit(closed_form_params(2.0))  # fitted tokens reach 1e10
+
+    def beyond(*tokens):
+        lines = caveats(fit, [optimal_fraction(fit, t) for t in tokens])
+        return [line for line in lines if "largest trained budget" in line]
+
+    assert beyond(5e9, 1e10) == []
+    assert beyond(5e9, 1.5e10) == [
+        "some budgets lie beyond the largest trained budget 1e+10 (at most 2x): delta* there is a short "
+        "extrapolation, and the law foresees worst a fraction that starts to overfit only past the trained budgets "
+        "(README, reproduction)"]
+    assert beyond(1.5e10, 2.1e10) == ["EXTRAPOLATION: budgets 2.1e+10 are more than 2x the largest trained budget "
+                                      "1e+10 (up to 2.1x): delta* there rests on the law's form alone"]
+
+
 def test_spt_n_needs_a_model_size_and_uses_it():
     fit = FitResult(law="spt-n", params=synthetic.SPT_N, objective=0.0, n_points=0,
                     data_ranges={"fraction": [0.0, 0.4]})
