@@ -1,6 +1,6 @@
 """Does the SPT law, fitted to a small pilot, predict what it did not see? A reproduction on 2 CPU cores.
 
-Runs ``configs/sweeps/reproduce.yaml`` (6 domain fractions with 0, one of them with a second seed; a constant
+Runs ``configs/sweeps/reproduce.yaml`` (7 domain fractions with 0, one of them with a second seed; a constant
 learning rate, so every evaluation past warmup is a valid shorter budget), building the quickstart's corpora,
 tokenizer, rephrasings and mix first when they are missing. Then checks the law twice with the library's own
 validation (:func:`scaling_laws.validation.validate`, the same as ``spt fit --holdout-...``), on the evaluations
