@@ -77,15 +77,29 @@ def fitted_points(folder: Path) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def noise_floor(table: pd.DataFrame) -> None:
-    """Seed-to-seed differences of the domain loss at the fraction swept with several seeds."""
+def noise_floor(table: pd.DataFrame) -> float | None:
+    """Prints the seed-to-seed differences of the domain loss at each fraction swept with several seeds; returns
+    the median difference (nats) over them, or None without a repeated fraction."""
     seeds = table.groupby("fraction")["seed"].nunique()
+    medians = []
     for fraction in seeds[seeds > 1].index:
         pivot = table[table["fraction"] == fraction].pivot_table(index="tokens", columns="seed", values="domain_loss")
         spread = (pivot.max(axis=1) - pivot.min(axis=1)).dropna()
         relative = 100 * spread / pivot.mean(axis=1)
         print(f"noise floor at δ={fraction:g} ({pivot.shape[1]} seeds): seed-to-seed difference median "
               f"{spread.median():.4f} nats ({relative.median():.2f}%), max {spread.max():.4f} ({relative.max():.2f}%)")
+        medians.append(spread.median())
+    return float(np.median(medians)) if medians else None
+
+
+def margins(final: dict) -> tuple[float, float]:
+    """How far apart the fit and the runs put the predicted and the measured best fraction at the final budget
+    (nats; both >= 0): the fit's predicted loss at the measured best minus at its own, and the runs' measured loss
+    at the predicted best minus at theirs."""
+    fractions = final["fractions"]
+    at_measured, at_predicted = fractions.index(final["measured_best"]), fractions.index(final["predicted_best"])
+    return (final["predicted"][at_measured] - final["predicted"][at_predicted],
+            final["measured"][at_predicted] - final["measured"][at_measured])
 
 
 def checks(table: pd.DataFrame, starts: int) -> dict[str, dict]:
@@ -153,7 +167,7 @@ def main() -> int:
     table = fitted_points(folder)
     print(f"sweep {folder}: {table['run_id'].nunique()} runs, {len(table)} evaluations fitted"
           + (f", swept in {seconds / 60:.1f} min (load {load()})" if seconds is not None else ""))
-    noise_floor(table)
+    noise = noise_floor(table)
     reports = checks(table, args.starts)
     passed = True
     for name, report in reports.items():
@@ -166,6 +180,10 @@ def main() -> int:
         print(f"{name:>22}: median |error| {report['median_abs_pct_error']:.2f}% (bound {MAX_MEDIAN_ERROR:g}%), "
               f"best δ at T={final['tokens']:,.0f}: measured {final['measured_best']:g}, predicted "
               f"{final['predicted_best']:g} ({'same' if final['same'] else 'DIFFERENT'})")
+        if not final["same"]:
+            fit_margin, run_margin = margins(final)
+            print(f"{'':>24}the fit puts them {fit_margin:.3f} nats apart, the runs {run_margin:.3f}"
+                  + (f" (seed-to-seed median {noise:.3f})" if noise is not None else ""))
     plot(table, reports, Path(args.figure) if args.figure else folder / "reproduction.png")
     print(f"reproduction {'passed' if passed else 'FAILED'} in {(time.time() - started) / 60:.1f} min")
     return 0 if passed else 1
