@@ -26,8 +26,9 @@ MIN_FITTED_EVALUATIONS = 4
 CALIBRATION_STEPS, CALIBRATION_WARMUP = 6, 2
 #: Seconds a cell spends outside training steps and evaluations (a new Python process importing torch and
 #: Composer, opening the shards, Composer's own bookkeeping, writing the checkpoint and the model). Measured on a
-#: 2-core AVX-512 machine, 2026-11-30: quickstart cells took 36-38 s, of which the calibration accounts for 23 s.
-CELL_OVERHEAD_SECONDS = 15.0
+#: 2-core AVX-512 machine, 2026-11-30: quickstart cells took 36-38 s, of which the calibration accounted for 23 s;
+#: later, with six cells, 43-49 s (mean 46) of which it accounted for 28 s (the plan said 4.3 min, the sweep took 4.8).
+CELL_OVERHEAD_SECONDS = 18.0
 
 
 @dataclass
