@@ -149,9 +149,8 @@ def test_uint32_tokens_past_65535_ids(tmp_path):
     import numpy as np
     from streaming import StreamingDataset
 
-    from pipelines.mix.streams import created
-
     from pipelines.mix.pack import SplitWriter
+    from pipelines.mix.streams import created
     from pipelines.mix.tokens import TokenizeStage
 
     stage = TokenizeStage(large.folder, large.dtype, large.eos_token_id)

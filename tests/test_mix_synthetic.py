@@ -105,6 +105,7 @@ def built(corpus, tmp_path_factory):
 def documents_in(folder: Path) -> set[int]:
     """The rephrased documents whose tokens the MDS samples of ``folder`` hold."""
     from streaming import StreamingDataset
+
     from pipelines.mix.streams import created
 
     if not folder.exists():

@@ -319,9 +319,7 @@ def test_rephrased_text_is_trained_on_at_its_planned_share(runs, tmp_path):
     holds exactly the planned synthetic tokens, read back from the built MDS shards."""
     from streaming import StreamingDataset
 
-    from pipelines.mix.streams import created
-
-    from pipelines.mix.streams import read_spec, train_dataset
+    from pipelines.mix.streams import created, read_spec, train_dataset
 
     total = 40 * BATCH * SEQ
     config = mix_yaml(tmp_path, runs["tiny"], runs["out"], "e2e", {"fraction": 0.1}, total)
