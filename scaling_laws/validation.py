@@ -81,29 +81,102 @@ def validate(table: pd.DataFrame, *, holdout_tokens_above: float | None = None, 
     }
 
 
-def final_choice(table: pd.DataFrame, fit, loss_column: str = "domain_loss") -> dict:
-    """Which swept fraction is best at the largest budget of ``table``: measured (the mean loss of the runs'
-    evaluations there, over seeds) and predicted by ``fit`` (at the same fractions), and the fit's delta* over the
-    swept range.
+def seed_noise(last: pd.DataFrame, loss_column: str = "domain_loss") -> float | None:
+    """The standard deviation of one run's loss at one budget, from the fractions run with several seeds.
+
+    Pooled over fractions: the squared deviations of each run from its fraction's mean, over the degrees of
+    freedom (runs minus fractions). None when no fraction has two runs.
+    """
+    loss = pd.to_numeric(last[loss_column]).to_numpy(float)
+    groups = pd.Series(loss).groupby(pd.to_numeric(last["fraction"]).to_numpy(float))
+    freedom = int((groups.count() - 1).sum())
+    if freedom == 0:
+        return None
+    squares = groups.apply(lambda values: float(((values - values.mean()) ** 2).sum())).sum()
+    return float(np.sqrt(squares / freedom))
+
+
+def best_fraction_verdict(measured: pd.Series, runs: pd.Series, predicted_best: float,
+                          noise_sd: float | None) -> dict:
+    """Whether a predicted best fraction is the measured best, or tied with it within the runs' seed noise.
+
+    The runs can only rank two fractions when their mean losses differ by more than that difference's seed
+    noise: one standard deviation, ``noise_sd * sqrt(1/n_a + 1/n_b)`` with ``n`` runs averaged at each. A
+    predicted best that the runs put behind the measured best by less than that is ``tied``; by more, ``different``.
+    Without repeated runs there is no noise estimate and only ``same`` or ``different`` can be said.
+
+    Args:
+        measured: Mean measured loss per fraction (index: fraction).
+        runs: Runs averaged per fraction (same index).
+        predicted_best: The fraction the fit puts best.
+        noise_sd: One run's loss standard deviation at this budget (:func:`seed_noise`), or None.
 
     Returns:
-        ``tokens``, ``fractions``, ``measured`` and ``predicted`` (losses per fraction, same order),
-        ``measured_best``, ``predicted_best``, ``same`` and ``delta_star``.
+        ``measured_best``, ``verdict`` (``same``, ``tied`` or ``different``), ``right`` (not ``different``),
+        ``regret`` (nats the runs put the predicted best behind the measured best), ``tie_band`` (the one
+        standard deviation it is compared with; None without a noise estimate) and ``tied_with`` (the other
+        fractions the runs cannot separate from the measured best, by the same rule).
+    """
+    best = float(measured.idxmin())
+    regret = float(measured[predicted_best] - measured[best])
+
+    def band_with(fraction):
+        return None if noise_sd is None else float(noise_sd * np.sqrt(1 / runs[fraction] + 1 / runs[best]))
+
+    band = band_with(predicted_best)
+    tied_with = [float(f) for f in measured.index
+                 if f != best and noise_sd is not None and measured[f] - measured[best] < band_with(f)]
+    if predicted_best == best:
+        verdict = "same"
+    elif band is not None and regret < band:
+        verdict = "tied"
+    else:
+        verdict = "different"
+    return {"measured_best": best, "verdict": verdict, "right": verdict != "different", "regret": regret,
+            "tie_band": band, "tied_with": tied_with}
+
+
+def final_choice(table: pd.DataFrame, fit, loss_column: str = "domain_loss") -> dict:
+    """Which swept fraction is best at the largest budget of ``table``: measured (the mean loss of the runs'
+    evaluations there, over seeds) and predicted by ``fit`` (at the same fractions), whether the runs can tell
+    the two apart (:func:`best_fraction_verdict`), and the fit's delta* over the swept range.
+
+    Returns:
+        ``tokens``, ``fractions``, ``measured`` and ``predicted`` (losses per fraction, same order), ``runs``
+        (runs averaged per fraction), ``noise_sd``, ``measured_best``, ``predicted_best``, ``same`` (the two
+        are one fraction), ``verdict``, ``right``, ``regret``, ``tie_band``, ``tied_with`` and ``delta_star``.
     """
     from scaling_laws.decisions import optimal_fraction
 
     tokens = pd.to_numeric(table["tokens"]).to_numpy(float)
     last = table[tokens == tokens.max()]
-    measured = pd.to_numeric(last[loss_column]).groupby(pd.to_numeric(last["fraction"]).to_numpy(float)).mean()
+    by_fraction = pd.to_numeric(last[loss_column]).groupby(pd.to_numeric(last["fraction"]).to_numpy(float))
+    measured, runs = by_fraction.mean(), by_fraction.count()
     fractions = measured.index.to_numpy(float)
     predicted = fit.form.predict(fit.params, {"tokens": np.full(len(fractions), tokens.max()), "fraction": fractions})
     swept = pd.to_numeric(table["fraction"]).to_numpy(float)
-    best_measured, best_predicted = float(fractions[np.argmin(measured)]), float(fractions[np.argmin(predicted)])
+    best_predicted = float(fractions[np.argmin(predicted)])
+    noise_sd = seed_noise(last, loss_column)
+    verdict = best_fraction_verdict(measured, runs, best_predicted, noise_sd)
     choice = optimal_fraction(fit, float(tokens.max()), low=float(swept.min()), high=float(swept.max()))
     return {"tokens": float(tokens.max()), "fractions": fractions.tolist(), "measured": measured.tolist(),
-            "predicted": [float(v) for v in predicted], "measured_best": best_measured,
-            "predicted_best": best_predicted, "same": best_measured == best_predicted,
+            "predicted": [float(v) for v in predicted], "runs": [int(n) for n in runs], "noise_sd": noise_sd,
+            "predicted_best": best_predicted, "same": verdict["verdict"] == "same", **verdict,
             "delta_star": float(choice.fraction)}
+
+
+def verdict_text(final: dict) -> str:
+    """The best-fraction verdict in words: ``same``, ``tied: ...`` or ``DIFFERENT: ...``."""
+    if final["verdict"] == "same":
+        others = [f"{f:g}" for f in final["tied_with"]]
+        return "same" + (f"; within one standard deviation of seed noise (one run: {final['noise_sd']:.3f} nats) the "
+                         f"runs cannot separate it from {', '.join(others)}" if others else "")
+    behind = f"the runs put the predicted {final['regret']:.3f} nats behind"
+    if final["tie_band"] is None:
+        return f"DIFFERENT: {behind}; no fraction was run with several seeds to tell whether that is noise"
+    relation = "within" if final["verdict"] == "tied" else "beyond"
+    return (f"{'tied' if final['verdict'] == 'tied' else 'DIFFERENT'}: {behind}, {relation} one standard "
+            f"deviation of that difference from seed to seed ({final['tie_band']:.3f})")
 
 
 def validation_table(report: dict) -> pd.DataFrame:
@@ -135,6 +208,6 @@ def format_validation(report: dict, max_rows: int = 40) -> str:
                            zip(final["fractions"], final["measured"], final["predicted"]))
         lines.append(f"  at T={final['tokens']:.4g} (delta: measured / predicted loss): {losses}")
         lines.append(f"  best swept delta there: measured {final['measured_best']:g}, predicted "
-                     f"{final['predicted_best']:g} ({'same' if final['same'] else 'DIFFERENT'}); delta* of the "
-                     f"reduced fit {final['delta_star']:.3g}")
+                     f"{final['predicted_best']:g} ({verdict_text(final)}); delta* of the reduced fit "
+                     f"{final['delta_star']:.3g}")
     return "\n".join(lines)
