@@ -137,6 +137,19 @@ def _shared_part(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray
     return rest, float(np.sqrt(shared_var)), float(np.clip(lagged, 0.0, MAX_CORRELATION)), count
 
 
+def pooled_spread(values: np.ndarray, groups: np.ndarray) -> tuple[float, int]:
+    """The squared deviations of ``values`` from their group's mean, summed over groups, and their degrees of
+    freedom (values minus groups; a group of one adds neither): ``spread / degrees`` is the pooled variance."""
+    values, groups = np.asarray(values, dtype=float), np.asarray(groups)
+    spread, degrees = 0.0, 0
+    for group in dict.fromkeys(groups.tolist()):
+        members = values[groups == group]
+        if len(members) > 1:
+            spread += float(np.sum((members - members.mean()) ** 2))
+            degrees += len(members) - 1
+    return spread, degrees
+
+
 def estimate_noise(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray, cells: np.ndarray,
                    space: str, free_params: int, offset_prior: float = ASSUMED_OFFSET) -> RunNoise:
     """Estimates the offset + AR(1) noise model from a fit's residuals.
@@ -187,12 +200,7 @@ def estimate_noise(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray,
     prior_var = offset_prior**2 * seen_var
     offset_var, source = prior_var, "assumed"
     means, cell_of = np.array([residuals[rows].mean() for rows in runs]), np.array([cells[rows[0]] for rows in runs])
-    spread, degrees = 0.0, 0.0
-    for cell in dict.fromkeys(cell_of.tolist()):
-        members = means[cell_of == cell]
-        if len(members) > 1:
-            spread += float(np.sum((members - members.mean()) ** 2))
-            degrees += len(members) - 1
+    spread, degrees = pooled_spread(means, cell_of)
     if degrees > 0:
         mean_part = along_var * _mean_variance_factor(correlation, int(round(mean_length))) / mean_length
         measured = max(spread / degrees - mean_part, 0.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scaling_laws.noise import pooled_spread
 from scaling_laws.spt_fit import fit_spt
 from spt.errors import InputError
 
@@ -87,13 +88,9 @@ def seed_noise(last: pd.DataFrame, loss_column: str = "domain_loss") -> float | 
     Pooled over fractions: the squared deviations of each run from its fraction's mean, over the degrees of
     freedom (runs minus fractions). None when no fraction has two runs.
     """
-    loss = pd.to_numeric(last[loss_column]).to_numpy(float)
-    groups = pd.Series(loss).groupby(pd.to_numeric(last["fraction"]).to_numpy(float))
-    freedom = int((groups.count() - 1).sum())
-    if freedom == 0:
-        return None
-    squares = groups.apply(lambda values: float(((values - values.mean()) ** 2).sum())).sum()
-    return float(np.sqrt(squares / freedom))
+    spread, degrees = pooled_spread(pd.to_numeric(last[loss_column]).to_numpy(float),
+                                    pd.to_numeric(last["fraction"]).to_numpy(float))
+    return float(np.sqrt(spread / degrees)) if degrees else None
 
 
 def best_fraction_verdict(measured: pd.Series, runs: pd.Series, predicted_best: float,
@@ -174,8 +171,8 @@ def verdict_text(final: dict) -> str:
     behind = f"the runs put the predicted {final['regret']:.3f} nats behind"
     if final["tie_band"] is None:
         return f"DIFFERENT: {behind}; no fraction was run with several seeds to tell whether that is noise"
-    relation = "within" if final["verdict"] == "tied" else "beyond"
-    return (f"{'tied' if final['verdict'] == 'tied' else 'DIFFERENT'}: {behind}, {relation} one standard "
+    tied = final["verdict"] == "tied"
+    return (f"{'tied' if tied else 'DIFFERENT'}: {behind}, {'within' if tied else 'beyond'} one standard "
             f"deviation of that difference from seed to seed ({final['tie_band']:.3f})")
 
 
