@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SPT = [sys.executable, "-m", "spt.cli"]
+SPT = [sys.executable, "-m", "cli.main"]
 
 
 def run(command: list[str]) -> None:

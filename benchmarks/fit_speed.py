@@ -19,9 +19,9 @@ import numpy as np
 from scipy.optimize import minimize
 
 from scaling_laws import fit, fit_spt, get_law, optimal_fraction, synthetic
-from scaling_laws.data import law_inputs
-from scaling_laws.objective import Objective, value_and_grad
-from scaling_laws.points import select_points
+from scaling_laws.fitting.data import law_inputs
+from scaling_laws.fitting.points import select_points
+from scaling_laws.numerics.objective import Objective, value_and_grad
 
 
 def naive_loop(table, starts: np.ndarray) -> tuple[float, float]:

@@ -1,5 +1,5 @@
 """Checks that a pilot sweep's curves show the finding the SPT law needs, for every seed (see
-:mod:`training.curve_check`): the best δ falls as the budget grows, and the largest δ's held-out domain loss turns
+:mod:`sweeps.curve_check`): the best δ falls as the budget grows, and the largest δ's held-out domain loss turns
 upward before the end of its run.
 
     .venv/train/bin/python benchmarks/quickstart_curves.py [SWEEP_FOLDER] [--strict]
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.curve_check import check_sweep, format_check  # noqa: E402
+from sweeps.curve_check import check_sweep, format_check  # noqa: E402
 
 
 def main() -> int:

@@ -95,7 +95,7 @@ def run_raw(args: argparse.Namespace, work: Path) -> dict:
 
 def run_spt(args: argparse.Namespace, work: Path) -> dict:
     out_dir = work / "spt"
-    command = [sys.executable, "-m", "spt.cli", "rephrase", args.config, *overrides(args, out_dir)]
+    command = [sys.executable, "-m", "cli.main", "rephrase", args.config, *overrides(args, out_dir)]
     start = time.time()
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     wall = time.time() - start

@@ -3,8 +3,8 @@
 Runs ``configs/sweeps/reproduce.yaml`` (7 domain fractions with 0, three seeds each; a constant learning rate, so
 every evaluation past warmup is a valid shorter budget), building the quickstart's corpora, tokenizer, rephrasings
 and mix first when they are missing. Then checks the law twice with the library's own validation
-(:func:`scaling_laws.validation.validate`, the same as ``spt fit --holdout-...``), on the evaluations a sweep fit
-uses (:func:`scaling_laws.points.select_points`):
+(:func:`scaling_laws.decision.validation.validate`, the same as ``spt fit --holdout-...``), on the evaluations a sweep fit
+uses (:func:`scaling_laws.fitting.points.select_points`):
 
 - **first halves**: the fit sees every curve up to half its budget and predicts the second halves;
 - **all but the largest δ**: the fit sees every curve but the largest δ's and predicts that curve.
@@ -12,7 +12,7 @@ uses (:func:`scaling_laws.points.select_points`):
 For every held-out evaluation it prints the measured and predicted held-out domain loss and the error (%), then the
 median absolute error, the seed-to-seed differences (the noise floor), whether the predicted best δ at the final
 budget (among the swept ones) is the measured best or tied with it within the seed noise
-(:func:`scaling_laws.validation.best_fraction_verdict`), and writes a figure.
+(:func:`scaling_laws.decision.validation.best_fraction_verdict`), and writes a figure.
 
     .venv/train/bin/python benchmarks/spt_reproduction.py [--sweep configs/sweeps/reproduce.yaml] [--skip-sweep]
         [--starts 64] [--figure outputs/reproduce/reproduction.png]
@@ -51,11 +51,11 @@ def load() -> str:
 def run_sweep(sweep_config: str) -> tuple[Path, float]:
     """Builds what is missing and runs the sweep (finished cells are skipped); returns its folder and seconds."""
     from spt.config import load_config
-    from training.sweep import run_sweep as sweep
+    from sweeps.run import run_sweep as sweep
 
     for command in PREREQUISITES:
         started = time.time()
-        subprocess.run([sys.executable, "-m", "spt.cli", *command], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "cli.main", *command], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         print(f"{command[0]}: {time.time() - started:.0f} s (load {load()})")
     config = load_config(REPO / sweep_config, kind="sweep")
     started = time.time()
@@ -66,9 +66,9 @@ def run_sweep(sweep_config: str) -> tuple[Path, float]:
 
 
 def fitted_points(folder: Path) -> pd.DataFrame:
-    """The sweep's evaluations a fit uses (:func:`scaling_laws.points.select_points`), with numeric columns."""
-    from scaling_laws.points import select_points
-    from scaling_laws.sweeps import fit_table, load_sweep
+    """The sweep's evaluations a fit uses (:func:`scaling_laws.fitting.points.select_points`), with numeric columns."""
+    from scaling_laws.fitting.points import select_points
+    from sweeps.tables import fit_table, load_sweep
 
     selection = select_points(fit_table(load_sweep(folder)), str(folder))
     for note in selection.notes:
@@ -108,7 +108,7 @@ def margins(final: dict) -> tuple[float, float]:
 
 def checks(table: pd.DataFrame, starts: int) -> dict[str, dict]:
     """The two validations: first halves of every curve (all runs share one budget), all but the largest δ."""
-    from scaling_laws.validation import validate
+    from scaling_laws.decision.validation import validate
 
     budgets = table.groupby("run_id")["tokens"].max()
     if budgets.nunique() != 1:
@@ -124,8 +124,8 @@ def plot(table: pd.DataFrame, reports: dict[str, dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from scaling_laws.spt_laws import SPTOverfit
-    from scaling_laws.validation import holdout_mask
+    from scaling_laws.decision.validation import holdout_mask
+    from scaling_laws.laws.spt import SPTOverfit
 
     law = SPTOverfit()
     figure, panels = plt.subplots(1, len(reports), figsize=(6 * len(reports), 4.5))
@@ -152,7 +152,7 @@ def plot(table: pd.DataFrame, reports: dict[str, dict], path: Path) -> None:
 
 
 def main() -> int:
-    from scaling_laws.validation import format_validation, verdict_text
+    from scaling_laws.decision.validation import format_validation, verdict_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", default="configs/sweeps/reproduce.yaml", help="the sweep config")

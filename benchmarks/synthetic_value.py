@@ -42,7 +42,7 @@ def spt(*args: str, log: Path) -> None:
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with log.open("a") as handle:
         print(f"$ spt {' '.join(args)}", file=handle, flush=True)
-        code = subprocess.run([sys.executable, "-m", "spt.cli", *args], cwd=REPO, env=env, stdout=handle,
+        code = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, stdout=handle,
                               stderr=subprocess.STDOUT).returncode
     if code != 0:
         raise SystemExit(f"spt {args[0]} failed ({code}); see {log}")

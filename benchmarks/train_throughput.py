@@ -77,9 +77,9 @@ def composer_run(args, folder: Path, size, vocab: int, run_dir: Path) -> float:
 
 def plain_run(args, folder: Path, size, vocab: int) -> float:
     import torch
-
-    from training.presets import llama_config
     from transformers import LlamaForCausalLM
+
+    from spt.presets import llama_config
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(llama_config(size, vocab, args.seq_len, 0)).train()
@@ -111,7 +111,7 @@ def main() -> None:
 
     import torch
 
-    from training.presets import PRESETS
+    from spt.presets import PRESETS
 
     torch.set_num_threads(torch.get_num_threads())
     size = PRESETS[args.preset]

@@ -28,10 +28,11 @@ from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
+from pipelines.hf_datasets import documents, open_dataset
 from spt import storage
 from spt.config import CorporaConfig, CorpusLimits
 from spt.progress import Progress
-from spt.storage import sha256_json
+from spt.storage import ownership, sha256_json
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string())])
 SPLITS = ("train", "heldout")
@@ -179,8 +180,6 @@ def collect(
 
 
 def _hf_rows(config: CorporaConfig, name: str, source, stats: CorpusStats) -> dict[str, list[dict]]:
-    from pipelines.hf_datasets import documents
-
     docs = ((f"hf:{doc_id}", text or "") for doc_id, text in documents(source))
     limits = getattr(config, name)
     return collect(docs, limits, lambda _: True, stats, config.seed, config.heldout_fraction, name)
@@ -245,7 +244,7 @@ def build_corpora(config: CorporaConfig, force: bool = False) -> dict:
     if hf_sources:  # a changed dataset is another input, noticed like a changed config
         parts["inputs"] = sha256_json({name: source.identity for name, source in hf_sources.items()})
     fingerprint = sha256_json(parts) if hf_sources else config_hash
-    claim = storage.claim(layout.root, STAGE, fingerprint, where="corpora.output_dir", parts=parts, force=force)
+    claim = ownership.claim(layout.root, STAGE, fingerprint, where="corpora.output_dir", parts=parts, force=force)
     previous = storage.read_json(layout.summary) if claim.state == "same" else None
     if previous and previous.get("fingerprint", previous.get("config_hash")) == fingerprint \
             and _files_verify(layout, previous):
@@ -280,8 +279,6 @@ def build_corpora(config: CorporaConfig, force: bool = False) -> dict:
 
 def _open_hf(config: CorporaConfig) -> dict:
     """The Hugging Face datasets the config names, opened and checked before anything is written."""
-    from pipelines.hf_datasets import open_dataset
-
     sides = {name: getattr(config, name).hf for name in ("domain", "general")}
     return {name: open_dataset(spec, f"corpora.{name}.hf") for name, spec in sides.items() if spec is not None}
 

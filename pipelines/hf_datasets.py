@@ -41,7 +41,7 @@ from spt import storage
 from spt.config.hf import HfDataset
 from spt.errors import InputError
 from spt.progress import Progress
-from spt.storage import sha256_json
+from spt.storage import ownership, sha256_json
 
 FORMAT = "spt-hf-parquet/1"
 MANIFEST = "_hf-input.json"  # "_": readers of the folder (rephrase, mix, tokenizer) skip it
@@ -221,7 +221,7 @@ def claim_cache(folder: str, where: str) -> None:
     Raises:
         InputError: the folder is not writable, or holds files spt did not write or another stage's output.
     """
-    storage.claim(folder, "hf-cache", "content-addressed", where=where)
+    ownership.claim(folder, "hf-cache", "content-addressed", where=where)
 
 
 def materialize(source: HfInput, cache: str) -> Materialized:

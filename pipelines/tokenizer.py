@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from spt import storage
 from spt.config import TokenizerConfig
 from spt.errors import InputError
-from spt.storage import sha256_json
+from spt.storage import ownership, sha256_json
 
 STAGE = "tokenizer"
 TEXT_COLUMN = "text"
@@ -121,7 +121,7 @@ def train_tokenizer(config: TokenizerConfig, force: bool = False) -> str:
         "inputs": sha256_json([storage.content_id(f) for f in files]),
     }
     fingerprint = sha256_json(parts)
-    claim = storage.claim(layout.root, STAGE, fingerprint, where="tokenizer.output_dir", parts=parts, force=force)
+    claim = ownership.claim(layout.root, STAGE, fingerprint, where="tokenizer.output_dir", parts=parts, force=force)
     if claim.state == "same" and (storage.read_json(layout.meta) or {}).get("fingerprint") == fingerprint:
         return config.output_dir
     tokenizer = Tokenizer(models.BPE())

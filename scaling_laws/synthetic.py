@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scaling_laws.registry import get_law
+from scaling_laws.laws.registry import get_law
+from scaling_laws.laws.spt_parts import GAP_NAMES, SPTGap
 
 CHINCHILLA = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37}
 MUENNIGHOFF = {"E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.35, "beta": 0.353, "R_D_star": 15.4,
@@ -64,14 +65,12 @@ def spt_table(noise: float = 0.001, seed: int = 0, params: dict = SPT, target: s
               fractions=SPT_FRACTIONS, num_budgets: int = 9, train_column: str | None = None,
               gap_offset: float = 0.0) -> pd.DataFrame:
     """A grid of token budgets (1e8..1e10) x domain fractions; with ``train_column``, also the train-sample loss
-    (the law minus its gap half, :class:`scaling_laws.spt_parts.SPTGap` with ``c_gap = gap_offset``), with the
+    (the law minus its gap half, :class:`scaling_laws.laws.spt_parts.SPTGap` with ``c_gap = gap_offset``), with the
     same multiplicative noise draw as the held-out loss plus its own draw."""
     rng = np.random.default_rng(seed)
     tokens, fraction = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 1e10, num_budgets), fractions))
     table = _noisy("spt", params, {"tokens": tokens, "fraction": fraction}, noise, rng, target=target)
     if train_column is not None:
-        from scaling_laws.spt_parts import GAP_NAMES, SPTGap
-
         gap = SPTGap().predict({**{n: params[n] for n in GAP_NAMES}, "c_gap": gap_offset},
                                {"tokens": tokens, "fraction": fraction})
         clean = get_law("spt").predict(params, {"tokens": tokens, "fraction": fraction})
@@ -135,11 +134,12 @@ def spt_sweep(fractions=(0.0, 0.2, 0.5), total_tokens=1e9, evaluations: int = 8,
               offset_sd: float = 0.0, ar_rho: float = 0.0, eval_noise: float | None = None,
               gap_offset: float = 0.0, domain_tokens: float | None = None, schedule: str = "constant",
               warmup: int = 0, gain=pilot_gain) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A sweep's ``results`` and ``curves`` tables in the sweep runner's format, drawn from the SPT law.
+    """A sweep's ``results`` and ``curves`` tables (the columns of a sweep's, for ``sweeps.tables.write_sweep``),
+    drawn from the SPT law.
 
     One run per fraction, budget (``total_tokens``: a number or a list) and seed, evaluated every
     ``budget / evaluations`` tokens. The law gives the held-out domain loss at constant learning rate; the
-    training-sample loss is that minus the gap half of the law (:class:`scaling_laws.spt_parts.SPTGap` with
+    training-sample loss is that minus the gap half of the law (:class:`scaling_laws.laws.spt_parts.SPTGap` with
     ``c_gap = gap_offset``). Noise is multiplicative and shared by both losses of an evaluation, as a checkpoint's
     quality is: a per-run offset (sd ``offset_sd``) plus an AR(1) series along the run (marginal sd ``noise``,
     lag-1 correlation ``ar_rho``); each loss also gets independent evaluation noise (sd ``eval_noise``, default
@@ -147,8 +147,6 @@ def spt_sweep(fractions=(0.0, 0.2, 0.5), total_tokens=1e9, evaluations: int = 8,
     decay, 2% below the law at the end) and ``cosine`` (all decay after warmup, 3% below the law at the end);
     warmup evaluations are 5% above the law. The fine-tuned loss is the final held-out loss minus ``gain``.
     """
-    from scaling_laws.sweeps import CURVES_COLUMNS, RESULTS_COLUMNS
-
     eval_noise = noise / 4.0 if eval_noise is None else eval_noise
     budgets = [float(t) for t in np.atleast_1d(total_tokens)]
     setup = {"params": params, "gap_offset": gap_offset, "schedule": schedule, "warmup": warmup,
@@ -165,13 +163,11 @@ def spt_sweep(fractions=(0.0, 0.2, 0.5), total_tokens=1e9, evaluations: int = 8,
                 result, rows = _synthetic_run(run, fraction, budget, setup, rng)
                 results.append(result)
                 curves += rows
-    return pd.DataFrame(results).reindex(columns=list(RESULTS_COLUMNS)), pd.DataFrame(curves)[list(CURVES_COLUMNS)]
+    return pd.DataFrame(results), pd.DataFrame(curves)
 
 
 def _synthetic_run(run: dict, fraction: float, budget: float, setup: dict, rng: np.random.Generator):
     """One synthetic run's ``results`` row and ``curves`` rows (see :func:`spt_sweep`)."""
-    from scaling_laws.spt_parts import GAP_NAMES, SPTGap
-
     law, params, count = get_law("spt"), setup["params"], setup["evaluations"]
     offset_sd, noise, ar_rho, eval_noise = setup["noise"]
     tokens = np.arange(1, count + 1) * (budget / count)

@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def run_cli(capsys):
     """Runs ``spt ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    from spt.cli import main
+    from cli.main import main
 
     def run(*args: str):
         code = main([str(a) for a in args])

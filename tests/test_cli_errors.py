@@ -206,7 +206,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, capfd, monkeypatch):
-    from spt.cli import main
+    from cli.main import main
 
     SETUPS[case.setup](tmp_path)
     values = {"tmp": tmp_path, "repo": REPO, "port": _free_port()}

@@ -42,13 +42,13 @@ BUCKET = "spt-cluster"
 #: (S3 shards) and the empty lock files it makes for each dataset, and the module file torch.distributed writes
 #: into a temp folder when it is imported. Neither library removes its files.
 NODE_TMP_ALLOWED = re.compile(
-    r"^(spt-streaming/.*|\d{6}_(barrier|cache)_filelock|tmp[^/]+/_remote_module_non_scriptable\.py)$")
+    r"^(spt-cache/streaming/.*|\d{6}_(barrier|cache)_filelock|tmp[^/]+/_remote_module_non_scriptable\.py)$")
 
 
 @pytest.fixture
 def s3_env(monkeypatch):
     """A moto S3 server on a free port with one bucket; yields the settings every node and client gets."""
-    monkeypatch.delenv("SPT_STREAMING_CACHE", raising=False)  # each node downloads into its own $TMPDIR
+    monkeypatch.delenv("SPT_CACHE_DIR", raising=False)  # each node downloads into its own $TMPDIR
     with moto_s3(BUCKET) as env:
         yield env
 
@@ -156,7 +156,7 @@ def processes_training(node) -> dict[int, str]:
             cmdline = proc.cmdline()
         except psutil.NoSuchProcess:
             continue
-        if "spt.cli" in cmdline and "train" in cmdline:
+        if "cli.main" in cmdline and "train" in cmdline:
             config = Path(cmdline[cmdline.index("train") + 1])
             if config.is_file():
                 runs[proc.pid] = yaml.safe_load(config.read_text())["run_dir"]

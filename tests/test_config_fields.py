@@ -5,7 +5,7 @@ A static check over the source. Each config kind has a scope (the modules that r
 a field counts as read when a module in its kind's scope accesses an attribute of its name
 (``config.ray.py_executable``, ``limits.max_chars``) or uses its name as a string (``engine["dtype"]`` after
 ``model_dump()``, ``getattr``). It cannot tell apart two fields of one name in one scope
-(``train.ray.num_gpus`` passes because ``training/sweep.py`` reads ``sweep.resources.num_gpus``), so it errs
+(``train.ray.num_gpus`` passes because ``sweeps/run.py`` reads ``sweep.resources.num_gpus``), so it errs
 towards passing; it still catches a name that no code of the command mentions.
 """
 
@@ -21,15 +21,15 @@ from tests.conftest import REPO
 
 #: The modules (files or folders) that run each config kind.
 SCOPES = {
-    "corpora": ["pipelines/corpora.py", "pipelines/hf_datasets.py", "spt/commands/data.py"],
-    "tokenizer": ["pipelines/tokenizer.py", "spt/commands/data.py"],
-    "rephrase": ["pipelines/rephrase", "pipelines/engine.py", "pipelines/hf_datasets.py", "spt/commands/rephrase.py"],
+    "corpora": ["pipelines/corpora.py", "pipelines/hf_datasets.py", "cli/data.py"],
+    "tokenizer": ["pipelines/tokenizer.py", "cli/data.py"],
+    "rephrase": ["pipelines/rephrase", "pipelines/engine.py", "pipelines/hf_datasets.py", "cli/rephrase.py"],
     "styles": ["pipelines/rephrase"],
-    "mix": ["pipelines/mix", "pipelines/hf_datasets.py", "spt/commands/mix.py"],
-    "train": ["training", "spt/commands/train.py"],
-    "finetune": ["training", "spt/commands/train.py"],
-    "interpolate": ["training", "spt/commands/train.py"],
-    "sweep": ["training", "spt/commands/sweep.py"],
+    "mix": ["pipelines/mix", "pipelines/hf_datasets.py", "cli/mix.py"],
+    "train": ["training", "cli/train.py"],
+    "finetune": ["training", "cli/train.py"],
+    "interpolate": ["training", "cli/train.py"],
+    "sweep": ["training", "cli/sweep.py"],
 }
 
 #: Fields read without their name in the scope's code, and why. Each entry is a claim to check by hand.

@@ -27,7 +27,7 @@ def write_curves(folder, losses: dict[float, list[float]], seed: int = 0, phases
 
 
 def test_a_sweep_that_shows_the_finding(tmp_path):
-    from training.curve_check import check_sweep
+    from sweeps.curve_check import check_sweep
 
     write_curves(tmp_path, SHOWN)
     (check,) = check_sweep(tmp_path)
@@ -37,10 +37,10 @@ def test_a_sweep_that_shows_the_finding(tmp_path):
 
 
 def test_warmup_and_the_evaluations_right_after_it_are_not_budgets(tmp_path):
-    from training.curve_check import check_sweep
+    from sweeps.curve_check import check_sweep
 
     # At 10 tokens (warmup) δ = 0 leads, and at 20 tokens (half of them spent warming up) δ = 0.1 does; the first
-    # budget the fit uses (scaling_laws.points) is 30, where δ = 0.5 leads.
+    # budget the fit uses (scaling_laws.fitting.points) is 30, where δ = 0.5 leads.
     losses = {d: list(curve) for d, curve in SHOWN.items()}
     losses[0.0][0], losses[0.1][1] = 6.0, 6.4
     write_curves(tmp_path, losses, phases={10: "warmup"})
@@ -54,7 +54,7 @@ def test_warmup_and_the_evaluations_right_after_it_are_not_budgets(tmp_path):
     ({0.5: [7.1, 6.5, 6.3, 6.4, 6.5]}, False, True),      # upturn, but δ = 0.5 never led at the first budget
 ])
 def test_a_sweep_that_does_not(tmp_path, change, falls, turns_up):
-    from training.curve_check import check_sweep
+    from sweeps.curve_check import check_sweep
 
     write_curves(tmp_path, {**SHOWN, **change})
     (check,) = check_sweep(tmp_path)
@@ -76,7 +76,7 @@ def test_every_seed_is_checked_and_the_script_says_so(tmp_path):
 
 def test_a_folder_without_curves_is_an_input_error(tmp_path):
     from spt.errors import InputError
-    from training.curve_check import check_sweep
+    from sweeps.curve_check import check_sweep
 
     with pytest.raises(InputError, match="no curves.csv"):
         check_sweep(tmp_path)

@@ -212,7 +212,7 @@ def test_rephrase_hands_the_generate_stage_parquet(data, tmp_path, run_cli, monk
     code, _, err = run_cli("rephrase", config)
     assert code == 0 and "(80 rows) as parquet written" in err, err
     [(environment, args)] = handed
-    assert environment == "generate" and args[:4] == ["-m", "spt.cli", "rephrase", str(config)]
+    assert environment == "generate" and args[:4] == ["-m", "cli.main", "rephrase", str(config)]
     overrides = args[4:]
     # The generate environment (no `datasets`) takes the handed config.
     proc = subprocess.run([str(environments.python_for("generate")), *args, "--dry-run"], capture_output=True,

@@ -37,7 +37,7 @@ def ray_local():
 @pytest.fixture(scope="module")
 def built(corpus, ray_local, tmp_path_factory):
     """The test mix built once through the CLI."""
-    from spt.cli import main
+    from cli.main import main
 
     root = tmp_path_factory.mktemp("mix-built")
     path = write_mix(root / "mix.yaml", mix_dict(corpus, root / "out"))
@@ -119,7 +119,7 @@ def test_packing_joins_documents_with_eos_and_wastes_nothing(built):
 
 
 def test_rebuild_with_the_same_seed_is_byte_identical(built, corpus, tmp_path):
-    from spt.cli import main
+    from cli.main import main
 
     path = write_mix(tmp_path / "mix.yaml", mix_dict(corpus, tmp_path / "out"))
     assert main(["mix", "build", str(path)]) == 0

@@ -90,7 +90,7 @@ def mix_config(corpus: dict, out: Path, **domain) -> dict:
 def built(corpus, tmp_path_factory):
     import ray
 
-    from spt.cli import main
+    from cli.main import main
 
     root = tmp_path_factory.mktemp("synthetic-built")
     path = write_mix(root / "mix.yaml", mix_config(corpus, root / "out"))

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import nbformat
 
-from scaling_laws import synthetic, sweeps
+from scaling_laws import synthetic
 from spt.notebooks import execute_notebook, save_copies, stdout_lines
+from sweeps import tables
 from tests.conftest import REPO
 
 NOTEBOOK = REPO / "notebooks" / "choose_repetition_fraction.ipynb"
@@ -42,7 +43,7 @@ def test_the_committed_notebook_has_no_outputs_and_one_parameters_cell():
 def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp_path, run_cli):
     sweep_dir, figures = tmp_path / "sweep", tmp_path / "figures"
     # A small pilot: 6 fractions, wsd schedule (warmup and decay evaluations are left out), fine-tuned runs.
-    sweeps.write_sweep(sweep_dir, *synthetic.pilot_sweep(seed=1, evaluations=12, schedule="wsd"))
+    tables.write_sweep(sweep_dir, *synthetic.pilot_sweep(seed=1, evaluations=12, schedule="wsd"))
 
     parameters = dict(results_dir=str(sweep_dir), budgets=BUDGETS, domain_tokens=DOMAIN_TOKENS,
                       output_dir=str(figures), **SETTINGS)

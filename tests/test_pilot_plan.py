@@ -90,8 +90,8 @@ def test_dry_run_warns_about_a_design_that_cannot_inform_the_law(pilot, run_cli)
 
 def test_cosine_schedule_and_few_evaluations_are_warned(pilot, run_cli):
     from spt.config import load_config
-    from training.pilot_plan import design_warnings, plan_cell
-    from training.sweep import cells, load_bases
+    from sweeps.plan import design_warnings, plan_cell
+    from sweeps.run import cells, load_bases
 
     config = load_config(sweep_yaml(pilot, "cosine", [0.0, 0.1, 0.2, 0.4, 0.8]), kind="sweep")
     mix, train, index = load_bases(config)
@@ -144,7 +144,7 @@ def test_a_cell_over_max_epochs_is_named(pilot, tmp_path, run_cli):
 @pytest.mark.parametrize("max_batches,interval,expected", [(100, 10, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]),
                                                             (25, 10, [10, 20, 25]), (5, 10, [5])])
 def test_evaluation_batches(max_batches, interval, expected):
-    from training.pilot_plan import evaluation_batches
+    from sweeps.plan import evaluation_batches
 
     assert evaluation_batches(max_batches, interval) == expected
 
@@ -160,17 +160,17 @@ def test_repeat_adds_seeds_at_one_fraction(pilot, run_cli):
 
 
 def test_cells_of_an_earlier_grid_leave_the_tables(pilot):
-    from scaling_laws.sweeps import CURVES_COLUMNS, RESULTS_COLUMNS
-    from spt import storage
     from spt.config import load_config
-    from training.sweep import plan_cells, run_sweep
+    from spt.storage import ownership
+    from sweeps.run import plan_cells, run_sweep
+    from sweeps.tables import CURVES_COLUMNS, RESULTS_COLUMNS
 
     out = pilot / "regrid"
     # An earlier run of the sweep over three fractions: its folder and cells claimed as a run claims them.
     grid, configs, layout = plan_cells(load_config(sweep_yaml(pilot, "regrid", [0.0, 0.1, 0.3]), kind="sweep"))
-    storage.claim(layout.root, "sweep", "cells", where="sweep.output_dir")
+    ownership.claim(layout.root, "sweep", "cells", where="sweep.output_dir")
     for cell in grid:
-        storage.claim(layout.cell(cell.run_id).root, "sweep", configs[cell.run_id].fingerprint, where="cell",
+        ownership.claim(layout.cell(cell.run_id).root, "sweep", configs[cell.run_id].fingerprint, where="cell",
                       parts=configs[cell.run_id].parts)
     ids = {d: f"delta{d:g}-tiny-T{TOKENS}-seed0" for d in (0.0, 0.1, 0.3)}
     results = pd.DataFrame([{c: None for c in RESULTS_COLUMNS} | {"run_id": i, "domain_fraction": d, "status": "ok"}

@@ -20,7 +20,7 @@ LINE = re.compile(r"^(?P<stage>[^:]+): (?P<done>[\d,]+)/(?P<total>[\d,]+) (?P<un
 def test_a_real_stage_prints_plain_lines_when_stderr_is_a_pipe(tmp_path):
     env = {**os.environ, "SPT_PROGRESS_SECONDS": "0", "PYTHONPATH": str(REPO)}
     env.pop("SPT_PROGRESS", None)
-    proc = subprocess.run([sys.executable, "-m", "spt.cli", "corpora", str(REPO / "configs/corpora/quickstart.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "corpora", str(REPO / "configs/corpora/quickstart.yaml"),
                            f"output_dir={tmp_path / 'corpora'}", "domain.max_documents=12",
                            "general.max_documents=20"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

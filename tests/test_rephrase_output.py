@@ -12,6 +12,7 @@ from pipelines.rephrase.runner import prepare
 from spt import storage
 from spt.config import load_config
 from spt.errors import InputError
+from spt.storage import ownership
 from tests.test_rephrase_data import write_config, write_inputs
 from tests.test_storage import bucket, moto_endpoint  # noqa: F401  (fixtures)
 
@@ -51,7 +52,7 @@ def test_changed_config_or_input_content_is_refused_and_force_replaces(tmp_path)
     forced = open_output(path, force=True)
     forced.close()
     assert forced.done() == set() and part_name(0) in forced.removed and not (out / part_name(0)).exists()
-    assert storage.read_marker(str(out))["parts"]["inputs"] == prepare(load_config(path)).header[
+    assert ownership.read_marker(str(out))["parts"]["inputs"] == prepare(load_config(path)).header[
         "fingerprint_parts"]["inputs"]
 
 

@@ -101,7 +101,7 @@ def spt_train_env(*args: str, env: dict, timeout: int = 600) -> subprocess.Compl
 
 def spt_here(*args: str) -> subprocess.CompletedProcess:
     """``spt ARGS`` in this (train environment) process, saving an interpreter start; returns code and output."""
-    from spt.cli import main
+    from cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -137,7 +137,7 @@ def runs(tmp_path_factory, tiny_corpora):
     log = open(root / "first.log", "w")
     # Small engine batches, one at a time, so units commit one after another.
     first = subprocess.Popen(
-        [str(environments.python_for("generate")), "-m", "spt.cli", "rephrase", str(config_path),
+        [str(environments.python_for("generate")), "-m", "cli.main", "rephrase", str(config_path),
          "engine.batch_size=2", "engine.concurrent_batches=1"],
         cwd=REPO, env={**env, PAUSE_HOOK: "2"}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -306,7 +306,7 @@ def test_bad_rows_and_long_documents_are_counted_in_manifest_and_summary(runs):
 def test_rerun_of_a_complete_output_does_nothing_and_starts_no_engine(runs):
     before = {p.name: p.stat().st_mtime_ns for p in runs["out"].glob("part-*.parquet")}
     proc = subprocess.run(
-        [str(environments.python_for("generate")), "-m", "spt.cli", "rephrase", str(runs["config"])],
+        [str(environments.python_for("generate")), "-m", "cli.main", "rephrase", str(runs["config"])],
         cwd=REPO, env=runs["env"], capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -31,7 +31,7 @@ BUCKET = "spt-acceptance"
 def s3(tmp_path_factory):
     """A moto S3 server on a free port with one bucket, and the environment a user would set for it."""
     # Streaming's download cache of the remote shards: a cache, not an output
-    with moto_s3(BUCKET, SPT_STREAMING_CACHE=str(tmp_path_factory.mktemp("streaming-cache")), SPT_PROGRESS="0",
+    with moto_s3(BUCKET, SPT_CACHE_DIR=str(tmp_path_factory.mktemp("streaming-cache")), SPT_PROGRESS="0",
                  OMP_NUM_THREADS="1", RAY_ADDRESS=""):
         yield f"s3://{BUCKET}"
 
@@ -175,11 +175,12 @@ def test_train_finetune_and_interpolate_on_s3(s3, local_mix, tmp_path, monkeypat
 
 
 def test_fit_predict_and_plot_read_and_write_s3(s3, tmp_path, monkeypatch, run_cli):
-    from scaling_laws import synthetic, sweeps
+    from scaling_laws import synthetic
+    from sweeps import tables
 
     monkeypatch.chdir(tmp_path)
     folder = f"{s3}/synthetic-sweep"
-    sweeps.write_sweep(folder, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
+    tables.write_sweep(folder, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
     code, out, err = run_cli("fit", "--law", "spt", "--data", folder, "--starts", "4", "--bootstrap", "0",
                              "--out", f"{s3}/fit/fit.json")
     assert code == 0, err
@@ -193,7 +194,7 @@ def test_fit_predict_and_plot_read_and_write_s3(s3, tmp_path, monkeypatch, run_c
             "plots/residuals.png"} <= set(keys(f"{s3}/fit"))
     assert tree(tmp_path) == []
     # A sweep folder on S3 reads like a local one; a missing one is named.
-    assert len(sweeps.load_sweep(folder).results) == 3
+    assert len(tables.load_sweep(folder).results) == 3
     code, _, err = run_cli("fit", "--law", "spt", "--data", f"{s3}/nowhere", "--out", f"{s3}/fit/other.json")
     assert (code, err.strip()) == (2, f"error: {s3}/nowhere: no such file")
     code, _, err = run_cli("fit", "--law", "spt", "--data", folder, "--out", "gs://bucket/fit.json")

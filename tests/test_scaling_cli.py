@@ -190,7 +190,7 @@ def test_optimal_fraction_rejects_a_chinchilla_fit(tmp_path, run_cli):
 
 
 def test_every_command_has_a_help_line():
-    from spt.cli import build_parser
+    from cli.main import build_parser
 
     parser = build_parser()
     choices = next(a for a in parser._actions if a.dest == "command")._choices_actions
@@ -261,9 +261,10 @@ def test_a_hand_written_fit_of_the_paper_form_works(tmp_path, run_cli):
 
 
 @pytest.mark.parametrize(("out", "expected"), [
-    ("folder", "--out {out}: is a folder, expected a file path"),
-    ("file/fit.json", "--out {out}: {tmp}/file is not a folder"),
-    ("file/deeper/fit.json", "--out {out}: {tmp}/file is not a folder"),
+    ("folder", "--out='{out}': is a folder, expected a file path"),
+    ("file/fit.json", "--out='{out}': exists and is not a folder"),
+    ("file/deeper/fit.json", "--out='{out}': {tmp}/file is a file, not a folder"),
+    ("/proc/spt-absent/fit.json", "--out='{out}': not writable (No such file or directory)"),
 ])
 def test_an_unwritable_out_is_refused_before_reading_the_data(tmp_path, run_cli, out, expected):
     (tmp_path / "folder").mkdir()

@@ -6,7 +6,7 @@ times; every run has its own offset (0.5%) and AR(1) noise along it (0.5%, lag-1
 losses of an evaluation share them. The fit is the sweep fit (train loss and gap separately), and the question
 is whether the nominal 90% interval for delta* at the largest budget contains the true delta*.
 
-The run bootstrap (simulated offsets and correlated noise, :mod:`scaling_laws.noise`) must cover in at least
+The run bootstrap (simulated offsets and correlated noise, :mod:`scaling_laws.fitting.noise`) must cover in at least
 80% of the sweeps; the classic bootstrap over single evaluations, on the same sweeps, must be seen to fall short
 (its intervals treat 16 correlated evaluations of a run as 16 runs).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from scaling_laws import FitResult, fit_spt, optimal_fraction, synthetic
-from scaling_laws.points import select_points
+from scaling_laws.fitting.points import select_points
 
 SWEEPS = 40
 LEVEL = 0.9

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scaling_laws import FitResult, compute_optimal, get_law, optimal_fraction, synthetic
-from scaling_laws.intervals import percentile_interval
+from scaling_laws.fitting.intervals import percentile_interval
 from spt.errors import InputError
 
 BUDGET_EXPONENT = 0.3
@@ -134,7 +134,7 @@ def test_budgets_beyond_twice_the_largest_trained_are_flagged(tokens, ratio, fla
 def test_budgets_beyond_the_largest_trained_carry_a_caveat_in_the_report():
     """Up to 2x the largest budget: a short extrapolation, which the reproduction showed can still pick the wrong
     fraction (the first halves of its curves predicted 0.1 where the runs measured 0.03); past 2x: EXTRAPOLATION."""
-    from scaling_laws.report import caveats
+    from scaling_laws.decision.report import caveats
 
     fit = spt_fit(closed_form_params(2.0))  # fitted tokens reach 1e10
 
@@ -209,8 +209,8 @@ def test_compute_optimal_intervals_from_bootstrap():
 def test_delta_star_in_a_wide_gap_of_the_swept_fractions_is_flagged_against_the_measured_best():
     """The quickstart's grid 0, 0.01, 0.03, 0.1, 0.5 once gave delta* 0.30 with a predicted loss 0.5 nats below
     every run: the valley between 0.1 and 0.5 came from the law's form alone, and the output must say so."""
-    from scaling_laws.choice import FractionChoice
-    from scaling_laws.report import caveats
+    from scaling_laws.decision.choice import FractionChoice
+    from scaling_laws.decision.report import caveats
 
     fit = spt_fit(closed_form_params(2.0))
     fit.decision = {"fractions": [0.0, 0.01, 0.02, 0.1, 0.5], "curves": [

@@ -16,8 +16,8 @@ from __future__ import annotations
 import pytest
 
 from scaling_laws import FitResult, optimal_fraction, synthetic, validate
-from scaling_laws.points import select_points
-from scaling_laws.spt_laws import SPT_PARAMS
+from scaling_laws.fitting.points import select_points
+from scaling_laws.laws.spt import SPT_PARAMS
 
 LAW = {**synthetic.SPT_PILOT, "b_gap_s": 0.4, "b_gap_g": -0.05, "a1": 0.09, "a2": 1.0, "a3": 0.0}
 FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)

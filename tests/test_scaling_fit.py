@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from scaling_laws import extrapolation_check, fit, fit_spt, get_law, optimal_fraction, predict, synthetic
-from scaling_laws.data import law_inputs
-from scaling_laws.objective import Objective, value_and_grad
-from scaling_laws.result import FitResult
+from scaling_laws.fitting.data import law_inputs
+from scaling_laws.fitting.result import FitResult
+from scaling_laws.numerics.objective import Objective, value_and_grad
 
 
 def objective_at(law_name, params, table, objective=None):
@@ -90,7 +90,7 @@ def test_spt_recovery_from_the_train_loss_and_the_gap():
 def test_a_memorized_domain_set_falls_back_to_the_held_out_loss():
     """A train loss the law's train term cannot follow (memorization: linear in T, towards 0 at large delta) makes
     the halves miss the held-out loss; auto then fits the held-out loss alone and says why."""
-    from scaling_laws.points import select_points
+    from scaling_laws.fitting.points import select_points
 
     _, curves = synthetic.pilot_sweep(seed=3)
     table = select_points(curves.rename(columns={"domain_fraction": "fraction"})).table.copy()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from scaling_laws import LAWS, Chinchilla, Muennighoff, Objective, SPTGap, SPTOverfit, SPTTrain, get_law, synthetic
-from scaling_laws.lm import minimize_lm
-from scaling_laws.objective import value_and_grad
-from scaling_laws.optimize import minimize_batched
-from scaling_laws.spt_parts import GAP_NAMES, TRAIN_NAMES, combine
+from scaling_laws.laws.spt_parts import GAP_NAMES, TRAIN_NAMES, combine
+from scaling_laws.numerics.lbfgs import minimize_batched
+from scaling_laws.numerics.lm import minimize_lm
+from scaling_laws.numerics.objective import value_and_grad
 
 RNG = np.random.default_rng(0)
 N_ROWS = 30

@@ -1,5 +1,5 @@
-"""Which evaluations stand for budgets (`scaling_laws.points`), the measured compute multiplier
-(`scaling_laws.measured`), the run-noise model (`scaling_laws.noise`) and the sweep fit that uses them."""
+"""Which evaluations stand for budgets (`scaling_laws.fitting.points`), the measured compute multiplier
+(`scaling_laws.decision.measured`), the run-noise model (`scaling_laws.fitting.noise`) and the sweep fit that uses them."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling_laws import fit_sweep, optimal_fraction, report, sweeps, synthetic
-from scaling_laws.measured import measured_multipliers
-from scaling_laws.noise import estimate_noise, simulate
-from scaling_laws.points import point_kinds, select_points
+from scaling_laws import optimal_fraction, synthetic
+from scaling_laws.decision import report
+from scaling_laws.decision.measured import measured_multipliers
+from scaling_laws.fitting.noise import estimate_noise, simulate
+from scaling_laws.fitting.points import point_kinds, select_points
 from spt.errors import InputError
+from sweeps import tables
+from sweeps.tables import fit_sweep
 
 
 def curves(schedule: str, budgets=(5e5,), evaluations: int = 10, phases: bool = True) -> pd.DataFrame:
@@ -106,7 +109,7 @@ def test_noise_model_is_recovered_and_repeats_measure_the_offset():
     groups = np.repeat(np.arange(24), 20)
     order = np.tile(np.arange(20.0), 24)
     cells = groups // 2  # runs come in pairs that repeat a cell (two seeds)
-    from scaling_laws.noise import RunNoise
+    from scaling_laws.fitting.noise import RunNoise
 
     truth = RunNoise("log", along_sd=0.004, correlation=0.6, offset_sd=0.006, offset_source="true")
     residuals = simulate(truth, groups, order, 1, rng)[0]
@@ -122,8 +125,8 @@ def test_noise_model_is_recovered_and_repeats_measure_the_offset():
 @pytest.fixture(scope="module")
 def pilot_fit(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pilot") / "sweep"
-    sweeps.write_sweep(folder, *synthetic.pilot_sweep(seed=2, schedule="wsd"))
-    return fit_sweep(folder, n_starts=32, bootstrap_replicates=50, seed=0), sweeps.load_sweep(folder)
+    tables.write_sweep(folder, *synthetic.pilot_sweep(seed=2, schedule="wsd"))
+    return fit_sweep(folder, n_starts=32, bootstrap_replicates=50, seed=0), tables.load_sweep(folder)
 
 
 def test_a_sweep_fit_records_what_decisions_need(pilot_fit):

@@ -1,4 +1,4 @@
-"""Sweep output folders as fit inputs (`scaling_laws.sweeps`), `spt fit --data FOLDER`, and the delta* lines."""
+"""Sweep output folders as fit inputs (`sweeps.tables`), `spt fit --data FOLDER`, and the delta* lines."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling_laws import FitResult, report, synthetic, sweeps
-from scaling_laws.choice import FractionChoice
+from scaling_laws import FitResult, synthetic
+from scaling_laws.decision import report
+from scaling_laws.decision.choice import FractionChoice
+from scaling_laws.fitting.evaluations import design_caveats
 from spt.errors import InputError
+from sweeps import tables
 from tests.conftest import tree
 
 
@@ -18,7 +21,7 @@ from tests.conftest import tree
 def sweep_dir(tmp_path):
     """3 fractions x 8 evaluations of synthetic runs, as a sweep writes them."""
     folder = tmp_path / "sweep"
-    sweeps.write_sweep(folder, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
+    tables.write_sweep(folder, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
     return folder
 
 
@@ -39,7 +42,7 @@ def spt_fit(fractions=(0.0, 0.5), tokens=(1e8, 1e9), bootstrap: int = 100) -> Fi
 def test_synthetic_sweep_is_written_in_the_sweep_format(sweep_dir):
     assert tree(sweep_dir) == ["curves.csv", "curves.parquet", "results.csv", "results.parquet"]
     results, curves = pd.read_csv(sweep_dir / "results.csv"), pd.read_csv(sweep_dir / "curves.csv")
-    assert tuple(results.columns) == sweeps.RESULTS_COLUMNS and tuple(curves.columns) == sweeps.CURVES_COLUMNS
+    assert tuple(results.columns) == tables.RESULTS_COLUMNS and tuple(curves.columns) == tables.CURVES_COLUMNS
     pd.testing.assert_frame_equal(pd.read_parquet(sweep_dir / "curves.parquet"), curves)
     assert list(results["status"]) == ["ok"] * 3 and len(curves) == 24
     assert sorted(curves["tokens"].unique()) == [k * 1.25e8 for k in range(1, 9)]
@@ -53,24 +56,24 @@ def test_load_sweep_fits_the_evaluations_of_ok_runs_and_says_what_it_left_out(sw
               "log_path": "runs/d0.8-s0/train.log"}
     edit(sweep_dir, "results.csv", lambda f: pd.concat([f, pd.DataFrame([failed])], ignore_index=True))
     # The failed run wrote one evaluation (NaN loss) before it died; the others were evaluated at 0 tokens too.
-    extra = [{**{k: failed[k] for k in sweeps.CURVES_COLUMNS if k in failed}, "tokens": "125000000.0",
+    extra = [{**{k: failed[k] for k in tables.CURVES_COLUMNS if k in failed}, "tokens": "125000000.0",
                "params": "700000"}]
     extra += [{"run_id": r, "domain_fraction": d, "preset": "micro", "params": "700000.0", "seed": "0",
                "tokens": "0.0", "domain_loss": "10.4", "general_loss": "10.4"} for r, d in (("d0-s0", "0.0"),
                                                                                        ("d0.2-s0", "0.2"))]
     edit(sweep_dir, "curves.csv", lambda f: pd.concat([pd.DataFrame(extra), f], ignore_index=True))
 
-    sweep = sweeps.load_sweep(sweep_dir)
+    sweep = tables.load_sweep(sweep_dir)
     assert sweep.notes == [
         "1 failed run left out: d0.8-s0",
         "curves.csv: evaluations of 1 run without status ok in results.csv left out: d0.8-s0",
         "curves.csv: 2 evaluations at 0 tokens left out",
     ]
-    table = sweeps.fit_table(sweep)
+    table = tables.fit_table(sweep)
     assert len(table) == 24 and "fraction" in table and "domain_fraction" not in table
     assert sorted(table["fraction"].astype(float).unique()) == [0.0, 0.2, 0.5]
 
-    summary = sweeps.run_summary(sweep)
+    summary = tables.run_summary(sweep)
     assert list(summary["domain_fraction"]) == [0.0, 0.2, 0.5, 0.8]
     assert list(summary["runs"]) == [1, 1, 1, 1] and list(summary["failed"]) == [0, 0, 0, 1]
     assert list(summary["evaluations"]) == [8, 8, 8, 0] and np.isnan(summary["domain_loss"].iloc[3])
@@ -98,7 +101,7 @@ def test_bad_sweep_folders_are_refused_with_one_line_per_problem(sweep_dir, run_
     change(sweep_dir)
     expected = [line.format(d=sweep_dir) for line in expected]
     with pytest.raises(InputError) as caught:
-        sweeps.load_sweep(sweep_dir)
+        tables.load_sweep(sweep_dir)
     assert caught.value.problems == expected
     before = tree(sweep_dir)
     code, stdout, err = run_cli("fit", "--law", "spt", "--data", sweep_dir, "--out", sweep_dir / "fit.json")
@@ -109,7 +112,7 @@ def test_bad_sweep_folders_are_refused_with_one_line_per_problem(sweep_dir, run_
 def test_a_missing_folder_is_named(tmp_path):
     with pytest.raises(InputError, match=r"/nowhere: no such folder \(expected a sweep output folder with "
                                          r"results.csv and curves.csv\)$"):
-        sweeps.load_sweep(tmp_path / "nowhere")
+        tables.load_sweep(tmp_path / "nowhere")
 
 
 def test_fit_reads_a_sweep_folder_like_its_curves_csv_with_the_fraction_column(sweep_dir, tmp_path, run_cli):
@@ -137,15 +140,15 @@ def test_fit_reads_a_sweep_folder_like_its_curves_csv_with_the_fraction_column(s
 
 def test_fraction_column_errors(sweep_dir, tmp_path):
     with pytest.raises(InputError, match=r"curves.csv: no column 'delta' \(given as --fraction-column\)$"):
-        sweeps.read_fit_data(sweep_dir / "curves.csv", "delta")
+        tables.read_fit_data(sweep_dir / "curves.csv", "delta")
     clash = tmp_path / "clash.csv"
     pd.read_csv(sweep_dir / "curves.csv").assign(fraction=0.1).to_csv(clash, index=False)
     with pytest.raises(InputError, match=r"clash.csv: has a 'fraction' column already; --fraction-column "
                                          r"domain_fraction would replace it$"):
-        sweeps.read_fit_data(clash, "domain_fraction")
+        tables.read_fit_data(clash, "domain_fraction")
     with pytest.raises(InputError, match=r"sweep: a sweep folder is fitted on domain_fraction; drop "
                                          r"--fraction-column seed or pass a CSV$"):
-        sweeps.read_fit_data(sweep_dir, "seed")
+        tables.read_fit_data(sweep_dir, "seed")
 
 
 def test_delta_star_lines_are_machine_readable():
@@ -207,16 +210,19 @@ def test_budgets_and_model_size():
 
 
 def test_caveats_name_the_limits_that_apply(sweep_dir):
-    sweep = sweeps.load_sweep(sweep_dir)
+    sweep = tables.load_sweep(sweep_dir)
     fit = spt_fit(fractions=(0.05, 0.5), tokens=(1.25e8, 1e9), bootstrap=0)
     fit.caveats = ["a caveat recorded when fitting"]
     edge = FractionChoice(tokens=4e9, fraction=0.5, loss=3.0, fraction_range=(0.05, 0.5), budget_ratio=4.0)
-    assert report.caveats(fit, [edge], sweep) == [
-        "a caveat recorded when fitting",
+    # What the sweep's design leaves open is found when its evaluations are fitted (fit_evaluations).
+    assert design_caveats(tables.fit_table(sweep), sweep.results, 12) == [
         "only 3 domain fractions were swept; the law has 12 parameters, so its shape between and beyond them is "
         "weakly determined (sweep more fractions)",
         "each fraction was trained to a single budget, so the token dependence comes from evaluations during one "
         "run",
+    ]
+    assert report.caveats(fit, [edge]) == [
+        "a caveat recorded when fitting",
         "EXTRAPOLATION: budgets 4e+09 are more than 2x the largest trained budget 1e+09 (up to 4x): delta* there "
         "rests on the law's form alone",
         "at T=4e+09, delta* sits at the edge 0.5 of the fractions searched [0.05, 0.5]: the best delta may lie "

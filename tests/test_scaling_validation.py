@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from scaling_laws import synthetic
-from scaling_laws.points import select_points
-from scaling_laws.validation import best_fraction_verdict, format_validation, seed_noise, validate, verdict_text
+from scaling_laws.decision.validation import (
+    best_fraction_verdict, format_validation, seed_noise, validate, verdict_text,
+)
+from scaling_laws.fitting.points import select_points
 
 
 def final_evaluations(losses: dict[float, list[float]]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import pytest
 
 from spt import storage
 from spt.errors import InputError
+from spt.storage import ownership
 from tests.conftest import tree
 
 
@@ -130,25 +131,25 @@ def test_missing_bucket_is_named(bucket):
 
 def test_claim_rules(root):
     folder = storage.join(root, "out")
-    first = storage.claim(folder, "corpora", "f1", where="output_dir", parts={"config": "c1"})
-    assert first.state == "new" and storage.read_marker(folder)["fingerprint"] == "f1"
-    assert storage.claim(folder, "corpora", "f1", where="output_dir").state == "same"
+    first = ownership.claim(folder, "corpora", "f1", where="output_dir", parts={"config": "c1"})
+    assert first.state == "new" and ownership.read_marker(folder)["fingerprint"] == "f1"
+    assert ownership.claim(folder, "corpora", "f1", where="output_dir").state == "same"
     with pytest.raises(InputError) as info:
-        storage.claim(folder, "corpora", "f2", where="output_dir", parts={"config": "c2"})
+        ownership.claim(folder, "corpora", "f2", where="output_dir", parts={"config": "c2"})
     assert info.value.problems == [
         f"output_dir={folder!r}: holds `spt corpora` output made before its config changed (fingerprint f1, now "
         "f2); rerun with --force to replace it, or choose another folder"
     ]
-    assert storage.claim(folder, "corpora", "f2", where="output_dir", force=True).state == "replaced"
+    assert ownership.claim(folder, "corpora", "f2", where="output_dir", force=True).state == "replaced"
     with pytest.raises(InputError) as info:
-        storage.claim(folder, "mix", "f2", where="output_dir", force=True)
+        ownership.claim(folder, "mix", "f2", where="output_dir", force=True)
     assert info.value.problems == [
         f"output_dir={folder!r}: holds the output of `spt corpora`, not of `spt mix`; choose another folder"
     ]
     foreign = storage.join(root, "foreign")
     storage.write_text(storage.join(foreign, "data.csv"), "a,b\n")
     with pytest.raises(InputError) as info:
-        storage.claim(foreign, "corpora", "f1", where="output_dir", force=True)
+        ownership.claim(foreign, "corpora", "f1", where="output_dir", force=True)
     assert "folder is not empty and has no .spt-owner.json" in info.value.problems[0]
     assert [e.relative for e in storage.list_files(foreign, hidden=True)] == ["data.csv"]
 

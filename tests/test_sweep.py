@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spt import storage
+from spt.storage import ownership
 from tests.conftest import tree, two_source_mix_yaml
 from tests.ray_head import free_ports, ray_head
 
@@ -88,7 +88,7 @@ def test_sweep_job_on_a_real_ray_head(sweep_dir, spt_bin):
         # and the sweep names them and refuses, writing nothing.
         cells = ["delta0.2-tiny-T20480-seed0", "delta0.2-huge-T20480-seed0", "delta0.5-tiny-T20480-seed0",
                  "delta0.5-huge-T20480-seed0"]
-        assert all(storage.read_marker(f"{output_dir}/cells/{c}")["stage"] == "sweep" for c in cells)
+        assert all(ownership.read_marker(f"{output_dir}/cells/{c}")["stage"] == "sweep" for c in cells)
         train = json.loads((sweep_dir / "train.yaml").read_text())
         (sweep_dir / "train.yaml").write_text(json.dumps({**train, "optimizer": {"lr": 0.02}}))
         before = {p: p.stat().st_mtime_ns for p in Path(output_dir).rglob("*")}
@@ -202,8 +202,8 @@ def synthetic_sweep(tiny_corpora, tmp_path_factory) -> Path:
 def test_a_synthetic_share_grid_sets_each_cells_mix(synthetic_sweep, run_cli):
     from pipelines.mix.streams import read_spec
     from spt.config import load_config
-    from training.sweep import plan_cells, prepare
-    from training.sweep_tables import result_row, write_tables
+    from sweeps.run import plan_cells, prepare
+    from sweeps.tables import result_row, write_tables
 
     code, out, err = run_cli("sweep", synthetic_sweep / "sweep.yaml", "--dry-run", "--no-calibrate")
     assert code == 0, err
@@ -235,7 +235,7 @@ def test_a_cell_whose_mix_is_refused_fails_with_its_reason_and_a_log_line(synthe
     import yaml
 
     from spt.config import load_config
-    from training.sweep import plan_cells, prepare
+    from sweeps.run import plan_cells, prepare
 
     mix = yaml.safe_load((synthetic_sweep / "mix.yaml").read_text())
     mix["sources"][0]["fraction"] = 0.01

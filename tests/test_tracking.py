@@ -104,12 +104,13 @@ def test_a_run_folder_keeps_its_mlflow_run_until_it_restarts_from_scratch(tmp_pa
 
 def test_fit_and_plots_of_a_tracked_sweep_go_to_its_parent_run(tmp_path, run_cli):
     """`spt fit` and `spt plot` on a sweep folder with a tracking.json log what they write into the sweep's run."""
-    from scaling_laws import sweeps, synthetic
+    from scaling_laws import synthetic
     from spt import storage
+    from sweeps import tables
     from training.tracking import client, experiment_id
 
     folder = str(tmp_path / "sweep")
-    sweeps.write_sweep(folder, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
+    tables.write_sweep(folder, *synthetic.spt_sweep(fractions=(0.0, 0.2, 0.5), evaluations=8, seed=1))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow = client(uri)
     run_id = mlflow.create_run(experiment_id(mlflow, "sweep", uri)).info.run_id

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spt import storage
 from spt.config import load_config
 from spt.errors import InputError
+from spt.storage import ownership
 from tests.conftest import tree, two_source_mix_yaml
 
 BATCH, SEQ = 16, 64
@@ -78,8 +78,8 @@ def test_run_writes_curve_table_summary_and_model(reference_run, mix_spec):
     assert (run_dir / "model" / "model.safetensors").exists()
     assert (run_dir / "logs" / "metrics-rank0.log").stat().st_size > 0
     # The folder is claimed for this config and this mix's content (the fingerprint its build wrote).
-    marker = storage.read_marker(str(run_dir))
-    mix_marker = storage.read_marker(str(mix_spec.parent))
+    marker = ownership.read_marker(str(run_dir))
+    mix_marker = ownership.read_marker(str(mix_spec.parent))
     assert (marker["stage"], marker["fingerprint"]) == ("train", summary["fingerprint"])
     assert marker["parts"]["mix"] == mix_marker["fingerprint"]
 
@@ -154,7 +154,7 @@ def test_curves_record_domain_train_loss_epochs_phase_and_lr(reference_run, mix_
 
 
 def test_sweep_cell_uses_its_threads_and_constant_lr_is_constant_after_warmup(mix_spec, tmp_path, monkeypatch):
-    from training.sweep import run_cell_commands
+    from sweeps.run import run_cell_commands
 
     monkeypatch.setenv("SPT_PROGRESS_SECONDS", "0")
     run_dir = tmp_path / "constant"
@@ -188,7 +188,7 @@ def test_sigkill_then_resume_trains_only_the_remaining_batches(reference_run, mi
     run_dir = tmp_path / "killed"
     config = train_yaml(tmp_path, mix_spec, run_dir, tracking={})
     env = {**os.environ, "SPT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "spt.cli", "train", str(config)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "train", str(config)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     latest = run_dir / "checkpoints" / "latest-rank0.pt"  # the link Composer moves after each checkpoint
     deadline = time.time() + 300
@@ -248,7 +248,7 @@ def test_force_trains_from_scratch_and_never_resumes_old_checkpoints(mix_spec, t
     # Resuming the old run's last checkpoint would start at batch 10 and train nothing.
     assert (again["start_batch"], again["trained_batches"]) == (0, 10)
     assert again["fingerprint"] != first["fingerprint"]
-    assert storage.read_marker(str(run_dir))["fingerprint"] == again["fingerprint"]
+    assert ownership.read_marker(str(run_dir))["fingerprint"] == again["fingerprint"]
     assert again["domain_loss"] != pytest.approx(first["domain_loss"], abs=1e-6)
     assert [int(r["batch"]) for r in curve_rows(run_dir)] == [5, 10]
 

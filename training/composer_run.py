@@ -8,7 +8,9 @@ from contextlib import nullcontext
 from composer.core import Callback, State
 from composer.loggers import Logger
 
+from spt.progress import Progress
 from training.layout import RunLayout
+from training.schedules import ProgressScheduler, lr_phase
 
 
 def compose_trainer(*, layout: RunLayout, files, model, train_loader, evals, roles, eval_samples, plan, optimizer,
@@ -31,10 +33,10 @@ def compose_trainer(*, layout: RunLayout, files, model, train_loader, evals, rol
     from composer.optim import DecoupledAdamW
     from composer.utils import reproducibility
 
+    # expensive: imports composer
     from training.curves import CurveTable
+    # expensive: imports composer
     from training.run_files import LOG_NAME
-    from training.schedules import ProgressScheduler, lr_phase
-    from training.trainer import resolve_device
 
     reproducibility.seed_all(seed)
     adamw = DecoupledAdamW(
@@ -91,8 +93,6 @@ class TokenProgress(Callback):
         self.progress = None
 
     def fit_start(self, state: State, logger: Logger) -> None:
-        from spt.progress import Progress
-
         if int(os.environ.get("RANK", "0")) == 0:
             self.progress = Progress("train", self.max_batches * self.tokens_per_batch, "tokens",
                                      initial=int(state.timestamp.batch) * self.tokens_per_batch)
@@ -105,3 +105,13 @@ class TokenProgress(Callback):
         if self.progress is not None:
             self.progress.close()
             self.progress = None
+
+
+def resolve_device(device: str, precision: str) -> tuple[str, str]:
+    import torch
+
+    if device == "auto":
+        device = "gpu" if torch.cuda.is_available() else "cpu"
+    if precision == "auto":
+        precision = "amp_bf16" if device == "gpu" else "fp32"
+    return device, precision

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from pipelines.mix.streams import eval_dataset, train_dataset, train_sample_dataset
+
 
 def collate_tokens(samples: list[dict]) -> dict[str, torch.Tensor]:
     """Stacks fixed-length token samples into ``input_ids`` and ``labels`` (the model shifts labels itself)."""
@@ -18,8 +20,6 @@ def collate_tokens(samples: list[dict]) -> dict[str, torch.Tensor]:
 
 def train_dataloader(spec: dict, per_worker_batch: int, seed: int, num_workers: int = 0) -> DataLoader:
     """The mix's training streams, shuffled with ``seed``; each epoch realizes the asked per-source samples."""
-    from pipelines.mix.streams import train_dataset
-
     dataset = train_dataset(spec, shuffle_seed=seed, batch_size=per_worker_batch, num_canonical_nodes=1)
     return DataLoader(
         dataset, batch_size=per_worker_batch, collate_fn=collate_tokens, num_workers=num_workers, drop_last=True
@@ -33,8 +33,6 @@ def evaluators(spec: dict, per_worker_batch: int, eval_samples: int, world_size:
         (evaluators, role of each source, samples evaluated per source)
     """
     from composer.core import Evaluator
-
-    from pipelines.mix.streams import eval_dataset
 
     result, roles, samples = [], {}, {}
     for entry in spec["eval"]:
@@ -73,8 +71,6 @@ def domain_train_evaluator(spec: dict, per_worker_batch: int, eval_samples: dict
         training and held-out samples.
     """
     from composer.core import Evaluator
-
-    from pipelines.mix.streams import train_sample_dataset
 
     domain = [s for s in spec["streams"] if s["role"] == "domain" and s.get("unique_samples")]
     held_out = [e for e in spec["eval"] if e["role"] == "domain" and e["name"] in eval_samples]

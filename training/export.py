@@ -9,15 +9,13 @@ the tokenizer's EOS/BOS/PAD ids, and a model card (``README.md``: data mix, δ, 
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
+from pipelines.mix.streams import read_spec
 from spt import storage
 from spt.errors import InputError
-from spt.storage import sha256_json
+from spt.storage import ownership, sha256_json
+from training.model_card import model_card
 
 STAGE = "export"
 FORMAT = "spt-export/1"
@@ -89,8 +87,6 @@ def read_run(run: str) -> RunToExport:
 
 def _mix_spec(run: str, config: dict, label: str) -> dict:
     """The streams spec of the run's mix (a finetune run names it, or takes its base run's)."""
-    from pipelines.mix.streams import read_spec
-
     mix = config.get("mix")
     if not mix and config.get("base_run"):
         mix = (storage.read_json(storage.join(str(config["base_run"]), "config.json")) or {}).get("mix")
@@ -129,7 +125,7 @@ def export_run(run: str, out: str, force: bool = False) -> dict:
     source = read_run(run)
     fingerprint, parts = source.fingerprint()
     storage.check_writable(out, "--out")
-    claim = storage.claim(out, STAGE, fingerprint, where="--out", parts=parts, force=force)
+    claim = ownership.claim(out, STAGE, fingerprint, where="--out", parts=parts, force=force)
     previous = storage.read_json(storage.join(out, MANIFEST)) if claim.state == "same" else None
     if previous and previous.get("fingerprint") == fingerprint:
         return {**previous, "reused": True}
@@ -145,13 +141,11 @@ def export_run(run: str, out: str, force: bool = False) -> dict:
 
 def _write_files(source: RunToExport, out: str) -> dict[str, str]:
     """Writes every file of the folder; returns name -> sha256."""
-    from training.model_card import model_card
-
     model_config = {**source.model_config, "bos_token_id": source.eos_token_id,
                     "eos_token_id": source.eos_token_id, "pad_token_id": source.pad_token_id}
     written = {"config.json": _put_json(out, "config.json", model_config)}
     for name in source.weights:
-        written[name] = _copy(storage.join(source.model, name), storage.join(out, name))
+        written[name] = storage.copy_file(storage.join(source.model, name), storage.join(out, name))
     context = int(model_config.get("max_position_embeddings") or source.spec["seq_len"])
     written.update(write_tokenizer_and_generation_config(source.tokenizer, out, source.eos_token_id,
                                                          source.pad_token_id, context))
@@ -181,7 +175,7 @@ def write_tokenizer_and_generation_config(tokenizer: str, out: str, eos_token_id
         if name == "tokenizer_config.json":
             written[name] = _put_json(out, name, {**(storage.read_json(location) or {}), "model_max_length": context})
         elif storage.is_file(location):
-            written[name] = _copy(location, storage.join(out, name))
+            written[name] = storage.copy_file(location, storage.join(out, name))
     return written
 
 
@@ -193,42 +187,6 @@ def complete_model_folder(folder: str, spec: dict) -> None:
 
 
 def _put_json(out: str, name: str, value: dict) -> str:
-    data = (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    storage.write_bytes(storage.join(out, name), data)
-    return storage.sha256_bytes(data)
-
-
-def _copy(source: str, target: str, block: int = 1 << 22) -> str:
-    """Streams one file to another location (atomically: a temp name then a rename locally, one upload on S3);
-    returns the sha256 of the bytes, so a multi-GB weights file never sits in memory."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    src_fs, src_path = storage.resolve(source)
-    if storage.is_remote(target):
-        dst_fs, dst_path = storage.resolve(target)
-        with src_fs.open_input_stream(src_path) as reader, dst_fs.open_output_stream(dst_path) as writer:
-            while data := reader.read(block):
-                digest.update(data)
-                writer.write(data)
-        return digest.hexdigest()
-    path = storage.local_path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with src_fs.open_input_stream(src_path) as reader, os.fdopen(fd, "wb") as writer:
-            while data := reader.read(block):
-                digest.update(data)
-                writer.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return digest.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    text = storage.dumps_json(value)
+    storage.write_text(storage.join(out, name), text)
+    return storage.sha256_bytes(text.encode("utf-8"))

@@ -14,13 +14,17 @@ import time
 from composer.core import Callback, State
 from composer.loggers import Logger
 
+from pipelines.mix.streams import train_dataset
 from spt import storage
 from spt.config import FinetuneConfig, TrainConfig
 from spt.errors import InputError
+from spt.presets import count_parameters
 from spt.storage import sha256_json
 from training.curves import METRIC, SPLIT_ROLES
-from training.heldout_split import HeldoutSplit, domain_split
+from training.heldout_split import HeldoutSplit, domain_split, mean_loss
+from training.interpolate import load_model
 from training.layout import RunLayout
+from training.tracking import flat_params, log_artifacts, mix_params, open_run, run_artifacts
 from training.trainer import RunPlan, claim_run, mix_fingerprint, model_size, read_curves, read_mix_spec
 
 STAGE = "finetune"
@@ -91,6 +95,7 @@ def split_evaluators(source: str, split: HeldoutSplit, batch: int, eval_samples:
     from composer.core import Evaluator
     from torch.utils.data import DataLoader
 
+    # expensive: imports torch
     from training.data import collate_tokens
 
     evals, roles, counts = [], {}, {}
@@ -104,8 +109,6 @@ def split_evaluators(source: str, split: HeldoutSplit, batch: int, eval_samples:
 
 
 def finetune_plan(config: FinetuneConfig, base: TrainConfig, spec: dict) -> RunPlan:
-    from training.presets import count_parameters
-
     seq_len = int(spec["seq_len"])
     tokens_per_batch = config.global_batch_size * seq_len
     max_batches = config.duration_tokens // tokens_per_batch
@@ -146,7 +149,6 @@ def run_finetune(config: FinetuneConfig, force: bool = False) -> dict:
     summary = finetune_summary(layout, base_summary, fingerprint, split, best, trained, plan, pretrained)
     summary["wall_seconds"] = round(time.time() - began, 1)
     storage.write_json(layout.summary, summary)
-    from training.tracking import log_artifacts, run_artifacts
 
     log_artifacts(tracking, run_artifacts(layout))
     return summary
@@ -155,8 +157,6 @@ def run_finetune(config: FinetuneConfig, force: bool = False) -> dict:
 def track_finetune(config: FinetuneConfig, spec: dict, layout: RunLayout, fingerprint: str):
     """The finetune's MLflow run (None when tracking is off): a child of its base run's when both are tracked in
     one store (a sweep's cells), with the resolved config and the mix plan as params."""
-    from training.tracking import flat_params, mix_params, open_run
-
     params = {**flat_params(config.model_dump(mode="json"), "config"), **mix_params(spec)}
     return open_run(config.tracking, layout, name=layout.name, params=params, where="finetune.run_dir",
                     tags={"spt.stage": STAGE, "spt.run_dir": layout.root, "spt.fingerprint": fingerprint,
@@ -170,11 +170,11 @@ def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, s
     from composer.models import HuggingFaceModel
     from torch.utils.data import DataLoader
 
-    from pipelines.mix.streams import train_dataset
+    # expensive: imports composer
     from training.composer_run import compose_trainer
+    # expensive: imports torch
     from training.data import collate_tokens, evaluators
-    from training.heldout_split import mean_loss
-    from training.interpolate import load_model
+    # expensive: imports composer
     from training.run_files import RunFiles, export_model
 
     batch = config.global_batch_size

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.mix.streams import eval_dataset
 from spt.errors import InputError
 
 
@@ -75,8 +76,6 @@ def split_by_document(samples: np.ndarray, eos_token_id: int, test_fraction: flo
 def read_heldout(spec: dict, source: str, limit: int | None = None) -> np.ndarray:
     """The held-out samples of a source of a built mix (the first ``limit``, or all), in build order, as
     ``(n, seq_len)`` int64."""
-    from pipelines.mix.streams import eval_dataset
-
     dataset = eval_dataset(spec, source, batch_size=1, num_canonical_nodes=1)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     rows = [np.asarray(dataset[i]["tokens"], dtype=np.int64) for i in range(count)]

@@ -12,6 +12,8 @@ import math
 from spt import storage
 from spt.config import InterpolateConfig
 from spt.errors import InputError
+from training.heldout_split import mean_loss, read_heldout
+from training.trainer import read_mix_spec
 
 
 def model_folder(location: str) -> str:
@@ -27,6 +29,7 @@ def load_model(location: str):
     """The HF Llama saved at a run_dir (its ``model/``) or model folder, local or on S3, in eval mode."""
     from transformers import LlamaForCausalLM
 
+    # expensive: imports composer
     from training.run_files import local_model
 
     with local_model(model_folder(location)) as folder:
@@ -36,9 +39,8 @@ def load_model(location: str):
 
 def interpolate(config: InterpolateConfig) -> list[dict]:
     """Evaluates each α on every source's held-out shards; writes and returns the table rows."""
+    # expensive: imports composer
     from training.curves import role_loss
-    from training.heldout_split import mean_loss, read_heldout
-    from training.trainer import read_mix_spec
 
     storage.check_writable(storage.parent(config.output), "interpolate.output")
     spec = read_mix_spec(config.mix)

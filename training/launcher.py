@@ -13,17 +13,18 @@ import os
 import tempfile
 from pathlib import Path
 
+from spt import storage
+from spt.cluster import ray_session
 from spt.config import TrainConfig
 from spt.errors import InputError
+from training.layout import RunLayout
+from training.tracking import TrackedRun
+from training.trainer import RunStart, plan_run, read_mix_spec, start_run, train
 
 
 def _worker_loop(loop_config: dict) -> None:
     import ray.train
     import torch.distributed as dist
-
-    from training.trainer import RunStart, plan_run, read_mix_spec, train
-    from training.layout import RunLayout
-    from training.tracking import TrackedRun
 
     context = ray.train.get_context()
     config = TrainConfig.model_validate(loop_config["config"])
@@ -63,39 +64,17 @@ def worker_resources(config: TrainConfig, device: str) -> tuple[bool, dict[str, 
     return gpus > 0, {"CPU": config.ray.num_cpus, **({"GPU": gpus} if gpus else {})}
 
 
-def _init_ray(address: str | None, runtime_env: dict) -> None:
-    """Joins ``address`` (or the job's cluster, or a new local Ray) with this run's runtime env.
-
-    Inside a Ray job (`spt submit`) the driver already has the job's runtime env, which sets some of the same
-    variables (``OMP_NUM_THREADS``); Ray refuses a second runtime env with the same keys unless told to combine
-    the two, so it is told to, this run's values winning.
-    """
-    import ray
-
-    saved = os.environ.get("RAY_OVERRIDE_JOB_RUNTIME_ENV")
-    os.environ["RAY_OVERRIDE_JOB_RUNTIME_ENV"] = "1"
-    try:
-        ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=True,
-                 configure_logging=False)
-    finally:
-        if saved is None:
-            os.environ.pop("RAY_OVERRIDE_JOB_RUNTIME_ENV")
-        else:
-            os.environ["RAY_OVERRIDE_JOB_RUNTIME_ENV"] = saved
-
-
 def run_on_ray(config: TrainConfig, force: bool = False) -> dict:
     """Trains with ``config.num_workers`` Ray Train workers on the local Ray or ``config.ray.address``.
 
     Returns:
         The run summary written by rank 0 (or the finished run's, reused).
     """
-    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from spt import storage
-    from training.trainer import resolve_device, start_run
+    # expensive: imports composer
+    from training.composer_run import resolve_device
 
     device, _ = resolve_device(config.device, config.precision)
     use_gpu, resources = worker_resources(config, device)
@@ -109,10 +88,10 @@ def run_on_ray(config: TrainConfig, force: bool = False) -> dict:
     runtime_env = {"env_vars": env_vars}
     if config.ray.py_executable:
         runtime_env["py_executable"] = config.ray.py_executable
-    started_here = not ray.is_initialized()
-    if started_here:
-        _init_ray(config.ray.address, runtime_env)
-    try:
+    # Inside a Ray job the driver has the job's runtime env, which sets some of the same variables
+    # (OMP_NUM_THREADS): the two are combined, this run's values winning.
+    with ray_session(config.ray.address, runtime_env=runtime_env, local={"runtime_env": runtime_env},
+                     combine_job_env=True, log_to_driver=True, configure_logging=False):
         trainer = TorchTrainer(
             _worker_loop,
             train_loop_config={"config": config.model_dump(mode="json"), "fingerprint": start.fingerprint,
@@ -125,9 +104,6 @@ def run_on_ray(config: TrainConfig, force: bool = False) -> dict:
                                  storage_path=str(Path(tempfile.gettempdir()) / "spt-ray-train")),
         )
         trainer.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
     summary = storage.read_json(start.layout.summary)
     if summary is None:
         raise RuntimeError(f"Ray Train finished but {start.layout.summary} is missing")

@@ -1,4 +1,4 @@
-"""Where a run's and a sweep's files go, computed once from the config (local paths or ``s3://``)::
+"""Where a run's files go, computed once from the config (local paths or ``s3://``)::
 
     <run_dir>/.spt-owner.json          stage train (or finetune), fingerprint of the config and the mix's content
     <run_dir>/config.json              the resolved config
@@ -9,13 +9,6 @@
     <run_dir>/summary.json             written last: a run with a summary is finished
     <run_dir>/tracking.json            the MLflow store and run this run logs into (a resumed run continues it)
     <run_dir>/mlflow.db, mlartifacts/  the default MLflow store and its artifacts (tracking.uri unset, local run_dir)
-
-    <output_dir>/.spt-owner.json       stage sweep (every cell carries its own fingerprint)
-    <output_dir>/results.{csv,parquet} one row per cell;  curves.{csv,parquet}: one row per evaluation
-    <output_dir>/cells/<run_id>/       .spt-owner.json (the cell's fingerprint), mix.yaml, train.yaml,
-                                       finetune.yaml, log.txt, run/ (a run dir), finetune/ (a run dir)
-    <output_dir>/tracking.json         the MLflow store and the sweep's parent run
-    <output_dir>/mlflow.db, mlartifacts/  the default MLflow store of the sweep and all its cells
 """
 
 from __future__ import annotations
@@ -74,60 +67,3 @@ class RunLayout:
             storage.delete(location)
         for folder in (self.checkpoints, self.model, self.logs):
             storage.delete_folder(folder)
-
-
-@dataclass(frozen=True)
-class CellLayout:
-    """Every location of one sweep cell."""
-
-    root: str
-
-    @property
-    def mix_config(self) -> str:
-        return storage.join(self.root, "mix.yaml")
-
-    @property
-    def train_config(self) -> str:
-        return storage.join(self.root, "train.yaml")
-
-    @property
-    def finetune_config(self) -> str:
-        return storage.join(self.root, "finetune.yaml")
-
-    @property
-    def log(self) -> str:
-        return storage.join(self.root, "log.txt")
-
-    @property
-    def run(self) -> RunLayout:
-        return RunLayout(storage.join(self.root, "run"))
-
-    @property
-    def finetune(self) -> RunLayout:
-        return RunLayout(storage.join(self.root, "finetune"))
-
-
-@dataclass(frozen=True)
-class SweepLayout:
-    """Every location of a sweep's output folder."""
-
-    root: str
-
-    def table(self, name: str, suffix: str) -> str:
-        """``results`` or ``curves``, as ``.csv`` or ``.parquet``."""
-        return storage.join(self.root, f"{name}{suffix}")
-
-    @property
-    def results(self) -> str:
-        return self.table("results", ".csv")
-
-    @property
-    def curves(self) -> str:
-        return self.table("curves", ".csv")
-
-    @property
-    def tracking(self) -> str:
-        return storage.join(self.root, "tracking.json")
-
-    def cell(self, run_id: str) -> CellLayout:
-        return CellLayout(storage.join(self.root, "cells", run_id))

@@ -5,11 +5,6 @@ Every number comes from the run's ``summary.json`` and its mix's streams spec; n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from training.export import RunToExport
-
 DOMAIN_ROLES = ("domain", "domain_synthetic")
 
 
@@ -43,8 +38,12 @@ def _loss_table(summary: dict) -> list[str]:
     return lines
 
 
-def model_card(source: "RunToExport") -> str:
-    """The card's Markdown, with Hub metadata (library, pipeline, tags) in its front matter."""
+def model_card(source) -> str:
+    """The card's Markdown, with Hub metadata (library, pipeline, tags) in its front matter.
+
+    Args:
+        source: The run to export (a :class:`training.export.RunToExport`: its summary, mix spec and configs).
+    """
     summary, spec, config = source.summary, source.spec, source.model_config
     tokens = summary.get("tokens", summary.get("trained_tokens"))
     shape = summary.get("model") or {}

@@ -22,6 +22,7 @@ from composer.core import Callback, State
 from composer.loggers import Logger
 
 from spt import storage
+from training.export import complete_model_folder
 from training.layout import RunLayout
 
 CHECKPOINT_NAME = "ba{batch}-rank{rank}.pt"
@@ -124,8 +125,6 @@ def export_model(model, location: str, spec: dict | None = None) -> None:
     """Saves weights as a safetensors HF folder at ``location`` (replaced whole; finetune and interpolate load
     it, nothing is unpickled). With the mix ``spec``, the folder also gets the mix's tokenizer and a generation
     config, so ``AutoTokenizer`` and ``AutoModelForCausalLM`` both load it as it is."""
-    from training.export import complete_model_folder
-
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     with storage.staged_folder(location) as folder:
         model.model.save_pretrained(folder, safe_serialization=True)

@@ -22,6 +22,7 @@ from typing import Iterator
 
 from spt import storage
 from spt.config.tracking import TrackingConfig
+from training.model_card import domain_fraction
 
 DEFAULT_EXPERIMENT = "spt"
 STORE_FILE = "mlflow.db"
@@ -218,8 +219,6 @@ def flat_params(value, prefix: str) -> dict[str, object]:
 def mix_params(spec: dict) -> dict[str, object]:
     """The mix plan as params: δ (the domain share of tokens), the mix's tokens and, per training source, its
     fraction of tokens, epochs over its unique tokens and realized tokens."""
-    from training.model_card import domain_fraction
-
     params: dict[str, object] = {"mix.name": spec.get("name"), "mix.domain_fraction": round(domain_fraction(spec), 6),
                                  "mix.total_tokens": spec.get("total_tokens"), "mix.seq_len": spec.get("seq_len")}
     for stream in spec["streams"]:

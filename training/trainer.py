@@ -14,13 +14,14 @@ import json
 import time
 from dataclasses import dataclass
 
+from pipelines.mix.streams import read_spec
 from spt import storage
 from spt.config import TrainConfig
 from spt.errors import InputError
-from spt.storage import sha256_json
+from spt.presets import PRESETS, LlamaSize, count_parameters, llama_config
+from spt.storage import ownership, sha256_json
 from training.layout import RunLayout
-from training.presets import PRESETS, LlamaSize, count_parameters, llama_config
-from training.tracking import TrackedRun
+from training.tracking import TrackedRun, flat_params, log_artifacts, mix_params, open_run, run_artifacts
 
 STAGE = "train"
 #: Fields that say where or how a run runs, not what it computes: left out of its fingerprint. (Workers split the
@@ -54,15 +55,13 @@ def read_mix_spec(location: str) -> dict:
     Raises:
         InputError: it is missing or not a streams spec (the message names the location).
     """
-    from pipelines.mix.streams import read_spec
-
     return read_spec(location)
 
 
 def mix_fingerprint(spec: dict) -> str:
     """The content fingerprint of a built mix: the one `spt mix build` keeps in the mix folder's marker (its
     config and the content of every input), else the streams spec's own content id."""
-    marker = storage.read_marker(storage.parent(spec["path"]))
+    marker = ownership.read_marker(storage.parent(spec["path"]))
     if marker and marker.get("stage") == "mix" and marker.get("fingerprint"):
         return str(marker["fingerprint"])
     return storage.content_id(spec["path"])
@@ -137,14 +136,14 @@ def claim_run(layout: RunLayout, stage: str, fingerprint: str, parts: dict, *, w
         InputError: the folder is not writable, not spt's, another stage's, or (without ``force``) this stage's
             output for another fingerprint; the message names what changed.
     """
-    claim = storage.check_claim(layout.root, stage, fingerprint, where=where, parts=parts, force=force)
+    claim = ownership.check_claim(layout.root, stage, fingerprint, where=where, parts=parts, force=force)
     if claim.state == "same":
         done = storage.read_json(layout.summary)
         if done and done.get("fingerprint") == fingerprint:
             return {**done, "reused": True}
     if claim.state == "replaced" or not autoresume:
         layout.clear()
-    storage.claim(layout.root, stage, fingerprint, where=where, parts=parts, force=force)
+    ownership.claim(layout.root, stage, fingerprint, where=where, parts=parts, force=force)
     storage.write_json(layout.config, config)
     return None
 
@@ -164,8 +163,6 @@ def start_run(config: TrainConfig, force: bool = False) -> RunStart:
 def track_run(config: TrainConfig, spec: dict, plan: RunPlan, layout: RunLayout, fingerprint: str):
     """Opens the run's MLflow run (None when tracking is off) with the resolved config, the mix plan (δ, epochs
     and tokens per source) and the run plan as params."""
-    from training.tracking import flat_params, mix_params, open_run
-
     params = {**flat_params(config.model_dump(mode="json"), "config"), **mix_params(spec),
               "plan.batches": plan.max_batches, "plan.tokens": plan.tokens, "plan.params": plan.params,
               "plan.tokens_per_batch": plan.tokens_per_batch}
@@ -186,20 +183,13 @@ def build_model(plan: RunPlan, spec: dict, seed: int):
     return HuggingFaceModel(model, shift_labels=True, eval_metrics=[LanguageCrossEntropy()], use_logits=True)
 
 
-def resolve_device(device: str, precision: str) -> tuple[str, str]:
-    import torch
-
-    if device == "auto":
-        device = "gpu" if torch.cuda.is_available() else "cpu"
-    if precision == "auto":
-        precision = "amp_bf16" if device == "gpu" else "fp32"
-    return device, precision
-
-
 def build_trainer(config: TrainConfig, start: RunStart, files, world_size: int = 1, callbacks=()):
     """The Composer Trainer for a pretraining run of ``start.plan`` on the mix ``start.spec``."""
+    # expensive: imports composer
     from training.composer_run import compose_trainer
+    # expensive: imports composer
     from training.curves import DOMAIN_TRAIN_ROLE
+    # expensive: imports torch
     from training.data import domain_epochs_per_token, domain_train_evaluator, evaluators, train_dataloader
 
     spec, plan = start.spec, start.plan
@@ -238,8 +228,8 @@ def train(config: TrainConfig, start: RunStart, world_size: int = 1, rank: int =
         The summary: final domain/general losses (the last evaluation), tokens, parameters, wall time, the batch
         the run started from (a resumed run's checkpoint) and the batches this process trained.
     """
+    # expensive: imports composer
     from training.run_files import BatchCounter, RunFiles, export_model
-    from training.tracking import log_artifacts, run_artifacts
 
     files, counter = RunFiles(start.layout), BatchCounter()
     try:

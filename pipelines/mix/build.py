@@ -20,11 +20,13 @@ from pipelines.mix.documents import SPLITS
 from pipelines.mix.layout import SOURCE_MANIFEST, STAGE, MixLayout
 from pipelines.mix.pack import SplitWriter
 from pipelines.mix.plan import MixPlan, SourcePlan, commit_counts, fingerprint, make_plan
+from pipelines.mix.ray_tokenize import ray_session, tokenized_tables
 from pipelines.mix.report import domain_groups, plan_json, source_row
 from pipelines.mix.streams import SPEC_FORMAT
 from spt import storage
 from spt.config.mix import MixConfig
 from spt.progress import Progress
+from spt.storage import ownership
 
 SOURCE_FORMAT = "spt-mix-source/1"
 
@@ -47,9 +49,9 @@ def claim_outputs(plan: MixPlan, force: bool = False) -> None:
     layout = plan.layout
     mix_fingerprint, parts = fingerprint(plan)
     where, label = "mix.name", f"mix {plan.name!r} ({layout.mix})"
-    storage.check_claim(layout.mix, STAGE, mix_fingerprint, where=where, parts=parts, force=force, label=label)
+    ownership.check_claim(layout.mix, STAGE, mix_fingerprint, where=where, parts=parts, force=force, label=label)
     layout.claim_store()
-    storage.claim(layout.mix, STAGE, mix_fingerprint, where=where, parts=parts, force=force, label=label)
+    ownership.claim(layout.mix, STAGE, mix_fingerprint, where=where, parts=parts, force=force, label=label)
 
 
 def write_plan(config: MixConfig, force: bool = False) -> tuple[MixPlan, str]:
@@ -117,8 +119,6 @@ def build_sources(plan: MixPlan, sources: list[SourcePlan]) -> int:
     Each source is written to a local staging folder that becomes its final folder: one rename locally, an
     upload with source.json last on S3 (see :func:`spt.storage.staged_folder`).
     """
-    from pipelines.mix.ray_tokenize import ray_session
-
     with ExitStack() as stack:
         folders = [
             stack.enter_context(storage.staged_folder(plan.layout.source(s.dir_name), last=SOURCE_MANIFEST))
@@ -133,8 +133,6 @@ def build_sources(plan: MixPlan, sources: list[SourcePlan]) -> int:
 
 
 def _write_sources(plan: MixPlan, sources: list[SourcePlan], folders: list[Path]) -> list[dict]:
-    from pipelines.mix.ray_tokenize import tokenized_tables
-
     build = plan.config.build
     writers = [
         {split: SplitWriter(folder / split, plan.seq_len, plan.tokenizer.dtype, build.compression,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from spt import storage
 from spt.config.mix import MixConfig
+from spt.storage import ownership
 
 #: The marker fingerprint of a mix store: its sources are content-addressed, so any mix may add to it.
 STORE_FINGERPRINT = "content-addressed"
@@ -78,12 +79,12 @@ class MixLayout:
         Raises:
             InputError: one line naming the folder and the rule.
         """
-        storage.check_claim(self.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
+        ownership.check_claim(self.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
         if self.separate_cache:
-            storage.check_claim(self.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")
+            ownership.check_claim(self.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")
 
     def claim_store(self) -> None:
         """Claims the store and the cache (before the first file is written into either)."""
-        storage.claim(self.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
+        ownership.claim(self.root, STAGE, STORE_FINGERPRINT, where="mix.output_dir")
         if self.separate_cache:
-            storage.claim(self.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")
+            ownership.claim(self.cache, "mix-cache", STORE_FINGERPRINT, where="mix.cache_dir")

@@ -12,17 +12,12 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from pipelines.hf_datasets import materialize, open_dataset
 from pipelines.mix.documents import InputFile, SplitRule, rephrase_status, resolve_inputs
 from pipelines.mix.heldout import heldout_ids
 from pipelines.mix.layout import MixLayout
 from pipelines.mix.tokens import (
-    FORMAT_VERSION,
-    CountCache,
-    SourceCounts,
-    TokenizerInfo,
-    TokenizeStage,
-    count_files,
-    tokenizer_info,
+    FORMAT_VERSION, CountCache, SourceCounts, TokenizerInfo, TokenizeStage, count_files, tokenizer_info,
 )
 from spt import storage
 from spt.config.mix import MixConfig, MixSource
@@ -163,8 +158,6 @@ def _resolve_source(config: MixConfig, source: SourcePlan) -> list[str]:
 
 def _open_hf(config: MixConfig) -> tuple[dict, list[str]]:
     """Every ``hf``/``heldout_hf`` dataset of the config, opened and checked: ({(index, field): HfInput}, problems)."""
-    from pipelines.hf_datasets import open_dataset
-
     opened, problems = {}, []
     for index, spec in enumerate(config.sources):
         for name, dataset in (("hf", spec.hf), ("heldout_hf", spec.heldout_hf)):
@@ -180,8 +173,6 @@ def _open_hf(config: MixConfig) -> tuple[dict, list[str]]:
 def _add_hf_files(config: MixConfig, sources: list[SourcePlan], opened: dict) -> None:
     """Materializes the datasets as parquet in the mix's cache (claimed first) and adds the files to their sources:
     ``hf`` files train (split by ``heldout_fraction`` when set), ``heldout_hf`` files are held out."""
-    from pipelines.hf_datasets import materialize
-
     layout = MixLayout.of(config)
     layout.claim_store()
     for (index, name), dataset in opened.items():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -21,8 +20,9 @@ import pyarrow as pa
 
 from pipelines.mix.documents import Chunk, InputFile, SplitRule, chunks_of, read_chunk_documents
 from pipelines.mix.tokens import TokenizerInfo, tokenize_batch
-from spt import storage
+from spt import cluster, storage
 from spt.config.mix import MixConfig
+from spt.environments import ray_runtime_env
 
 _UNSET = object()
 POLICIES_KEY = "backpressure_policies.enabled"  # DataContext.set_config key of Ray Data's backpressure policies
@@ -39,32 +39,17 @@ def _import_ray():
 
 @contextmanager
 def ray_session(config: MixConfig) -> Iterator[None]:
-    """Connects to ``config.ray.address``, or starts a local Ray, unless Ray is already running here."""
-    ray = _import_ray()
-    if ray.is_initialized():
+    """Ray for the tokenizer tasks (:func:`spt.cluster.ray_session`): the cluster, or a local Ray sized for them."""
+    _import_ray()
+    per_worker = max(1, math.ceil(config.ray.num_cpus))
+    local = {"num_cpus": config.build.workers * per_worker}
+    if config.ray.py_executable:
+        local["runtime_env"] = {"py_executable": config.ray.py_executable}
+    # The cluster's workers run the train environment's interpreter: ray.py_executable, or the local one.
+    with cluster.ray_session(config.ray.address, local=local, log_to_driver=False, logging_level=logging.WARNING,
+                             runtime_env=lambda: ray_runtime_env("train", config.ray.py_executable,
+                                                                 _worker_env(config))):
         yield
-        return
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    # A Ray job's driver (`spt submit`) has its cluster in $RAY_ADDRESS: join it (a local Ray sized with num_cpus
-    # cannot start there; Ray refuses num_cpus when it connects).
-    address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        from spt.environments import ray_runtime_env
-
-        # The cluster's workers run the train environment's interpreter: ray.py_executable, or the local one.
-        runtime_env = ray_runtime_env("train", config.ray.py_executable, _worker_env(config))
-        ray.init(address=address, runtime_env=runtime_env, **quiet)
-    elif config.ray.py_executable:
-        per_worker = max(1, math.ceil(config.ray.num_cpus))
-        ray.init(address="local", num_cpus=config.build.workers * per_worker, include_dashboard=False,
-                 runtime_env={"py_executable": config.ray.py_executable}, **quiet)
-    else:
-        per_worker = max(1, math.ceil(config.ray.num_cpus))
-        ray.init(address="local", num_cpus=config.build.workers * per_worker, include_dashboard=False, **quiet)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _read_and_tokenize(batch: pa.Table, batch_documents: int, heldout_ids: dict, **tokenizer) -> pa.Table:

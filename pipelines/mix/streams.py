@@ -39,6 +39,7 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+from spt import storage
 from spt.errors import InputError
 
 SPEC_FORMAT = "spt-mix-streams/1"
@@ -53,8 +54,8 @@ def _import_streaming():
 
 
 def default_cache_dir() -> str:
-    """Where remote streams are downloaded: ``$SPT_STREAMING_CACHE`` or ``<tmp>/spt-streaming``."""
-    return os.environ.get("SPT_STREAMING_CACHE") or str(Path(tempfile.gettempdir()) / "spt-streaming")
+    """Where remote streams are downloaded: ``$SPT_CACHE_DIR/streaming`` (:func:`spt.storage.cache_folder`)."""
+    return storage.cache_folder("streaming")
 
 
 def _cache_for(remote: str, cache_dir: str) -> str:
@@ -80,8 +81,6 @@ def read_spec(path: str | Path, cache_dir: str | None = None) -> dict[str, Any]:
     Raises:
         InputError: the file is missing or not a streams spec.
     """
-    from spt import storage
-
     location = str(path)
     try:
         spec = json.loads(storage.read_bytes(location).decode("utf-8"))

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.mix.documents import SPLITS, Chunk, InputFile, SplitRule, UnreadableFile, read_chunk_documents
+from pipelines.tokenizer import TokenizerLayout, load_tokenizer
 from spt import storage
 from spt.errors import InputError
 from spt.progress import track
@@ -48,8 +49,6 @@ def tokenizer_info(folder: str, where: str = "mix.tokenizer") -> TokenizerInfo:
     Raises:
         InputError: no such folder, no tokenizer.json, or no EOS token.
     """
-    from pipelines.tokenizer import TokenizerLayout, load_tokenizer
-
     if not storage.is_folder(folder):
         raise InputError(f"{where}={folder!r}: no such tokenizer folder")
     location = folder if storage.is_remote(folder) else str(storage.local_path(folder))
@@ -74,8 +73,6 @@ class TokenizeStage:
 
     def __init__(self, tokenizer_dir: str, dtype: str, eos_token_id: int, threads: int | None = None):
         from tokenizers import Tokenizer
-
-        from pipelines.tokenizer import TokenizerLayout
 
         if threads is not None:
             # One Ray worker per CPU: the Rust thread pool would otherwise take every core in each worker.

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from spt import storage
 from spt.errors import InputError
+from spt.storage import ownership
 
 STAGE = "rephrase"
 MANIFEST = "manifest.json"
@@ -105,13 +106,13 @@ class OutputDir:
         self.layout = RephraseLayout(str(path))
         self.path = str(path)
         claim_args = dict(where="output.dir", parts=header.get("fingerprint_parts"), force=force)
-        if storage.check_claim(self.path, STAGE, header["config_hash"], **claim_args).state == "new":
-            claim = storage.claim(self.path, STAGE, header["config_hash"], **claim_args)  # the marker comes first
+        if ownership.check_claim(self.path, STAGE, header["config_hash"], **claim_args).state == "new":
+            claim = ownership.claim(self.path, STAGE, header["config_hash"], **claim_args)  # the marker comes first
             self._lock = self._acquire()
         else:  # lock first: a forced re-claim must not change the marker under a running run
             self._lock = self._acquire()
             try:
-                claim = storage.claim(self.path, STAGE, header["config_hash"], **claim_args)
+                claim = ownership.claim(self.path, STAGE, header["config_hash"], **claim_args)
             except BaseException:
                 self.close()
                 raise
@@ -148,7 +149,7 @@ class OutputDir:
         if manifest.get("format") != FORMAT or manifest.get("config_hash") != header["config_hash"]:
             # The marker said this folder is ours for this fingerprint; a manifest that disagrees was edited.
             raise InputError(f"{self.layout.manifest}: written for another fingerprint than the folder's "
-                             f"{storage.MARKER}; rerun with --force to start over")
+                             f"{ownership.MARKER}; rerun with --force to start over")
         manifest.update({k: v for k, v in header.items() if k != "config_hash"})
         return manifest
 

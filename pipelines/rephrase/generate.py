@@ -23,7 +23,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.engine import describe_cpu, import_vllm, make_async_llm, resolve_dtype
 from pipelines.rephrase.expand import ROW
+from pipelines.rephrase.gate import OutputGate
+from spt.config.rephrase import RephraseQuality, StyleSpec
 
 #: Columns the stage adds to every row.
 OUTPUT_COLUMNS = {
@@ -74,7 +77,6 @@ class GenerateStage:
     def __init__(self, engine: dict[str, Any], sampling: dict[str, Any], gate: dict[str, Any] | None = None):
         for key, value in engine_env(engine["cpu_kv_cache_gib"]).items():
             os.environ.setdefault(key, value)
-        from pipelines.engine import describe_cpu, import_vllm, make_async_llm, resolve_dtype
 
         self.vllm = import_vllm()
         device = engine.get("device", "cpu")
@@ -175,8 +177,6 @@ class _EndOfRunFilter(logging.Filter):
 def _make_gate(gate: dict[str, Any] | None):
     if gate is None:
         return None
-    from pipelines.rephrase.gate import OutputGate
-    from spt.config.rephrase import RephraseQuality, StyleSpec
 
     styles = {name: StyleSpec.model_validate(spec) for name, spec in gate["styles"].items()}
     return OutputGate(RephraseQuality.model_validate(gate["quality"]), styles)

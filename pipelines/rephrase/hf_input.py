@@ -11,17 +11,17 @@ changed dataset is another input there too.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
+from pipelines.hf_datasets import claim_cache, materialize, open_dataset
+from spt import storage
 from spt.config.rephrase import RephraseConfig
 from spt.errors import InputError
 
 
 def default_cache_dir() -> str:
-    """``$SPT_CACHE_DIR/hf``; ``$SPT_CACHE_DIR`` defaults to ``~/.cache/spt``."""
-    root = os.environ.get("SPT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "spt")
-    return os.path.join(root, "hf")
+    """``$SPT_CACHE_DIR/hf`` (:func:`spt.storage.cache_folder`)."""
+    return storage.cache_folder("hf")
 
 
 def uses_hf(config: RephraseConfig) -> bool:
@@ -36,8 +36,6 @@ def handoff_overrides(config: RephraseConfig) -> list[str]:
         InputError: a dataset that cannot be opened (checked for both before anything is written), or a cache
             folder spt may not write.
     """
-    from pipelines.hf_datasets import claim_cache, materialize, open_dataset
-
     named = {"hf": config.input.hf, "heldout_hf": config.input.heldout_hf}
     opened, problems = {}, []
     for name, spec in named.items():

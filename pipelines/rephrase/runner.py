@@ -5,8 +5,8 @@ Pipeline (Ray Data, streaming)::
     units (pending only) --map_batches(expand, tasks)--> prompt rows + one unit row per unit
           --map_batches(GenerateStage, actors)--> rows with text --driver--> OutputDir.commit(unit)
 
-Where it runs is decided here only (:func:`ray_session`): a fresh local Ray with its own temp folder, or a
-cluster at ``ray.address``. The engine is an async actor class in ``map_batches`` rather than ``ray.data.llm``'s
+Where it runs is decided by :func:`spt.cluster.ray_session`, as for every stage: ``ray.address``, else the Ray
+job's cluster (``$RAY_ADDRESS``), else a private local Ray with its own temp folder. The engine is an async actor class in ``map_batches`` rather than ``ray.data.llm``'s
 processor, chosen by ``benchmarks/rephrase_throughput.py`` on this 2-core CPU (212 prompts, SmolLM2-135M): the
 actor kept pace with one raw ``LLM.generate`` call (ratio 1.05) and finished end to end 1.2x faster than the
 ``ray.data.llm`` processor. A synchronous actor measured 0.79x raw (under heavy load from other jobs): each
@@ -29,16 +29,18 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
+from pipelines.engine import describe_cpu, resolve_dtype
 from pipelines.rephrase import quality, report
 from pipelines.rephrase.commit import ORIGINAL, SCHEMA, OutputDir
 from pipelines.rephrase.expand import UNIT, ExpandUnit, expand_batch
 from pipelines.rephrase.fingerprint import config_identity, fingerprint_parts
+from pipelines.rephrase.generate import GenerateStage, engine_env
 from pipelines.rephrase.sources import Unit, plan_units
-from spt import storage
+from spt import cluster, storage
 from spt.config.rephrase import RephraseConfig, StyleSpec, resolve_repo_path, resolve_styles
+from spt.environments import ray_runtime_env
 from spt.progress import Progress
 from spt.storage import sha256_json
-
 
 
 @dataclass
@@ -176,8 +178,6 @@ def run_rephrase(config: RephraseConfig, progress: bool | None = None, force: bo
 
 def _engine_info(config: RephraseConfig) -> dict[str, str]:
     """The dtype an engine on this machine's CPU would use (a run that started no engine reports this)."""
-    from pipelines.engine import describe_cpu, resolve_dtype
-
     device = "gpu" if config.engine.device == "gpu" else "cpu"
     return {"dtype": resolve_dtype(config.engine.dtype, device), "cpu": describe_cpu()}
 
@@ -193,8 +193,6 @@ def _record(run_units: list[dict], generation: list, started: float) -> dict:
 
 def _stream(plan: Plan, out: OutputDir, pending: list[Unit], run_units: list, generation: list, started, progress):
     import ray
-
-    from pipelines.rephrase.generate import GenerateStage
 
     config = plan.config
     context = ray.data.DataContext.get_current()
@@ -308,14 +306,11 @@ def _mark_killed_runs(out: OutputDir) -> list[str]:
 
 @contextmanager
 def ray_session(config: RephraseConfig, on_temp_dir=lambda path: None) -> Iterator[str | None]:
-    """Connects to ``ray.address`` or starts a private local Ray (own temp folder, shut down at the end).
+    """Ray for the engines (:func:`spt.cluster.ray_session`): ``ray.address``, else ``$RAY_ADDRESS`` (a Ray job's
+    cluster), else a private local Ray with its own temp folder, removed at the end with whatever it left running.
 
     ``on_temp_dir(path)`` is called with the private Ray's temp folder before Ray starts.
     """
-    import ray
-
-    from pipelines.rephrase.generate import engine_env
-
     # Workers read inputs through the storage layer: they need the driver's S3 settings too.
     env_vars = {**engine_env(config.engine.cpu_kv_cache_gib), **storage.environment(), **config.ray.env_vars}
     previous_term = signal.getsignal(signal.SIGTERM)
@@ -324,40 +319,28 @@ def ray_session(config: RephraseConfig, on_temp_dir=lambda path: None) -> Iterat
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         except ValueError:  # not the main thread
             previous_term = None
-    temp_dir = None
-    try:
-        if ray.is_initialized():
-            yield None
-            return
-        if config.ray.address:
-            from spt.environments import ray_runtime_env
+    temp_dirs: list[str] = []
 
-            runtime_env = ray_runtime_env("generate", config.ray.py_executable, env_vars)
-            ray.init(address=config.ray.address, runtime_env=runtime_env, log_to_driver=True)
-        else:
-            for key, value in env_vars.items():
-                os.environ.setdefault(key, value)  # local workers inherit the driver's environment
-            temp_dir = tempfile.mkdtemp(prefix="spt-ray-", dir="/tmp")  # short: Ray's socket paths have a limit
-            on_temp_dir(temp_dir)
-            _log(f"starting a local Ray (temp folder {temp_dir})")
-            ray.init(
-                address="local",
-                _temp_dir=temp_dir,
-                include_dashboard=False,
-                num_cpus=os.cpu_count(),
-                object_store_memory=512 * 1024 * 1024,
-                log_to_driver=True,
-                configure_logging=True,
-                logging_level="warning",
-            )
-        _log("Ray is up")
-        yield temp_dir
+    def local_start() -> dict:
+        for key, value in env_vars.items():
+            os.environ.setdefault(key, value)  # local workers inherit the driver's environment
+        temp_dirs.append(tempfile.mkdtemp(prefix="spt-ray-", dir="/tmp"))  # short: Ray's socket paths have a limit
+        on_temp_dir(temp_dirs[0])
+        _log(f"starting a local Ray (temp folder {temp_dirs[0]})")
+        return {"_temp_dir": temp_dirs[0], "num_cpus": os.cpu_count(), "object_store_memory": 512 * 1024 * 1024,
+                "configure_logging": True, "logging_level": "warning"}
+
+    try:
+        with cluster.ray_session(config.ray.address, local=local_start, log_to_driver=True,
+                                 runtime_env=lambda: ray_runtime_env("generate", config.ray.py_executable, env_vars)
+                                 ) as joined:
+            if joined:
+                _log("Ray is up")
+            yield temp_dirs[0] if temp_dirs else None
     finally:
-        if ray.is_initialized() and (temp_dir or config.ray.address):
-            ray.shutdown()
-        if temp_dir:
-            end_processes_using(temp_dir)
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        if temp_dirs:
+            end_processes_using(temp_dirs[0])
+            shutil.rmtree(temp_dirs[0], ignore_errors=True)
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
 

@@ -7,11 +7,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from spt.config.loader import StrictModel
+from spt.storage import scheme_problem
 
 
 def _supported_location(value: str) -> str:
-    from spt.storage import scheme_problem
-
     problem = scheme_problem(value)
     if problem:
         raise ValueError(problem)

@@ -25,8 +25,9 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from spt.config.common import Location, RayRuntimeConfig
-from spt.config.loader import ConfigError, StrictModel
+from spt.config.loader import ConfigError, StrictModel, read_yaml, validate
 from spt.config.rephrase_input import RephraseInput
+from spt.environments import repo_root
 
 #: Placeholders a style template may use, and what they are filled with.
 PLACEHOLDERS = {"text": "the chunk of the source document", "num_words": "the chunk's word count"}
@@ -305,8 +306,6 @@ class RephraseConfig(StrictModel):
 
 def resolve_repo_path(path: str) -> Path:
     """A relative path as given from the working directory if it exists there, else from the repository."""
-    from spt.environments import repo_root
-
     candidate = Path(path).expanduser()
     if candidate.is_absolute() or candidate.exists():
         return candidate.resolve()
@@ -316,11 +315,8 @@ def resolve_repo_path(path: str) -> Path:
 
 def load_style_library(path: str | Path) -> StyleLibrary:
     """Loads and validates a style library; problems are prefixed with the file's path."""
-    from spt.config import KINDS
-    from spt.config.loader import read_yaml, validate
-
     try:
-        return validate(read_yaml(path), KINDS, expected_kind="styles")
+        return validate(read_yaml(path), {"styles": StyleLibrary}, expected_kind="styles")
     except ConfigError as exc:
         raise ConfigError([p if p.startswith(str(path)) else f"{path}: {p}" for p in exc.problems]) from None
 

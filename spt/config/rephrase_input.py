@@ -32,7 +32,7 @@ class RephraseInput(StrictModel):
         None,
         description="folder for hf and heldout_hf datasets written as parquet, content-addressed and reused, local "
         "or s3:// (a path; on a Ray cluster, one the workers can read); None: $SPT_CACHE_DIR/hf, default "
-        "~/.cache/spt/hf",
+        "<tmp>/spt-cache/hf",
     )
     format: Literal["auto", "parquet", "jsonl", "hf"] = Field(
         "auto", description="file format (one of the literals); auto: by file extension and folder contents"

@@ -9,12 +9,13 @@ from pydantic import Field, model_validator
 from spt.config.common import Location, RayRuntimeConfig
 from spt.config.loader import StrictModel
 from spt.config.tracking import RunTrackingConfig
+from spt.presets import PRESETS
 
 
 class ModelConfig(StrictModel):
     """A named preset, or explicit sizes (explicit values override the preset's)."""
 
-    preset: str | None = Field("tiny", description="preset name from training/presets.py, e.g. tiny, micro, 150m, 1b (a name)")
+    preset: str | None = Field("tiny", description="preset name from spt/presets.py, e.g. tiny, micro, 150m, 1b (a name)")
     d_model: int | None = Field(None, ge=8, description="hidden size (units)")
     n_layers: int | None = Field(None, ge=1, description="decoder layers (layers)")
     n_heads: int | None = Field(None, ge=1, description="attention heads (heads)")
@@ -23,8 +24,6 @@ class ModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _known_preset(self):
-        from training.presets import PRESETS
-
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"preset={self.preset!r}: unknown preset; one of {', '.join(PRESETS)}")
         explicit = [self.d_model, self.n_layers, self.n_heads, self.n_kv_heads, self.ffn_hidden]

@@ -22,7 +22,7 @@ its server computed (an MD5 of the bytes, or of the parts' MD5s for a multipart 
 request instead of a download. Either changes whenever the bytes change. :func:`sha256` always hashes the bytes.
 
 Ownership (``.spt-owner.json`` markers: which stage wrote a folder, for which fingerprint) lives in
-:mod:`spt.storage.ownership` and is re-exported here.
+:mod:`spt.storage.ownership`, built on this module.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from spt.storage.locations import (  # noqa: F401  (re-exported)
-    ENVIRONMENT_VARIABLES, S3, check, check_writable, environment, is_remote, join, local_path, name, parent, resolve,
+    ENVIRONMENT_VARIABLES, S3, cache_folder, check, check_output, check_writable, environment, is_remote, join, local_path, name, parent, resolve,
     scheme_problem, writable_problem,
 )
 
@@ -121,6 +121,34 @@ def write_bytes(location: str, data: bytes, durable: bool = False) -> None:
         raise
     if durable:
         fsync_folder(path.parent)
+
+
+def copy_file(source: str, target: str, block_bytes: int = 1 << 22) -> str:
+    """Streams one file to another location, atomically like :func:`write_bytes` (a temp name then a rename
+    locally, one upload on S3), so a multi-GB weights file never sits in memory; returns the bytes' sha256."""
+    digest = hashlib.sha256()
+    src_fs, src_path = resolve(source)
+    if is_remote(target):
+        dst_fs, dst_path = resolve(target)
+        with src_fs.open_input_stream(src_path) as reader, dst_fs.open_output_stream(dst_path) as writer:
+            while data := reader.read(block_bytes):
+                digest.update(data)
+                writer.write(data)
+        return digest.hexdigest()
+    path = local_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        with src_fs.open_input_stream(src_path) as reader, os.fdopen(fd, "wb") as writer:
+            while data := reader.read(block_bytes):
+                digest.update(data)
+                writer.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
 
 
 def fsync_folder(folder: str | Path) -> None:
@@ -318,12 +346,10 @@ def staged_folder(location: str, last: str | None = None) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-from spt.storage.ownership import MARKER, Claim, claim, check_claim, read_marker  # noqa: E402  (re-exported)
-
 __all__ = [
-    "ENVIRONMENT_VARIABLES", "environment", "MARKER", "Claim", "Entry", "check", "check_writable", "claim", "check_claim", "content_id", "delete", "delete_folder",
+    "ENVIRONMENT_VARIABLES", "environment", "Entry", "cache_folder", "check", "check_output", "check_writable", "content_id", "copy_file", "delete", "delete_folder",
     "download_folder", "exists", "is_empty", "is_file", "is_folder", "is_remote", "join", "list_files",
-    "local_path", "name", "open_input", "parent", "read_bytes", "read_json", "read_marker", "read_parquet",
+    "local_path", "name", "open_input", "parent", "read_bytes", "read_json", "read_parquet",
     "read_text", "resolve", "scheme_problem", "sha256", "sha256_json", "staged_folder", "upload_folder",
     "writable_problem", "write_bytes", "write_json", "write_parquet", "write_text",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,52 @@ def check_writable(location: str, where: str) -> None:
     problem = writable_problem(location)
     if problem:
         raise InputError(f"{where}={str(location)!r}: {problem}")
+
+
+def _probe_folder(path: Path) -> str | None:
+    """Why a local folder cannot be written, found by creating it (with its parents) and a temp file in it; the
+    temp file is removed. As root, ``os.access`` says yes to ``/proc``: only a real write tells."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".spt-write-probe-", dir=path)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"not writable ({exc.strerror or type(exc).__name__})"
+    return None
+
+
+def check_output(location: str | None, where: str, file: bool = False, probe: bool = True) -> None:
+    """The check every command runs on its outputs before any work: the scheme is supported, and (locally) the
+    output folder (a file's parent folder, with ``file=True``) really takes a file. It creates that folder, as
+    the command would; on S3 the bucket must exist. Nothing else is written, and with ``probe=False`` (a dry
+    run) nothing at all: the folder is then judged by its permissions only.
+
+    Raises:
+        InputError: ``<where>='<location>': <why>`` (for a file: also when the location is a folder).
+    """
+    if location is None:
+        return
+    location = str(location)
+    problem = scheme_problem(location)
+    if problem is None and file and (Path(location).is_dir() if not is_remote(location) else False):
+        problem = "is a folder, expected a file path"
+    folder = parent(location) if file else location
+    if problem is None:
+        problem = writable_problem(folder)
+    if problem is None and file and not is_remote(location) and Path(location).exists() \
+            and not os.access(location, os.W_OK):
+        problem = "not writable"
+    if problem is None and probe and not is_remote(location):
+        problem = _probe_folder(local_path(folder))
+    if problem:
+        raise InputError(f"{where}={location!r}: {problem}")
+
+
+def cache_folder(name: str) -> str:
+    """spt's one cache convention: ``$SPT_CACHE_DIR/<name>``, where ``$SPT_CACHE_DIR`` defaults to
+    ``<tmp>/spt-cache`` (``$TMPDIR`` or ``/tmp``: a node's local scratch). A cache holds copies that can be made
+    again: a mix's Streaming downloads (``streaming``), Hugging Face datasets handed to the generate stage as
+    parquet (``hf``)."""
+    root = os.environ.get("SPT_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "spt-cache")
+    return os.path.join(root, name)

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from spt import storage
 from spt.errors import InputError
 
 MARKER = ".spt-owner.json"
@@ -50,8 +51,6 @@ def read_marker(folder: str) -> dict | None:
     Raises:
         InputError: a marker that is not valid JSON (it cannot say who owns the folder).
     """
-    from spt import storage
-
     location = storage.join(folder, MARKER)
     try:
         text = storage.read_text(location)
@@ -76,8 +75,6 @@ def check_claim(folder: str, stage: str, fingerprint: str, *, where: str, parts:
     Raises:
         InputError: as :func:`claim`.
     """
-    from spt import storage
-
     storage.check_writable(folder, where)
     previous = read_marker(folder)
     label = label or f"{where}={str(folder)!r}"
@@ -123,8 +120,6 @@ def claim(folder: str, stage: str, fingerprint: str, *, where: str, parts: dict[
         InputError: the folder is not writable, not empty and not spt's, another stage's, or (without
             ``force``) this stage's output for another fingerprint. Nothing has been written then.
     """
-    from spt import storage
-
     result = check_claim(folder, stage, fingerprint, where=where, parts=parts, force=force, label=label)
     if result.state == "same":
         return result

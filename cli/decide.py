@@ -1,0 +1,133 @@
+"""`spt optimal-fraction`, `spt compute-optimal` and `spt plot`: decisions and figures from a fit JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from cli.fit import log_to_sweep, print_arguments, read_data
+from scaling_laws.decision.optimal import compute_optimal, fraction_range, optimal_fraction
+from scaling_laws.decision.plots import plot_all
+from scaling_laws.decision.report import caveats
+from scaling_laws.fitting.data import check_frame
+from scaling_laws.fitting.points import select_points
+from scaling_laws.fitting.result import FitResult
+from spt import storage
+from spt.errors import InputError
+
+
+def _interval(pair, digits: str = ".4g", suffix: str = "") -> str:
+    return "-" if not pair else f"[{pair[0]:{digits}}{suffix}, {pair[1]:{digits}}{suffix}]"
+
+
+def _measured(choice) -> str:
+    m = choice.measured_multiplier
+    if m is None:
+        return "- (no delta=0 run)"
+    if m["reached"] == "no":
+        return f"not reached (at {m['fraction']:g})"
+    bound = ">=" if m["reached"] != "yes" else ""
+    return f"{bound}{m['value']:.3g}x {_interval(m.get('interval'), '.3g', 'x')} at {m['fraction']:g}"
+
+
+def print_choices(result: FitResult, choices, domain_tokens: float | None) -> None:
+    """The decision table: delta*, its band, the basis, the measured multiplier, the model multiplier."""
+    level = f"{100 * result.level:g}%"
+    print(f"{'tokens':>10}  {'delta*':>8}  {level + ' interval':>20}  {'basis':>13}  {'loss':>8}  "
+          f"{'measured compute multiplier':>36}  {'model multiplier*':>17}" + ("  epochs" if domain_tokens else ""))
+    for c in choices:
+        flag = " (EXTRAPOLATED)" if c.extrapolated else ""
+        print(f"{c.tokens:>10.4g}  {c.fraction:>8.4g}  {_interval(c.fraction_interval):>20}  {c.basis:>13}  "
+              f"{c.loss:>8.4f}  {_measured(c):>36}  {c.model_multiplier:>16.3g}x"
+              + (f"  {c.domain_epochs(domain_tokens):.4g}" if domain_tokens else "") + flag)
+    print("measured: tokens the swept fraction nearest delta* needed to reach the delta=0 runs' best measured loss, "
+          "vs the tokens delta=0 needed (interpolated within the measured curves)")
+    print("* model multiplier: the same comparison by the fitted law, a MODEL EXTRAPOLATION of the delta=0 law")
+
+
+def run_optimal_fraction(args: argparse.Namespace) -> int:
+    """`spt optimal-fraction`: delta*, its interval, basis and compute multipliers per budget, with warnings."""
+    result = FitResult.load(args.fit)
+    if "fraction" not in result.form.inputs:
+        raise InputError(f"{args.fit}: optimal-fraction needs an spt fit; this fit is law {result.law}")
+    low, high = fraction_range(result, args.min_fraction, args.max_fraction, args.widen)
+    if "params" in result.form.inputs and args.params is None:
+        raise InputError(f"law {result.law} needs --params (the model size, in parameters)")
+    if args.domain_tokens is not None and not (np.isfinite(args.domain_tokens) and args.domain_tokens > 0):
+        raise InputError(f"--domain-tokens {args.domain_tokens:g}: must be a positive number of tokens")
+    bad = [t for t in args.tokens if not (np.isfinite(t) and t > 0)]
+    if bad:
+        raise InputError(f"--tokens {bad[0]:g}: must be a positive number of tokens")
+    if args.dry_run:
+        print(f"spt optimal-fraction (dry run): law {result.law}, fractions searched [{low:g}, {high:g}]")
+        print_arguments(args)
+        return 0
+    choices = [optimal_fraction(result, t, low=low, high=high, params=args.params, basis=args.basis)
+               for t in args.tokens]
+    for choice in choices:
+        if choice.warning():
+            print(choice.warning(), file=sys.stderr)
+    if args.json:
+        print(json.dumps([c.to_dict() for c in choices], indent=2))
+        return 0
+    if args.lines:
+        print("\n".join(c.line(args.domain_tokens) for c in choices))
+        return 0
+    print(f"law {result.law}: fractions searched [{low:g}, {high:g}]" +
+          (f", model size {args.params:g}" if args.params else "")
+          + f"; fitted: {result.settings.get('fitted', 'held-out')}")
+    print_choices(result, choices, args.domain_tokens)
+    for line in caveats(result, choices):
+        print(f"caveat: {line}")
+    return 0
+
+
+def run_compute_optimal(args: argparse.Namespace) -> int:
+    """`spt compute-optimal`: N* and D* per FLOP budget from a Chinchilla-type fit."""
+    result = FitResult.load(args.fit)
+    if args.dry_run:
+        print(f"spt compute-optimal (dry run): law {result.law}")
+        print_arguments(args)
+        return 0
+    rows = [compute_optimal(result, flops) for flops in args.flops]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'flops':>10}  {'params N*':>10}  {'tokens D*':>10}  {'loss':>8}  intervals (N*, D*)")
+    for row in rows:
+        spans = ""
+        if "params_interval" in row:
+            (n0, n1), (d0, d1) = row["params_interval"], row["tokens_interval"]
+            spans = f"[{n0:.3g}, {n1:.3g}], [{d0:.3g}, {d1:.3g}]"
+        print(f"{row['flops']:>10.4g}  {row['params']:>10.4g}  {row['tokens']:>10.4g}  {row['loss']:>8.4f}  {spans}")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """`spt plot`: loss curves, residuals and (SPT fits) delta* vs budget, as PNG and SVG (local or s3://)."""
+    storage.check_output(args.out_dir, "--out-dir", probe=not args.dry_run)
+    result = FitResult.load(args.fit)
+    table = read_data(args).table
+    if "fraction" in result.form.inputs:  # show the evaluations the fit used (valid budgets only)
+
+        table = select_points(table, str(args.data)).table
+    target = result.settings.get("loss_column", result.form.target)
+    check_frame(table, result.form, target, residuals="log" if result.form.residuals == "log" else "linear",
+                free_params=0, source=str(args.data))
+    if "params" in result.form.inputs and "fraction" in result.form.inputs and args.params is None:
+        raise InputError(f"law {result.law} needs --params (model size) for the delta* plot")
+    if args.dry_run:
+        print(f"spt plot (dry run): law {result.law}, {len(table)} rows; figures loss_curves, residuals"
+              + (", optimal_fraction" if "fraction" in result.form.inputs else "") + " (PNG and SVG)")
+        print_arguments(args)
+        return 0
+
+    search = {"widen": args.widen, "params": args.params} if "fraction" in result.form.inputs else {}
+    written = [str(path) for path in plot_all(result, table, args.out_dir, budgets=args.tokens, **search)]
+    for path in written:
+        print(f"wrote {path}")
+    log_to_sweep(str(args.data), written)
+    return 0

@@ -1,0 +1,1 @@
+"""Decisions from a fit: delta* and its interval, compute multipliers, validation, reports and plots."""

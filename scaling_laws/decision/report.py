@@ -1,0 +1,219 @@
+"""The decision as tables and plain words: delta* per budget, its multipliers, and the caveats that apply.
+
+The notebook and ``spt optimal-fraction`` build what they show from these functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from scaling_laws.decision.choice import EXTRAPOLATION_LIMIT, FractionChoice
+from scaling_laws.decision.optimal import optimal_fraction
+from scaling_laws.fitting.result import FitResult
+from spt.errors import InputError
+
+#: Bootstrap replicates below which the caveats call the band rough.
+MIN_REPLICATES = 200
+
+
+def resolve_budgets(fit: FitResult, budgets=None) -> list[float]:
+    """The token budgets asked for, or (None) the largest fitted budget and 2x and 10x it.
+
+    Raises:
+        InputError: For an empty list or a budget that is not a positive number of tokens.
+    """
+    if budgets is None:
+        if "tokens" not in fit.data_ranges:
+            raise InputError("the fit records no token range: give the budgets explicitly")
+        largest = fit.data_ranges["tokens"][1]
+        return [largest, EXTRAPOLATION_LIMIT * largest, 10.0 * largest]
+    budgets = [float(b) for b in np.atleast_1d(budgets)]
+    bad = [b for b in budgets if not (np.isfinite(b) and b > 0)]
+    if not budgets or bad:
+        raise InputError(f"budgets={budgets}: give one or more positive numbers of tokens")
+    return budgets
+
+
+def budget_grid(fit: FitResult, budgets, points: int = 9) -> np.ndarray:
+    """Budgets log-spaced from the smallest fitted one to the largest of the fit's and ``budgets`` (for plots)."""
+    low, high = fit.data_ranges["tokens"]
+    return np.geomspace(low, max(high, *budgets), points)
+
+
+def model_size(fit: FitResult, params: float | None = None) -> float | None:
+    """The model size a delta* is chosen for: None for ``spt``; ``params`` or the largest swept for ``spt-n``."""
+    if "params" not in fit.form.inputs:
+        return None
+    return float(params) if params is not None else fit.data_ranges["params"][1]
+
+
+def choose_fractions(fit: FitResult, budgets, *, params: float | None = None, widen: bool = False,
+                     basis: str = "auto") -> list[FractionChoice]:
+    """delta* with its interval and compute multipliers at each budget (see :func:`optimal_fraction`)."""
+    return [optimal_fraction(fit, float(t), params=model_size(fit, params), widen=widen, basis=basis)
+            for t in budgets]
+
+
+def choices_table(choices: list[FractionChoice], domain_tokens: float | None = None) -> pd.DataFrame:
+    """The choices as a table; with ``domain_tokens`` (|D|), the epochs ``T delta* / |D|`` too.
+
+    ``measured_multiplier`` is measured on the curves at the swept fraction ``multiplier_at`` (NaN: not
+    reached within the measured data, or no delta = 0 run); ``model_multiplier_extrapolated`` is the law's
+    answer, an extrapolation of the delta = 0 law beyond its data.
+    """
+    def measured(choice, key):
+        m = choice.measured_multiplier or {}
+        if key == "interval":
+            return m.get("interval") or (np.nan, np.nan)
+        return np.nan if m.get(key) is None else m[key]
+
+    nan2 = (np.nan, np.nan)
+    table = pd.DataFrame({
+        "tokens": [c.tokens for c in choices],
+        "delta_star": [c.fraction for c in choices],
+        "delta_low": [(c.fraction_interval or nan2)[0] for c in choices],
+        "delta_high": [(c.fraction_interval or nan2)[1] for c in choices],
+        "basis": [c.basis for c in choices],
+        "domain_loss": [c.loss for c in choices],
+        "budget_ratio": [np.nan if c.budget_ratio is None else c.budget_ratio for c in choices],
+        "extrapolated": [c.extrapolated for c in choices],
+        "measured_multiplier": [measured(c, "value") for c in choices],
+        "multiplier_low": [measured(c, "interval")[0] for c in choices],
+        "multiplier_high": [measured(c, "interval")[1] for c in choices],
+        "multiplier_at": [measured(c, "fraction") for c in choices],
+        "model_multiplier_extrapolated": [c.model_multiplier for c in choices],
+    })
+    if domain_tokens is not None:
+        table["domain_epochs"] = [c.domain_epochs(domain_tokens) for c in choices]
+    return table
+
+
+def measured_table(fit: FitResult) -> pd.DataFrame:
+    """The measured compute multiplier of every swept fraction, with its interval and how it was reached."""
+    rows = [{"fraction": m["fraction"], "multiplier": m["value"], "low": (m.get("interval") or [None, None])[0],
+             "high": (m.get("interval") or [None, None])[1], "reached": m["reached"], "tokens": m["tokens"],
+             "baseline_loss": m["baseline_loss"], "baseline_tokens": m["baseline_tokens"]}
+            for m in (fit.decision or {}).get("measured") or []]
+    return pd.DataFrame(rows, columns=["fraction", "multiplier", "low", "high", "reached", "tokens", "baseline_loss",
+                                       "baseline_tokens"])
+
+
+def _choice_caveats(fit: FitResult, choices) -> list[str]:
+    lines = []
+    tokens_high = fit.data_ranges.get("tokens", [None, None])[1]
+    far = sorted({c.tokens for c in choices if c.extrapolated})
+    if far:
+        lines.append(f"EXTRAPOLATION: budgets {', '.join(f'{t:.3g}' for t in far)} are more than "
+                     f"{EXTRAPOLATION_LIMIT:g}x the largest trained budget {tokens_high:.3g} (up to "
+                     f"{max(far) / tokens_high:.3g}x): delta* there rests on the law's form alone")
+    elif any(c.budget_ratio is not None and c.budget_ratio > 1 for c in choices):
+        lines.append(f"some budgets lie beyond the largest trained budget {tokens_high:.3g} (at most "
+                     f"{EXTRAPOLATION_LIMIT:g}x): delta* there is a short extrapolation, and the law foresees "
+                     f"worst a fraction that starts to overfit only past the trained budgets (README, reproduction)")
+    for c in choices:
+        edge = [end for end in c.fraction_range if abs(c.fraction - end) < 1e-6 * max(1.0, end)]
+        if edge:
+            lines.append(f"at T={c.tokens:.3g}, delta* sits at the edge {edge[0]:g} of the fractions searched "
+                         f"[{c.fraction_range[0]:g}, {c.fraction_range[1]:g}]: the best delta may lie beyond it")
+    lines += [line for c in choices if (line := _between_fractions(fit, c))]
+    bases = {c.basis for c in choices}
+    finetuned = (fit.decision or {}).get("finetune") or []
+    cells = pd.Series([(run["fraction"], run["tokens"]) for run in finetuned], dtype=object).value_counts()
+    if "post-finetune" in bases and (cells == 1).any():
+        lines.append("some fractions were fine-tuned once per budget: the band of the post-finetune delta* carries "
+                     "the pretraining law's uncertainty but not the fine-tuning's own noise")
+    if "pre-finetune" in bases and finetuned:
+        lines.append("delta* is chosen on the pretraining loss: fine-tuned runs do not cover every swept fraction")
+    elif "pre-finetune" in bases:
+        lines.append("delta* is chosen on the pretraining loss (no fine-tuned runs): the paper's delta* is the one "
+                     "after fine-tuning, which favours a smaller delta when fine-tuning gains more from it")
+    for c in choices:
+        m = c.measured_multiplier
+        if m and m["reached"] == "no":
+            lines.append(f"delta={m['fraction']:g} never reached the delta = 0 runs' best loss "
+                         f"{m['baseline_loss']:.4g} within the measured data: no measured compute multiplier")
+            break
+    return lines
+
+
+#: A delta* between two swept fractions further apart than this ratio is flagged: the law's shape there was not
+#: measured (a grid of 0.1 and 0.5 leaves the valley between them to the law's form).
+WIDE_GAP = 2.0
+
+
+def _between_fractions(fit: FitResult, choice: FractionChoice) -> str | None:
+    """A caveat when delta* lies in a wide gap of the swept fractions, with the law's loss there against the best
+    measured at that budget (pre-finetune, at a trained budget) when the law promises more than was measured."""
+    decision = fit.decision or {}
+    swept = sorted({float(f) for f in decision.get("fractions") or []})
+    below = [f for f in swept if f < choice.fraction - 1e-9]
+    above = [f for f in swept if f > choice.fraction + 1e-9]
+    on_a_swept_fraction = len(below) + len(above) < len(swept)
+    if on_a_swept_fraction or not below or not above or below[-1] <= 0 or above[0] / below[-1] <= WIDE_GAP:
+        return None
+    low, high = below[-1], above[0]
+    line = (f"at T={choice.tokens:.3g}, delta* {choice.fraction:.3g} lies between the swept fractions {low:g} and "
+            f"{high:g} (no run in between), where the law's shape is its form's, not a measurement")
+    # the runs' losses at this budget (pretraining losses: comparable with a pre-finetune prediction only)
+    curves = (decision.get("curves") or []) if choice.basis == "pre-finetune" else []
+    measured = []
+    for curve in curves:
+        tokens = np.asarray(curve["tokens"], dtype=float)
+        nearest = int(np.argmin(np.abs(tokens - choice.tokens))) if len(tokens) else None
+        if nearest is not None and abs(tokens[nearest] - choice.tokens) <= 0.05 * choice.tokens:
+            measured.append((float(curve["loss"][nearest]), float(curve["fraction"])))
+    if measured:
+        best, at = min(measured)
+        if choice.loss < 0.99 * best:
+            line += (f"; it predicts {choice.loss:.4g} nats there, {best - choice.loss:.2g} below the best measured "
+                     f"at this budget ({best:.4g} at delta={at:g})")
+    return line + ": sweep a fraction near delta* before relying on it"
+
+
+def caveats(fit: FitResult, choices: list[FractionChoice] = ()) -> list[str]:
+    """Plain-words limits of a decision from this fit, one line each (empty when none apply)."""
+    lines = list(fit.caveats) + _choice_caveats(fit, choices)
+    replicates = int(fit.settings.get("bootstrap", 0) or 0)
+    if replicates == 0:
+        lines.append(f"no bootstrap: there is no uncertainty band (use {MIN_REPLICATES} or more refits)")
+    elif replicates < MIN_REPLICATES:
+        lines.append(f"{replicates} bootstrap refits: the band is rough (use {MIN_REPLICATES} or more)")
+    if fit.settings.get("bootstrap_method") == "points":
+        lines.append("the bootstrap resampled single evaluations as if independent: evaluations of one run are "
+                     "correlated, so the band is too narrow (use the runs method)")
+    if not fit.settings.get("converged", True):
+        lines.append("the best start of the fit did not converge (try more starts)")
+    return list(dict.fromkeys(lines))
+
+
+def format_fit(result: FitResult) -> str:
+    """A human-readable summary of a fit: what was fitted on which evaluations, parameters with intervals."""
+    s = result.settings
+    lines = [f"law {result.law}: {result.n_points} points, {s.get('n_starts')} starts, {s.get('seconds')} s; "
+             f"objective {s.get('objective')} ({s.get('residuals')} residuals) = {result.objective:.6g}"
+             + ("" if s.get("converged", True) else " (best start did not converge)")]
+    if s.get("fitted"):
+        what = {"train+gap": f"the train loss ({s.get('train_column')}) and the gap (held-out minus train) "
+                             f"separately, summed", "held-out": f"the held-out loss ({s.get('loss_column')}) alone"}
+        lines.append(f"fitted: {what.get(s['fitted'], s['fitted'])}; evaluations: {s.get('points', 'all rows')}")
+    intervals = result.intervals or {}
+    for name, value in result.params.items():
+        note = " (fixed)" if name in result.fixed else ""
+        if name in intervals and not note:
+            low, high = intervals[name]
+            note = f"  [{low:.6g}, {high:.6g}]"
+        lines.append(f"  {name:<10} {value:>14.6g}{note}")
+    if intervals:
+        lines.append(f"  (intervals: central {100 * result.level:g}% of {s.get('bootstrap')} bootstrap refits, "
+                     f"method {s.get('bootstrap_method')}, widened to contain the fit)")
+    if result.components and "gap" in result.components:
+        lines.append(f"  gap offset c_gap {result.components['gap']['params']['c_gap']:.4g} (held-out minus train "
+                     f"sample, folded into k0)")
+    if result.extrapolation:
+        e = result.extrapolation
+        lines.append(f"extrapolation: fit on {e['n_fit']} rows with {e['budget']} <= {e['threshold']:.4g}; "
+                     f"on the {e['n_holdout']} larger: mean |relative error| {100 * e['mean_abs_rel_error']:.3g}%, "
+                     f"max {100 * e['max_abs_rel_error']:.3g}%")
+    lines += [f"caveat: {line}" for line in result.caveats]
+    return "\n".join(lines)
