@@ -52,7 +52,8 @@ def show_train_plan(config) -> None:
     plan = plan_run(config, read_mix_spec(config.mix))
     print_config(config)
     print(json.dumps({"plan": {"batches": plan.max_batches, "tokens": plan.tokens, "params": plan.params,
-                               "tokens_per_batch": plan.tokens_per_batch, "eval_every_batches": plan.eval_interval_batches,
+                               "tokens_per_batch": plan.tokens_per_batch,
+                               "eval_every_batches": plan.eval_interval_batches,
                                "per_worker_batch": plan.per_worker_batch}}, indent=2))
 
 
@@ -60,8 +61,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     config = open_config(args, "finetune")
     if config is None:
         return 0
-    # expensive: imports composer
-    from training.finetune import run_finetune as finetune
+    from training.finetune import run_finetune as finetune  # expensive: imports composer
 
     print(json.dumps(finetune(config, force=args.force), indent=2))
     return 0

@@ -157,9 +157,11 @@ def ray_session(address: str | None, *, runtime_env: dict | Callable[[], dict] |
         os.environ["RAY_OVERRIDE_JOB_RUNTIME_ENV"] = "1"
     try:
         if target:
-            ray.init(address=target, runtime_env=runtime_env() if callable(runtime_env) else runtime_env, **options)
+            ray.init(address=target, runtime_env=runtime_env() if callable(runtime_env) else runtime_env,
+                     **options)
         else:
-            ray.init(address="local", include_dashboard=False, **{**options, **(local() if callable(local) else local)})
+            local_options = local() if callable(local) else local
+            ray.init(address="local", include_dashboard=False, **{**options, **local_options})
     finally:
         if combine_job_env:
             if saved is None:

@@ -7,7 +7,9 @@ every job is submitted with ``spt submit`` as users do:
 
 - `spt mix build` with tokenizer tasks on both nodes (each task reserves a node's two CPUs);
 - `spt sweep` whose two cells run one on each node (the results table says where, in ``node_id``);
-- `spt train` with two Ray Train (gloo) workers, one per node, streaming the mix from S3.
+- `spt train` with two Ray Train (gloo) workers, one per node, streaming the mix from S3;
+- `spt rephrase` (the generate environment's driver and engines) with one vLLM engine on each node, reading its
+  input from S3 and committing its units there.
 
 Afterwards the second node holds no outputs. Then the faults: the second node is lost in the middle of a sweep
 cell (Ray retries the cell on the head, which resumes it from its S3 checkpoint, and the tables have every cell
@@ -32,7 +34,8 @@ import pytest
 import yaml
 
 from spt import storage
-from tests.conftest import moto_s3
+from spt.models import default_model_dir
+from tests.conftest import REPO, moto_s3
 from tests.ray_head import own_disk_prefix, ray_cluster
 
 BATCH, SEQ = 8, 32
@@ -86,6 +89,18 @@ def write_job_folder(folder: Path, bucket: str) -> None:
                        "output_dir": f"{bucket}/sweep", "resources": {"num_cpus": 2}, "max_concurrent": 2,
                        "max_retries": 1},
         # A worker reserves a whole node: the two gloo workers run on different nodes.
+        # An engine reserves 1.5 of a node's 2 CPUs (the expand tasks take 0.5): the two engines run on different
+        # nodes. 8 sampled documents in 4 units of 2, 16 new tokens per row.
+        "rephrase.yaml": {"kind": "rephrase", "seed": 0,
+                          "input": {"paths": [f"{inputs}/general/train.parquet"], "sample_fraction": 0.03},
+                          "chunking": {"max_tokens": 128, "max_chunks_per_document": 1},
+                          "styles": {"library": str(REPO / "configs/rephrase/styles.yaml"), "per_document": 1,
+                                     "weights": {"wiki": 1, "qa": 1}},
+                          "engine": {"model": str(default_model_dir()), "max_model_len": 512, "batch_size": 4,
+                                     "concurrency": 2},
+                          "sampling": {"max_tokens": 16},
+                          "output": {"dir": f"{bucket}/rephrase", "documents_per_shard": 2},
+                          "ray": {"num_cpus": 1.5}},
         "train.yaml": {"kind": "train", "mix": f"{bucket}/mix/mixes/base/streams.json",
                        "run_dir": f"{bucket}/runs/ray", "global_batch_size": BATCH, "num_workers": 2,
                        "model": {"preset": "tiny"}, "duration_tokens": 20 * TOKENS_PER_BATCH,
@@ -224,6 +239,17 @@ def test_two_nodes_outputs_only_on_s3_and_a_lost_node_loses_nothing(s3_env, tiny
         assert (summary["world_size"], summary["start_batch"], summary["trained_batches"]) == (2, 0, 20)
         assert {"model/model.safetensors", "curves.csv", "checkpoints/latest-rank0.pt.symlink"} <= set(
             keys(f"{bucket}/runs/ray"))
+
+        # Rephrasing on the cluster: the job's driver joins it ($RAY_ADDRESS), one engine per node, output on S3.
+        rephrased = submit(spt_bin, cluster, jobs, "rephrase", "rephrase.yaml")
+        assert rephrased.returncode == 0, rephrased.stdout[-3000:] + rephrased.stderr[-3000:]
+        assert "(generate environment)" in rephrased.stdout
+        engines = ray_state(cluster, "actors", class_name="_MapWorker")
+        print("rephrase engines (node):", sorted(a["node_id"] for a in engines))
+        assert sorted(a["node_id"] for a in engines) == sorted([head, second])
+        manifest = storage.read_json(f"{bucket}/rephrase/manifest.json")
+        assert manifest["complete"] and len(manifest["units"]) >= 2
+        assert manifest["runs"][-1].get("ray_temp_dir") is None  # the cluster's Ray, not a private one
 
         # Nothing was left on the second node; everything is on S3.
         left = local_outputs(cluster.second, cluster.head, jobs)

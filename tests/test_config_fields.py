@@ -26,10 +26,10 @@ SCOPES = {
     "rephrase": ["pipelines/rephrase", "pipelines/engine.py", "pipelines/hf_datasets.py", "cli/rephrase.py"],
     "styles": ["pipelines/rephrase"],
     "mix": ["pipelines/mix", "pipelines/hf_datasets.py", "cli/mix.py"],
-    "train": ["training", "cli/train.py"],
-    "finetune": ["training", "cli/train.py"],
-    "interpolate": ["training", "cli/train.py"],
-    "sweep": ["training", "cli/sweep.py"],
+    "train": ["training", "spt/presets.py", "cli/train.py"],
+    "finetune": ["training", "spt/presets.py", "cli/train.py"],
+    "interpolate": ["training", "spt/presets.py", "cli/train.py"],
+    "sweep": ["sweeps", "cli/sweep.py"],
 }
 
 #: Fields read without their name in the scope's code, and why. Each entry is a claim to check by hand.

@@ -198,6 +198,6 @@ def test_fit_predict_and_plot_read_and_write_s3(s3, tmp_path, monkeypatch, run_c
     code, _, err = run_cli("fit", "--law", "spt", "--data", f"{s3}/nowhere", "--out", f"{s3}/fit/other.json")
     assert (code, err.strip()) == (2, f"error: {s3}/nowhere: no such file")
     code, _, err = run_cli("fit", "--law", "spt", "--data", folder, "--out", "gs://bucket/fit.json")
-    assert (code, err.strip()) == (2, "error: --out gs://bucket/fit.json: unsupported scheme gs:// (use a local path "
+    assert (code, err.strip()) == (2, "error: --out='gs://bucket/fit.json': unsupported scheme gs:// (use a local path "
                                       "or s3://BUCKET/PREFIX)")
     assert tree(tmp_path) == []

@@ -33,10 +33,8 @@ def compose_trainer(*, layout: RunLayout, files, model, train_loader, evals, rol
     from composer.optim import DecoupledAdamW
     from composer.utils import reproducibility
 
-    # expensive: imports composer
-    from training.curves import CurveTable
-    # expensive: imports composer
-    from training.run_files import LOG_NAME
+    from training.curves import CurveTable  # expensive: imports composer
+    from training.run_files import LOG_NAME  # expensive: imports composer
 
     reproducibility.seed_all(seed)
     adamw = DecoupledAdamW(

@@ -95,8 +95,7 @@ def split_evaluators(source: str, split: HeldoutSplit, batch: int, eval_samples:
     from composer.core import Evaluator
     from torch.utils.data import DataLoader
 
-    # expensive: imports torch
-    from training.data import collate_tokens
+    from training.data import collate_tokens  # expensive: imports torch
 
     evals, roles, counts = [], {}, {}
     for role, samples in zip(SPLIT_ROLES, (split.validation, split.test)):
@@ -170,12 +169,9 @@ def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, s
     from composer.models import HuggingFaceModel
     from torch.utils.data import DataLoader
 
-    # expensive: imports composer
-    from training.composer_run import compose_trainer
-    # expensive: imports torch
-    from training.data import collate_tokens, evaluators
-    # expensive: imports composer
-    from training.run_files import RunFiles, export_model
+    from training.composer_run import compose_trainer  # expensive: imports composer
+    from training.data import collate_tokens, evaluators  # expensive: imports torch
+    from training.run_files import RunFiles, export_model  # expensive: imports composer
 
     batch = config.global_batch_size
     replay = replay_spec(spec, config.replay_fraction, plan.max_batches * batch)

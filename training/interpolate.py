@@ -29,8 +29,7 @@ def load_model(location: str):
     """The HF Llama saved at a run_dir (its ``model/``) or model folder, local or on S3, in eval mode."""
     from transformers import LlamaForCausalLM
 
-    # expensive: imports composer
-    from training.run_files import local_model
+    from training.run_files import local_model  # expensive: imports composer
 
     with local_model(model_folder(location)) as folder:
         model = LlamaForCausalLM.from_pretrained(folder, use_safetensors=True)
@@ -39,8 +38,7 @@ def load_model(location: str):
 
 def interpolate(config: InterpolateConfig) -> list[dict]:
     """Evaluates each α on every source's held-out shards; writes and returns the table rows."""
-    # expensive: imports composer
-    from training.curves import role_loss
+    from training.curves import role_loss  # expensive: imports composer
 
     storage.check_writable(storage.parent(config.output), "interpolate.output")
     spec = read_mix_spec(config.mix)

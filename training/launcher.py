@@ -73,8 +73,7 @@ def run_on_ray(config: TrainConfig, force: bool = False) -> dict:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    # expensive: imports composer
-    from training.composer_run import resolve_device
+    from training.composer_run import resolve_device  # expensive: imports composer
 
     device, _ = resolve_device(config.device, config.precision)
     use_gpu, resources = worker_resources(config, device)

@@ -185,10 +185,8 @@ def build_model(plan: RunPlan, spec: dict, seed: int):
 
 def build_trainer(config: TrainConfig, start: RunStart, files, world_size: int = 1, callbacks=()):
     """The Composer Trainer for a pretraining run of ``start.plan`` on the mix ``start.spec``."""
-    # expensive: imports composer
-    from training.composer_run import compose_trainer
-    # expensive: imports composer
-    from training.curves import DOMAIN_TRAIN_ROLE
+    from training.composer_run import compose_trainer  # expensive: imports composer
+    from training.curves import DOMAIN_TRAIN_ROLE  # expensive: imports composer
     # expensive: imports torch
     from training.data import domain_epochs_per_token, domain_train_evaluator, evaluators, train_dataloader
 
@@ -228,8 +226,7 @@ def train(config: TrainConfig, start: RunStart, world_size: int = 1, rank: int =
         The summary: final domain/general losses (the last evaluation), tokens, parameters, wall time, the batch
         the run started from (a resumed run's checkpoint) and the batches this process trained.
     """
-    # expensive: imports composer
-    from training.run_files import BatchCounter, RunFiles, export_model
+    from training.run_files import BatchCounter, RunFiles, export_model  # expensive: imports composer
 
     files, counter = RunFiles(start.layout), BatchCounter()
     try:

@@ -6,11 +6,11 @@ Pipeline (Ray Data, streaming)::
           --map_batches(GenerateStage, actors)--> rows with text --driver--> OutputDir.commit(unit)
 
 Where it runs is decided by :func:`spt.cluster.ray_session`, as for every stage: ``ray.address``, else the Ray
-job's cluster (``$RAY_ADDRESS``), else a private local Ray with its own temp folder. The engine is an async actor class in ``map_batches`` rather than ``ray.data.llm``'s
-processor, chosen by ``benchmarks/rephrase_throughput.py`` on this 2-core CPU (212 prompts, SmolLM2-135M): the
-actor kept pace with one raw ``LLM.generate`` call (ratio 1.05) and finished end to end 1.2x faster than the
-``ray.data.llm`` processor. A synchronous actor measured 0.79x raw (under heavy load from other jobs): each
-batch left the engine idle at its tail.
+job's cluster (``$RAY_ADDRESS``), else a private local Ray with its own temp folder. The engine is an async actor
+class in ``map_batches`` rather than ``ray.data.llm``'s processor, chosen by ``benchmarks/rephrase_throughput.py``
+on this 2-core CPU (212 prompts, SmolLM2-135M): the actor kept pace with one raw ``LLM.generate`` call (ratio
+1.05) and finished end to end 1.2x faster than the ``ray.data.llm`` processor. A synchronous actor measured 0.79x
+raw (under heavy load from other jobs): each batch left the engine idle at its tail.
 """
 
 from __future__ import annotations

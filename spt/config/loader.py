@@ -243,10 +243,10 @@ def validate(data: dict, kinds: dict[str, type[BaseModel]], expected_kind: str |
     kind = data.get("kind")
     if kind is None:
         raise ConfigError([f"kind: required; one of {', '.join(sorted(kinds))}"])
-    if expected_kind is not None and isinstance(kind, str) and kind != expected_kind:
-        raise ConfigError([f"kind={kind!r}: this command expects a {expected_kind!r} config"])
     if kind not in kinds:
         raise ConfigError([f"kind={_format_value(kind)}: must be one of {', '.join(sorted(kinds))}"])
+    if expected_kind is not None and kind != expected_kind:
+        raise ConfigError([f"kind={kind!r}: this command expects a {expected_kind!r} config"])
     model = kinds[kind]
     try:
         return model.model_validate(data)

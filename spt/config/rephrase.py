@@ -316,7 +316,10 @@ def resolve_repo_path(path: str) -> Path:
 def load_style_library(path: str | Path) -> StyleLibrary:
     """Loads and validates a style library; problems are prefixed with the file's path."""
     try:
-        return validate(read_yaml(path), {"styles": StyleLibrary}, expected_kind="styles")
+        data = read_yaml(path)
+        if data.get("kind") not in (None, "styles"):  # any other kind, known or not, is the wrong file
+            raise ConfigError([f"kind={data['kind']!r}: this command expects a 'styles' config"])
+        return validate(data, {"styles": StyleLibrary}, expected_kind="styles")
     except ConfigError as exc:
         raise ConfigError([p if p.startswith(str(path)) else f"{path}: {p}" for p in exc.problems]) from None
 

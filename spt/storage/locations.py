@@ -156,23 +156,40 @@ def check_writable(location: str, where: str) -> None:
 
 
 def _probe_folder(path: Path) -> str | None:
-    """Why a local folder cannot be written, found by creating it (with its parents) and a temp file in it; the
-    temp file is removed. As root, ``os.access`` says yes to ``/proc``: only a real write tells."""
+    """Why a local folder cannot be written, found by really writing: the folder (with its parents) and a temp
+    file in it are created, then removed again, and the times of the folder that was there are put back, so a
+    refused command leaves nothing. As root, ``os.access`` says yes to ``/proc``: only a real write tells."""
+    created = []
+    existing = path
+    while not existing.exists():
+        created.append(existing)
+        existing = existing.parent
+    times = existing.stat()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=".spt-write-probe-", dir=path)
+        handle, temp = tempfile.mkstemp(prefix=".spt-write-probe-", dir=path)
         os.close(handle)
-        os.unlink(probe)
+        os.unlink(temp)
     except OSError as exc:
         return f"not writable ({exc.strerror or type(exc).__name__})"
+    finally:
+        for folder in created:  # deepest first; a folder something else wrote into meanwhile stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        try:  # the folder that was there looks untouched (its modification time included)
+            os.utime(existing, ns=(times.st_atime_ns, times.st_mtime_ns))
+        except OSError:
+            pass
     return None
 
 
 def check_output(location: str | None, where: str, file: bool = False, probe: bool = True) -> None:
     """The check every command runs on its outputs before any work: the scheme is supported, and (locally) the
-    output folder (a file's parent folder, with ``file=True``) really takes a file. It creates that folder, as
-    the command would; on S3 the bucket must exist. Nothing else is written, and with ``probe=False`` (a dry
-    run) nothing at all: the folder is then judged by its permissions only.
+    output folder (a file's parent folder, with ``file=True``) really takes a file: a temp file is written there
+    and removed, with any folder made for it (:func:`_probe_folder`); on S3 the bucket must exist. With
+    ``probe=False`` (a dry run) nothing is written even for a moment: the folder is judged by its permissions.
 
     Raises:
         InputError: ``<where>='<location>': <why>`` (for a file: also when the location is a folder).
