@@ -15,14 +15,15 @@ from scaling_laws.objective import Objective
 from scaling_laws.registry import LAWS, get_law
 from scaling_laws.result import FitResult
 from scaling_laws.spt_fit import fit_spt
-from scaling_laws.spt_laws import FinetuneGain, SPTOverfit, SPTOverfitN
-from scaling_laws.spt_parts import SPTGap, SPTTrain
+from scaling_laws.spt_laws import FinetuneGain, SPTOverfitN
+from scaling_laws.spt_paper import SPTGap, SPTOverfit, SPTTrain
+from scaling_laws.spt_regularized import SPTRegularized
 from scaling_laws.sweep_fit import fit_evaluations, fit_sweep
 from scaling_laws.validation import validate
 
 __all__ = [
-    "LAWS", "Chinchilla", "FinetuneGain", "FitResult", "FractionChoice", "Law", "Muennighoff", "Objective",
-    "Param", "SPTGap", "SPTOverfit", "SPTOverfitN", "SPTTrain", "compute_optimal", "extrapolation_check", "fit",
-    "fit_evaluations", "fit_spt", "fit_sweep", "get_law", "optimal_fraction", "predict", "predict_table",
+    "LAWS", "Chinchilla", "FinetuneGain", "FitResult", "FractionChoice", "Law", "Muennighoff", "Objective", "Param",
+    "SPTGap", "SPTOverfit", "SPTOverfitN", "SPTRegularized", "SPTTrain", "compute_optimal", "extrapolation_check",
+    "fit", "fit_evaluations", "fit_spt", "fit_sweep", "get_law", "optimal_fraction", "predict", "predict_table",
     "validate",
 ]

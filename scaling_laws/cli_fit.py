@@ -19,7 +19,7 @@ from spt import storage
 from spt.errors import InputError
 
 #: Laws fitted by :func:`scaling_laws.sweep_fit.fit_evaluations` (valid budgets, halves, run bootstrap).
-SPT_LAWS = ("spt", "spt-n")
+SPT_LAWS = ("spt", "spt-regularized", "spt-n")
 
 
 def print_arguments(args: argparse.Namespace) -> None:
@@ -166,6 +166,7 @@ def _fit_spt(args, data: FitData, loss_column: str, replicates: int, options: di
     from scaling_laws.validation import format_validation, validate
 
     source = str(args.data)
+    options = {**options, "form": "spt-regularized" if args.law == "spt-regularized" else "spt"}
     result = fit_evaluations(data.table, results=data.sweep.results if data.sweep else None, source=source,
                              bootstrap_replicates=replicates, level=args.level, loss_column=loss_column,
                              fitted=args.fitted, staged=not args.no_staged,

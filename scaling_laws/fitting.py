@@ -67,10 +67,10 @@ def fit(
     Args:
         table: One row per run, or per evaluation of a run (with a ``run_id`` column), with the law's input
             columns and the fitted column.
-        law: A law name (``chinchilla``, ``muennighoff``, ``spt``, ``spt-n``, ``spt-train``, ``spt-gap``,
-            ``finetune-gain``) or form. ``spt`` becomes ``spt-n`` when the table has a ``params`` column with
-            several values. (A sweep's SPT fit, with the train loss and the gap fitted separately, is
-            :func:`scaling_laws.spt_fit.fit_spt`.)
+        law: A law name (``chinchilla``, ``muennighoff``, ``spt``, ``spt-regularized``, ``spt-n``, ``spt-train``,
+            ``spt-gap``, ``finetune-gain``, ...) or form. ``spt`` becomes ``spt-n`` when the table has a
+            ``params`` column with several values. (A sweep's SPT fit, with the train loss and the gap fitted
+            separately, is :func:`scaling_laws.spt_fit.fit_spt`.)
         loss_column: Column to fit (default: the law's target, ``loss`` or ``gain``).
         objective: What to minimize (default: sum of Huber losses, delta 1e-3, in the law's residual space).
         fixed: Public values of parameters held fixed, by name (e.g. a Chinchilla base for ``muennighoff``).
@@ -88,7 +88,8 @@ def fit(
         The fit.
 
     Raises:
-        InputError: For bad data, unknown fixed parameters, or data on which no start gives a finite objective.
+        InputError: For bad data, unknown fixed parameters (or any, for a law with ``share`` parameters), or
+            data on which no start gives a finite objective.
     """
     started = time.perf_counter()
     law = _resolve(table, law)
@@ -98,6 +99,10 @@ def fit(
     unknown = sorted(set(fixed) - set(law.names))
     if unknown:
         raise InputError(f"cannot fix {', '.join(unknown)}: law {law.name} has {', '.join(law.names)}")
+    shares = [p.name for p in law.params if p.share]
+    if fixed and shares:
+        raise InputError(f"cannot fix parameters of law {law.name}: it fits {', '.join(shares)} as shares of "
+                         f"other parameters (so that the paper's constraints hold), not on their own")
     checked = check_frame(table, law, target, residuals=objective.residuals,
                           free_params=len(law.params) - len(fixed), source=source)
     inputs, values = law_inputs(checked, law), checked[target].to_numpy(dtype=float)

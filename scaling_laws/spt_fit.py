@@ -29,12 +29,12 @@ import pandas as pd
 
 from scaling_laws.data import check_frame, law_inputs
 from scaling_laws.fitting import fit, search_law
+from scaling_laws.laws import Law
 from scaling_laws.noise import RunLayout, estimate_noise, resolve_method, run_layout, simulate
 from scaling_laws.objective import Objective
 from scaling_laws.result import FitResult
 from scaling_laws.search import refit
-from scaling_laws.spt_laws import SPTOverfit
-from scaling_laws.spt_parts import SPTGap, SPTTrain, combine, combine_samples
+from scaling_laws.spt_parts import FORMS, combine, combine_samples
 from spt.errors import InputError
 
 TRAIN_COLUMN = "domain_train_loss"
@@ -64,15 +64,17 @@ def train_loss_available(table: pd.DataFrame, train_column: str = TRAIN_COLUMN) 
     return True, ""
 
 
-def fit_spt(table: pd.DataFrame, *, loss_column: str = "domain_loss", train_column: str = TRAIN_COLUMN,
-            fitted: str = "auto", objective: Objective | None = None, n_starts: int | None = None,
-            staged: bool = True, bootstrap_replicates: int = 0, bootstrap_method: str = "auto",
-            level: float = 0.95, seed: int = 0, source: str = "data") -> FitResult:
+def fit_spt(table: pd.DataFrame, *, form: str = "spt", loss_column: str = "domain_loss",
+            train_column: str = TRAIN_COLUMN, fitted: str = "auto", objective: Objective | None = None,
+            n_starts: int | None = None, staged: bool = True, bootstrap_replicates: int = 0,
+            bootstrap_method: str = "auto", level: float = 0.95, seed: int = 0, source: str = "data") -> FitResult:
     """Fits the SPT law to evaluations: the train loss and the gap separately when the train loss is there.
 
     Args:
         table: Evaluations with ``tokens``, ``fraction``, the held-out loss, optionally the train loss and a
             ``run_id`` (runs are what the bootstrap resamples).
+        form: ``spt`` (the paper's law, :mod:`scaling_laws.spt_paper`) or ``spt-regularized`` (its bounds,
+            priors and gap offset, :mod:`scaling_laws.spt_regularized`).
         loss_column: The held-out domain loss.
         train_column: The loss on the fixed sample of domain training sequences.
         fitted: ``auto`` (the halves when every row has a train loss and their sum describes the held-out
@@ -89,13 +91,15 @@ def fit_spt(table: pd.DataFrame, *, loss_column: str = "domain_loss", train_colu
         source: Name of the table in error messages.
 
     Returns:
-        A fit of law ``spt`` (``spt-n`` when several model sizes are in ``params``: then the held-out loss).
+        A fit of law ``form`` (``spt-n`` when several model sizes are in ``params``: then the held-out loss).
 
     Raises:
         InputError: For bad data or options.
     """
     if fitted not in FITTED:
         raise InputError(f"fitted={fitted!r}: expected one of {', '.join(FITTED)}")
+    if form not in FORMS:
+        raise InputError(f"form={form!r}: expected one of {', '.join(FORMS)}")
     objective = objective or Objective(huber_delta=SWEEP_HUBER_DELTA)
     available, why = train_loss_available(table, train_column)
     several_sizes = "params" in table.columns and pd.to_numeric(table["params"], errors="coerce").nunique() > 1
@@ -107,10 +111,10 @@ def fit_spt(table: pd.DataFrame, *, loss_column: str = "domain_loss", train_colu
               f"their power terms can trade places")
     ratio = None
     if fitted != "held-out" and available and not several_sizes:
-        halves = _search_halves(table, loss_column, train_column, **options)
+        halves = _search_halves(table, form, loss_column, train_column, **options)
         if fitted == "train+gap":
             return _halves_result(halves, bootstrap_replicates, bootstrap_method, level)
-        held_out = fit(table, "spt", loss_column=loss_column, staged=staged, **options)
+        held_out = fit(table, form, loss_column=loss_column, staged=staged, **options)
         ratio, halves_rms, held_out_rms = _lack_of_fit(halves, held_out)
         if ratio <= LACK_OF_FIT_RATIO:
             result = _halves_result(halves, bootstrap_replicates, bootstrap_method, level)
@@ -121,7 +125,7 @@ def fit_spt(table: pd.DataFrame, *, loss_column: str = "domain_loss", train_colu
                   f"halves' sum missed the held-out loss by {100 * halves_rms:.2g}% RMS against "
                   f"{100 * held_out_rms:.2g}% for a fit of the held-out loss ({ratio:.3g}x, above "
                   f"{LACK_OF_FIT_RATIO:g}x), so the law's train and gap terms describe their sum only")
-    result = fit(table, "spt", loss_column=loss_column, staged=staged, bootstrap_replicates=bootstrap_replicates,
+    result = fit(table, form, loss_column=loss_column, staged=staged, bootstrap_replicates=bootstrap_replicates,
                  bootstrap_method=bootstrap_method, level=level, **options)
     result.settings["fitted"] = "held-out"
     if ratio is not None:
@@ -160,6 +164,7 @@ def _held_out_noise(result: FitResult, table: pd.DataFrame, loss_column: str) ->
 class Halves:
     """The two halves fitted on one table, before any bootstrap."""
 
+    whole: Law
     table: pd.DataFrame
     checked: pd.DataFrame
     inputs: dict
@@ -187,9 +192,9 @@ class Halves:
         return self.fitted("gap")
 
 
-def _search_halves(table, loss_column, train_column, objective, n_starts, seed, source) -> Halves:
+def _search_halves(table, form, loss_column, train_column, objective, n_starts, seed, source) -> Halves:
     started = time.perf_counter()
-    whole, train_law, gap_law = SPTOverfit(), SPTTrain(), SPTGap()
+    whole, train_law, gap_law = (law() for law in FORMS[form])
     checked = check_frame(table, whole, loss_column, free_params=len(train_law.params), source=source)
     trained = check_frame(table, train_law, train_column, free_params=len(train_law.params), source=source)
     inputs = law_inputs(checked, whole)
@@ -207,13 +212,13 @@ def _search_halves(table, loss_column, train_column, objective, n_starts, seed, 
         problems[name] = search_law(law, inputs, values, goal, n_starts=n_starts, staged=False, rng=rng,
                                     prior_noise=getattr(law, "prior_noise", 0.0) * loss_level
                                     if name == "gap" else None)
-    return Halves(table, checked, inputs, held_out, train, problems, objective, loss_column, train_column, seed,
-                  rng, started)
+    return Halves(whole, table, checked, inputs, held_out, train, problems, objective, loss_column, train_column,
+                  seed, rng, started)
 
 
 def _halves_result(halves: Halves, replicates: int, method: str, level: float) -> FitResult:
     """The summed law of the halves, with bootstrap replicates of both."""
-    problems, whole = halves.problems, SPTOverfit()
+    problems, whole = halves.problems, halves.whole
     values = {name: dict(zip(problem.law.names, map(float, problem.law.to_public(found.theta))))
               for name, (problem, found) in problems.items()}
     params = combine(values["train"], values["gap"])
@@ -221,7 +226,7 @@ def _halves_result(halves: Halves, replicates: int, method: str, level: float) -
     samples, noise, used = None, {}, None
     if replicates > 0:
         used = resolve_method(method, layout)
-        samples, noise = _bootstrap_halves(problems, replicates, used, layout, halves.rng)
+        samples, noise = _bootstrap_halves(problems, replicates, used, layout, halves.rng, whole.names)
     objective = halves.objective
     result = FitResult(
         law=whole.name, params=params,
@@ -270,7 +275,7 @@ def _joint_replicates(problems: dict, replicates: int, layout: RunLayout, rng: n
 
 
 def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunLayout,
-                      rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+                      rng: np.random.Generator, names: list[str]) -> tuple[np.ndarray, dict]:
     """Replicates of both halves (the same resampled rows for ``points``, joint noise draws for ``runs``),
     summed into the law's samples."""
     public, noise = {}, {}
@@ -284,4 +289,4 @@ def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunL
                     "gap": problems["gap"][0].with_targets(gap_star)}
     for name, (problem, found) in problems.items():
         public[name] = problem.law.to_public(refit(variants[name], found.minima[:3], replicates))
-    return combine_samples(public["train"], public["gap"]), noise
+    return combine_samples(public["train"], public["gap"], names, problems["gap"][0].law.names), noise

@@ -17,7 +17,8 @@ import numpy as np
 from scaling_laws.laws import Chinchilla, Inputs, Law, Muennighoff
 from scaling_laws.objective import Objective
 from scaling_laws.search import Problem, search
-from scaling_laws.spt_laws import SPTOverfit, projected_starts
+from scaling_laws.projection import projected_starts
+from scaling_laws.spt_paper import SPTOverfit
 
 #: Minimum rows for a stage to be attempted.
 _MIN_ROWS = 6
@@ -29,7 +30,7 @@ def staged_starts(law: Law, inputs: Inputs, target: np.ndarray, objective: Objec
     try:
         if type(law) is Muennighoff:
             start = _muennighoff_start(law, inputs, target, objective)
-        elif type(law) is SPTOverfit:
+        elif isinstance(law, SPTOverfit) and len(law.params) == len(SPTOverfit.params):  # not spt-n
             start = _spt_start(law, inputs, target)
         else:
             return empty
@@ -126,6 +127,12 @@ def _spt_start(law: SPTOverfit, inputs, target) -> np.ndarray | None:
         if 0.0 <= k1 <= 1.0 and error < best_error:  # the floor falls as domain data is added
             best_error = error
             values.update(k0=float(k0), k1=float(k1), k2=float(k2), k3=float(k3))
-    clipped = {p.name: float(np.clip(values[p.name], p.lower, p.upper)) for p in law.params}
+    # The paper's signs (a share needs a negative b_train_s to be defined), then each bound in the fitted coordinates.
+    values["b_train_s"] = min(values["b_train_s"], -1e-3)
+    values["b_gap_g"], values["b_gap_s"] = min(values["b_gap_g"], 0.0), max(values["b_gap_s"], 0.0)
+    clipped = {p.name: values[p.name] if p.share else float(np.clip(values[p.name], p.lower, p.upper))
+               for p in law.params}
+    lower, upper = law.bounds()
+    start = np.clip(law.to_internal(clipped), lower, upper)
     # The exponents are the stages' real contribution; re-solve the linear coefficients jointly for them.
-    return projected_starts(law, law.to_internal(clipped)[None, :], inputs, target)[0]
+    return projected_starts(law, start[None, :], inputs, target)[0]
