@@ -85,7 +85,9 @@ def fit(
         source: Name of the table in error messages.
 
     Returns:
-        The fit.
+        The fit; ``settings`` records ``converged``, ``on_bounds`` (parameters whose fitted coordinate sits on a
+        bound: ``{name: "lower" | "upper"}``) and ``optimum`` (how many starts reached the best objective and
+        the next distinct minima, :func:`scaling_laws.search.optimum_spread`).
 
     Raises:
         InputError: For bad data, unknown fixed parameters (or any, for a law with ``share`` parameters), or
@@ -124,7 +126,8 @@ def fit(
             "objective": objective.kind, "huber_delta": objective.huber_delta, "residuals": objective.residuals,
             "loss_column": target, "n_starts": found.n_starts, "staged": staged and not fixed,
             "bootstrap": bootstrap_replicates, "bootstrap_method": method, "seed": seed,
-            "converged": found.converged, "seconds": round(time.perf_counter() - started, 3),
+            "converged": found.converged, "on_bounds": law.on_bounds(found.theta), "optimum": found.spread,
+            "seconds": round(time.perf_counter() - started, 3),
         },
         fixed=sorted(fixed),
         data_ranges={c: [float(checked[c].min()), float(checked[c].max())] for c in law.inputs},

@@ -92,6 +92,8 @@ def fit_spt(table: pd.DataFrame, *, form: str = "spt", loss_column: str = "domai
 
     Returns:
         A fit of law ``form`` (``spt-n`` when several model sizes are in ``params``: then the held-out loss).
+        ``settings`` records ``converged``, ``on_bounds`` (parameters on a bound, both halves) and ``optimum``
+        (per fitted law: starts that reached the best objective, and the next distinct minima).
 
     Raises:
         InputError: For bad data or options.
@@ -237,6 +239,9 @@ def _halves_result(halves: Halves, replicates: int, method: str, level: float) -
                   "n_starts": sum(found.n_starts for _, found in problems.values()), "staged": False,
                   "bootstrap": replicates, "bootstrap_method": used, "seed": halves.seed,
                   "converged": all(found.converged for _, found in problems.values()),
+                  "on_bounds": {name: side for problem, found in problems.values()
+                                for name, side in problem.law.on_bounds(found.theta).items()},
+                  "optimum": {name: found.spread for name, (_, found) in problems.items()},
                   "seconds": round(time.perf_counter() - halves.started, 3)},
         data_ranges={c: [float(halves.checked[c].min()), float(halves.checked[c].max())] for c in whole.inputs},
         samples=samples, level=level, noise=noise or None,

@@ -7,12 +7,15 @@ Tolerances are relative errors, about twice the largest error seen over four noi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from scaling_laws import extrapolation_check, fit, fit_spt, get_law, optimal_fraction, predict, synthetic
 from scaling_laws.data import law_inputs
 from scaling_laws.objective import Objective, value_and_grad
+from scaling_laws.report import format_fit
 from scaling_laws.result import FitResult
 
 
@@ -73,7 +76,7 @@ def test_spt_recovery_from_the_train_loss_and_the_gap(form, gap_offset):
     table = synthetic.spt_table(noise=0.0005, seed=0, target="domain_loss", train_column="domain_train_loss",
                                 gap_offset=gap_offset)
     result = fit_spt(table, form=form, n_starts=64)
-    assert result.law == form and result.settings["fitted"] == "train+gap"
+    assert result.law == form and result.settings["fitted"] == "train+gap" and result.settings["on_bounds"] == {}
     gap = get_law(result.components["gap"]["law"])
     if gap_offset:
         assert result.components["gap"]["params"]["c_gap"] == pytest.approx(gap_offset, abs=0.005)
@@ -91,6 +94,26 @@ def test_spt_recovery_from_the_train_loss_and_the_gap(form, gap_offset):
     true_gap = synthetic.gap_loss(true, inputs["tokens"], inputs["fraction"], gap_offset)
     np.testing.assert_allclose(fitted_gap, true_gap, atol=2e-3)
     _assert_decisions_recovered(result, true, rtol=1e-2, delta_tolerance=0.005)
+
+
+def test_a_fit_records_parameters_on_a_bound_and_how_its_starts_ended():
+    """A steep law the regularized form's bounds cannot hold: the fit JSON names the parameter on its bound and
+    `spt fit` prints a warning; every fit records how many starts reached the best objective."""
+    table = synthetic.spt_halves_table(synthetic.SPT_STEEP, (0.0, 0.001, 0.01, 0.02, 0.05),
+                                       np.geomspace(1e9, 1e10, 10), noise=2e-5)
+    result = fit_spt(table, fitted="train+gap", form="spt-regularized")
+    again = FitResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again.settings["converged"] and again.settings["on_bounds"] == {"b_gap_s": "lower"}
+    assert set(again.settings["optimum"]) == {"train", "gap"}
+    assert all(spread["at_best"] >= 2 for spread in again.settings["optimum"].values())
+    text = format_fit(again).splitlines()
+    assert "warning: parameters on a bound: b_gap_s (b_gap_s = 0): the bound, not the data, set them, and " \
+           "forecasts that lean on them are the bound's" in text
+    assert any(line.startswith("optimum (gap): 64 of 64 starts ended within 0.01% of the best objective")
+               for line in text)
+    plain = fit(synthetic.chinchilla_table(n=60, noise=0.005, seed=5), "chinchilla", n_starts=40)
+    assert plain.settings["on_bounds"] == {} and plain.settings["optimum"]["starts"] == 40
+    assert plain.settings["optimum"]["at_best"] >= 2
 
 
 def test_a_memorized_domain_set_falls_back_to_the_held_out_loss():
