@@ -22,7 +22,7 @@ from sweeps.tables import FitData, read_fit_data
 from sweeps.tracking import log_decision
 
 #: Laws fitted by :func:`scaling_laws.fitting.evaluations.fit_evaluations` (valid budgets, halves, run bootstrap).
-SPT_LAWS = ("spt", "spt-n")
+SPT_LAWS = ("spt", "spt-regularized", "spt-n")
 
 
 def print_arguments(args: argparse.Namespace) -> None:
@@ -128,6 +128,7 @@ def log_to_sweep(data: str, files: list[str]) -> None:
 
 def _fit_spt(args, data: FitData, loss_column: str, replicates: int, options: dict) -> FitResult:
     source = str(args.data)
+    options = {**options, "form": "spt-regularized" if args.law == "spt-regularized" else "spt"}
     result = fit_evaluations(data.table, results=data.sweep.results if data.sweep else None, source=source,
                              bootstrap_replicates=replicates, level=args.level, loss_column=loss_column,
                              fitted=args.fitted, staged=not args.no_staged,

@@ -2,9 +2,9 @@
 
 Pure functions over arrays and DataFrames (it imports only :mod:`spt`), in four parts:
 
-- :mod:`scaling_laws.laws`: the law forms (Chinchilla, Muennighoff, every SPT form) and their registry;
+- :mod:`scaling_laws.laws.base`: the law forms (Chinchilla, Muennighoff, every SPT form) and their registry;
 - :mod:`scaling_laws.numerics`: law-agnostic optimizers and objectives;
-- :mod:`scaling_laws.fitting`: tables in, multi-start fits and their bootstrap out;
+- :mod:`scaling_laws.fitting.fit`: tables in, multi-start fits and their bootstrap out;
 - :mod:`scaling_laws.decision`: delta*, multipliers, validation, reports and plots from a fit.
 
 A sweep folder is read by :mod:`sweeps.tables`; the CLI (:mod:`cli.laws`) and the notebook call these::
@@ -24,12 +24,12 @@ from scaling_laws.fitting.result import FitResult
 from scaling_laws.fitting.spt import fit_spt
 from scaling_laws.laws.base import Chinchilla, Law, Muennighoff, Param
 from scaling_laws.laws.registry import LAWS, get_law
-from scaling_laws.laws.spt import FinetuneGain, SPTOverfit, SPTOverfitN
-from scaling_laws.laws.spt_parts import SPTGap, SPTTrain
+from scaling_laws.laws.spt import FinetuneGain, SPTGap, SPTOverfit, SPTOverfitN, SPTRegularized, SPTTrain
 from scaling_laws.numerics.objective import Objective
 
 __all__ = [
-    "LAWS", "Chinchilla", "FinetuneGain", "FitResult", "FractionChoice", "Law", "Muennighoff", "Objective",
-    "Param", "SPTGap", "SPTOverfit", "SPTOverfitN", "SPTTrain", "compute_optimal", "extrapolation_check", "fit",
-    "fit_evaluations", "fit_spt", "get_law", "optimal_fraction", "predict", "predict_table", "validate",
+    "LAWS", "Chinchilla", "FinetuneGain", "FitResult", "FractionChoice", "Law", "Muennighoff", "Objective", "Param",
+    "SPTGap", "SPTOverfit", "SPTOverfitN", "SPTRegularized", "SPTTrain", "compute_optimal", "extrapolation_check",
+    "fit", "fit_evaluations", "fit_spt", "get_law", "optimal_fraction", "predict", "predict_table",
+    "validate",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_laws.laws.registry import get_law
-from scaling_laws.laws.spt_parts import GAP_NAMES, SPTGap
+from scaling_laws.laws.spt import GAP_NAMES
 
 CHINCHILLA = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.35, "beta": 0.37}
 MUENNIGHOFF = {"E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.35, "beta": 0.353, "R_D_star": 15.4,
@@ -26,6 +26,11 @@ PILOT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6)
 PILOT_DOMAIN_TOKENS = 1e4
 #: Held-out minus training-sample loss of the pilot's domain samples that memorization does not explain.
 PILOT_GAP_OFFSET = 0.02
+#: A steep law of the paper's form (slopes per unit fraction: ``a3 = -100`` is -1 per percent): its 10% curve
+#: turns up near 6.4e10 tokens and 2% overtakes 5% near 9.9e10, both far beyond budgets of 1e9..1e10 (chosen so,
+#: before any fit was run; see ``tests/test_scaling_forecast_paper_law.py``).
+SPT_STEEP = {"A_train": 300.0, "b_train_s": -0.8, "b_train_g": -0.3, "k0": 1.5, "k1": 0.01, "k2": 0.003, "k3": 0.0,
+             "a1": 1e4, "a2": 1.5, "a3": -100.0, "b_gap_g": -0.3, "b_gap_s": 3.7}
 SPT_N = {**SPT, "A_N": 0.5, "alpha_N": 0.3, "gamma_N": 0.3}
 FINETUNE_GAIN = {"a": -2.0, "b": -0.1, "c": 0.5}
 
@@ -65,18 +70,40 @@ def spt_table(noise: float = 0.001, seed: int = 0, params: dict = SPT, target: s
               fractions=SPT_FRACTIONS, num_budgets: int = 9, train_column: str | None = None,
               gap_offset: float = 0.0) -> pd.DataFrame:
     """A grid of token budgets (1e8..1e10) x domain fractions; with ``train_column``, also the train-sample loss
-    (the law minus its gap half, :class:`scaling_laws.laws.spt_parts.SPTGap` with ``c_gap = gap_offset``), with the
+    (the law minus the gap: its gap half plus ``gap_offset``, :func:`gap_loss`), with the
     same multiplicative noise draw as the held-out loss plus its own draw."""
     rng = np.random.default_rng(seed)
     tokens, fraction = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 1e10, num_budgets), fractions))
     table = _noisy("spt", params, {"tokens": tokens, "fraction": fraction}, noise, rng, target=target)
     if train_column is not None:
-        gap = SPTGap().predict({**{n: params[n] for n in GAP_NAMES}, "c_gap": gap_offset},
-                               {"tokens": tokens, "fraction": fraction})
+        gap = gap_loss(params, tokens, fraction, gap_offset)
         clean = get_law("spt").predict(params, {"tokens": tokens, "fraction": fraction})
         shared = table[target].to_numpy() / clean
         table[train_column] = (clean - gap) * shared * np.exp(rng.normal(0.0, noise / 4, len(clean)))
     return table
+
+
+def gap_loss(params: dict, tokens, fraction, offset: float = 0.0) -> np.ndarray:
+    """Held-out minus train-sample loss: the SPT law's gap half (:class:`scaling_laws.laws.spt.SPTGap`) plus a
+    constant ``offset`` (the two samples are different texts; the regularized form's ``c_gap``)."""
+    inputs = {"tokens": np.asarray(tokens, dtype=float), "fraction": np.asarray(fraction, dtype=float)}
+    return get_law("spt-gap").predict({n: params[n] for n in GAP_NAMES}, inputs) + offset
+
+
+def spt_halves_table(params: dict, fractions, budgets, noise: float, seed: int = 0) -> pd.DataFrame:
+    """One run per fraction evaluated at every budget (tokens): the held-out loss of the SPT law and the train-sample
+    loss (held-out minus the gap half), each with its own multiplicative log-normal noise (sd ``noise``).
+
+    Independent noise on the two losses is the hard case for the gap (their difference carries both); evaluations
+    of one checkpoint usually share most of it (see :func:`spt_sweep`).
+    """
+    rng = np.random.default_rng(seed)
+    tokens, fraction = (a.ravel() for a in np.meshgrid(np.asarray(budgets, float), np.asarray(fractions, float)))
+    held_out = get_law("spt").predict(params, {"tokens": tokens, "fraction": fraction})
+    train = held_out - gap_loss(params, tokens, fraction)
+    return pd.DataFrame({"run_id": [f"d{f:g}" for f in fraction], "tokens": tokens, "fraction": fraction,
+                         "domain_loss": held_out * np.exp(rng.normal(0.0, noise, len(tokens))),
+                         "domain_train_loss": train * np.exp(rng.normal(0.0, noise, len(tokens)))})
 
 
 def spt_n_table(noise: float = 0.001, seed: int = 0, params: dict = SPT_N) -> pd.DataFrame:
@@ -137,15 +164,15 @@ def spt_sweep(fractions=(0.0, 0.2, 0.5), total_tokens=1e9, evaluations: int = 8,
     """A sweep's ``results`` and ``curves`` tables (the columns of a sweep's, for ``sweeps.tables.write_sweep``),
     drawn from the SPT law.
 
-    One run per fraction, budget (``total_tokens``: a number or a list) and seed, evaluated every
-    ``budget / evaluations`` tokens. The law gives the held-out domain loss at constant learning rate; the
-    training-sample loss is that minus the gap half of the law (:class:`scaling_laws.laws.spt_parts.SPTGap` with
-    ``c_gap = gap_offset``). Noise is multiplicative and shared by both losses of an evaluation, as a checkpoint's
-    quality is: a per-run offset (sd ``offset_sd``) plus an AR(1) series along the run (marginal sd ``noise``,
-    lag-1 correlation ``ar_rho``); each loss also gets independent evaluation noise (sd ``eval_noise``, default
-    ``noise / 4``). Schedules: ``constant`` (all stable after ``warmup`` evaluations), ``wsd`` (the last 20%
-    decay, 2% below the law at the end) and ``cosine`` (all decay after warmup, 3% below the law at the end);
-    warmup evaluations are 5% above the law. The fine-tuned loss is the final held-out loss minus ``gain``.
+    One run per fraction, budget (``total_tokens``: a number or a list) and seed, evaluated every ``budget /
+    evaluations`` tokens. The law gives the held-out domain loss at constant learning rate; the training-sample loss
+    is that minus the gap (the law's gap half plus ``gap_offset``, :func:`gap_loss`). Noise is multiplicative and
+    shared by both losses of an evaluation, as a checkpoint's quality is: a per-run offset (sd ``offset_sd``) plus
+    an AR(1) series along the run (marginal sd ``noise``, lag-1 correlation ``ar_rho``); each loss also gets
+    independent evaluation noise (sd ``eval_noise``, default ``noise / 4``). Schedules: ``constant`` (all stable
+    after ``warmup`` evaluations), ``wsd`` (the last 20% decay, 2% below the law at the end) and ``cosine`` (all
+    decay after warmup, 3% below the law at the end); warmup evaluations are 5% above the law. The fine-tuned loss
+    is the final held-out loss minus ``gain``.
     """
     eval_noise = noise / 4.0 if eval_noise is None else eval_noise
     budgets = [float(t) for t in np.atleast_1d(total_tokens)]
@@ -175,8 +202,7 @@ def _synthetic_run(run: dict, fraction: float, budget: float, setup: dict, rng: 
     scale, lr = _schedule(phases, tokens / budget, setup["schedule"])
     common = rng.normal(0.0, offset_sd) + _ar1(rng, count, noise, ar_rho)
     heldout_clean = law.loss_at(params, tokens, fraction)
-    gap_clean = SPTGap().predict({**{name: params[name] for name in GAP_NAMES}, "c_gap": setup["gap_offset"]},
-                                 {"tokens": tokens, "fraction": np.full(count, fraction)})
+    gap_clean = gap_loss(params, tokens, np.full(count, fraction), setup["gap_offset"])
     heldout = heldout_clean * scale * np.exp(common + rng.normal(0.0, eval_noise, count))
     train = (heldout_clean - gap_clean) * scale * np.exp(common + rng.normal(0.0, eval_noise, count))
     general = law.loss_at(params, (1.0 - fraction) * tokens + 1.0, 0.0) * np.exp(rng.normal(0.0, noise, count))

@@ -9,6 +9,10 @@ is whether the nominal 90% interval for delta* at the largest budget contains th
 The run bootstrap (simulated offsets and correlated noise, :mod:`scaling_laws.fitting.noise`) must cover in at least
 80% of the sweeps; the classic bootstrap over single evaluations, on the same sweeps, must be seen to fall short
 (its intervals treat 16 correlated evaluations of a run as 16 runs).
+
+The pilots' held-out and train samples differ by a constant (0.02 nats, as real pilots' do), which the regularized
+form models (its gap offset ``c_gap``) and the paper's law does not, so the law fitted is ``spt-regularized``: the
+question here is the bootstrap's, for a law that describes the data.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ SWEEPS = 40
 LEVEL = 0.9
 REPLICATES = 100
 BUDGET = 5e5
+FORM = "spt-regularized"
 
 
 def covered(table, truth: float, method: str, seed: int) -> tuple[bool, float, float]:
-    result = fit_spt(table, n_starts=16, bootstrap_replicates=REPLICATES, bootstrap_method=method, level=LEVEL,
-                     seed=seed)
+    result = fit_spt(table, form=FORM, n_starts=16, bootstrap_replicates=REPLICATES, bootstrap_method=method,
+                     level=LEVEL, seed=seed)
     choice = optimal_fraction(result, BUDGET)
     low, high = choice.fraction_interval
     assert low <= choice.fraction <= high
@@ -34,7 +39,7 @@ def covered(table, truth: float, method: str, seed: int) -> tuple[bool, float, f
 
 
 def test_run_bootstrap_covers_the_true_delta_star_and_the_point_bootstrap_does_not():
-    law_only = FitResult(law="spt", params=synthetic.SPT_PILOT, objective=0.0, n_points=0,
+    law_only = FitResult(law=FORM, params=synthetic.SPT_PILOT, objective=0.0, n_points=0,
                          data_ranges={"tokens": [2.5e4, BUDGET], "fraction": [0.0, 0.6]})
     truth = optimal_fraction(law_only, BUDGET).fraction
     outcomes = {"runs": [], "points": []}

@@ -7,10 +7,13 @@ Tolerances are relative errors, about twice the largest error seen over four noi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from scaling_laws import extrapolation_check, fit, fit_spt, get_law, optimal_fraction, predict, synthetic
+from scaling_laws.decision.report import format_fit
 from scaling_laws.fitting.data import law_inputs
 from scaling_laws.fitting.result import FitResult
 from scaling_laws.numerics.objective import Objective, value_and_grad
@@ -65,26 +68,52 @@ def test_muennighoff_with_the_base_held_fixed():
     assert_recovered(result, synthetic.MUENNIGHOFF, {**{k: 1e-9 for k in base}, "R_D_star": 0.1, "R_N_star": 0.1})
 
 
-def test_spt_recovery_from_the_train_loss_and_the_gap():
-    """With the train loss measured, the halves are fitted separately and every parameter comes back."""
+@pytest.mark.parametrize("form, gap_offset", [("spt", 0.0), ("spt-regularized", 0.02)])
+def test_spt_recovery_from_the_train_loss_and_the_gap(form, gap_offset):
+    """With the train loss measured, the halves are fitted separately and every parameter comes back: with the
+    paper's law on data drawn from it, and with the regularized form on data whose held-out and train samples
+    differ by a constant (its gap offset ``c_gap``, which the paper's law does not have)."""
     table = synthetic.spt_table(noise=0.0005, seed=0, target="domain_loss", train_column="domain_train_loss",
-                                gap_offset=0.02)
-    result = fit_spt(table, n_starts=64)
-    assert result.settings["fitted"] == "train+gap" and result.components["gap"]["params"]["c_gap"] == pytest.approx(
-        0.02, abs=0.005)
+                                gap_offset=gap_offset)
+    result = fit_spt(table, form=form, n_starts=64)
+    assert result.law == form and result.settings["fitted"] == "train+gap" and result.settings["on_bounds"] == {}
+    gap = get_law(result.components["gap"]["law"])
+    if gap_offset:
+        assert result.components["gap"]["params"]["c_gap"] == pytest.approx(gap_offset, abs=0.005)
+    else:
+        assert "c_gap" not in gap.names
     # The held-out loss follows the SPT law; the train half's floor sits c_gap lower, and the sum folds it back.
     true = synthetic.SPT
-    assert result.components["train"]["params"]["k0"] == pytest.approx(true["k0"] - 0.02, rel=0.05)
+    assert result.components["train"]["params"]["k0"] == pytest.approx(true["k0"] - gap_offset, rel=0.05)
     assert_recovered(result, true, {"A_train": 0.04, "b_train_s": 0.02, "b_train_g": 0.025, "b_gap_s": 0.1,
                                     "b_gap_g": 0.3, "k0": 0.05, "k1": 0.08, "k2": 0.2, "k3": 0.1})
     # a1, a2 and a3 shape the gap in delta, which is visible at the two largest fractions only: they trade off,
     # and what is recovered is the gap itself.
-    gap = get_law("spt-gap")
     inputs = {"tokens": table["tokens"].to_numpy(), "fraction": table["fraction"].to_numpy()}
     fitted_gap = gap.predict(result.components["gap"]["params"], inputs)
-    true_gap = gap.predict({**{k: synthetic.SPT[k] for k in gap.names if k != "c_gap"}, "c_gap": 0.02}, inputs)
+    true_gap = synthetic.gap_loss(true, inputs["tokens"], inputs["fraction"], gap_offset)
     np.testing.assert_allclose(fitted_gap, true_gap, atol=2e-3)
     _assert_decisions_recovered(result, true, rtol=1e-2, delta_tolerance=0.005)
+
+
+def test_a_fit_records_parameters_on_a_bound_and_how_its_starts_ended():
+    """A steep law the regularized form's bounds cannot hold: the fit JSON names the parameter on its bound and
+    `spt fit` prints a warning; every fit records how many starts reached the best objective."""
+    table = synthetic.spt_halves_table(synthetic.SPT_STEEP, (0.0, 0.001, 0.01, 0.02, 0.05),
+                                       np.geomspace(1e9, 1e10, 10), noise=2e-5)
+    result = fit_spt(table, fitted="train+gap", form="spt-regularized")
+    again = FitResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again.settings["converged"] and again.settings["on_bounds"] == {"b_gap_s": "lower"}
+    assert set(again.settings["optimum"]) == {"train", "gap"}
+    assert all(spread["at_best"] >= 2 for spread in again.settings["optimum"].values())
+    text = format_fit(again).splitlines()
+    assert "warning: parameters on a bound: b_gap_s (b_gap_s = 0): the bound, not the data, set them, and " \
+           "forecasts that lean on them are the bound's" in text
+    assert any(line.startswith("optimum (gap): 64 of 64 starts ended within 0.01% of the best objective")
+               for line in text)
+    plain = fit(synthetic.chinchilla_table(n=60, noise=0.005, seed=5), "chinchilla", n_starts=40)
+    assert plain.settings["on_bounds"] == {} and plain.settings["optimum"]["starts"] == 40
+    assert plain.settings["optimum"]["at_best"] >= 2
 
 
 def test_a_memorized_domain_set_falls_back_to_the_held_out_loss():
@@ -107,11 +136,11 @@ def test_a_memorized_domain_set_falls_back_to_the_held_out_loss():
 
 
 def _assert_decisions_recovered(result, true, rtol, delta_tolerance):
-    law = get_law("spt")
+    law = get_law(result.law)
     tokens, fraction = (a.ravel() for a in np.meshgrid(np.geomspace(1e8, 1e10, 25), np.linspace(0, 0.5, 26)))
     inputs = {"tokens": tokens, "fraction": fraction}
     np.testing.assert_allclose(law.predict(result.params, inputs), law.predict(true, inputs), rtol=rtol)
-    truth = FitResult(law="spt", params=true, objective=0.0, n_points=0, data_ranges=result.data_ranges)
+    truth = FitResult(law=result.law, params=true, objective=0.0, n_points=0, data_ranges=result.data_ranges)
     for budget in (1e8, 1e9, 1e10):
         assert optimal_fraction(result, budget).fraction == pytest.approx(
             optimal_fraction(truth, budget).fraction, abs=delta_tolerance)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scaling_laws import LAWS, Chinchilla, Muennighoff, Objective, SPTGap, SPTOverfit, SPTTrain, get_law, synthetic
-from scaling_laws.laws.spt_parts import GAP_NAMES, TRAIN_NAMES, combine
+from scaling_laws.laws.spt import GAP_NAMES, TRAIN_NAMES, combine
 from scaling_laws.numerics.lbfgs import minimize_batched
 from scaling_laws.numerics.lm import minimize_lm
 from scaling_laws.numerics.objective import value_and_grad
@@ -24,8 +24,11 @@ TRUE = {
     "muennighoff": synthetic.MUENNIGHOFF,
     "spt": synthetic.SPT,
     "spt-n": synthetic.SPT_N,
+    "spt-regularized": synthetic.SPT,
     "spt-train": {name: synthetic.SPT[name] for name in TRAIN_NAMES},
-    "spt-gap": {**{name: synthetic.SPT[name] for name in GAP_NAMES}, "c_gap": 0.02},
+    "spt-gap": {name: synthetic.SPT[name] for name in GAP_NAMES},
+    "spt-regularized-train": {name: synthetic.SPT[name] for name in TRAIN_NAMES},
+    "spt-regularized-gap": {**{name: synthetic.SPT[name] for name in GAP_NAMES}, "c_gap": 0.02},
     "finetune-gain": synthetic.FINETUNE_GAIN,
 }
 
@@ -40,7 +43,10 @@ def test_jacobian_matches_central_differences(name, space):
     law = get_law(name)
     theta = law.to_internal(TRUE[name])[None, :]
     function = law.log_predict_jac if space == "log" else law.predict_jac
-    value, jac = function(theta, INPUTS)
+    inputs = INPUTS
+    if name == "spt-gap" and space == "log":  # the paper's gap is 0 at delta = 0: no log there (fitted linearly)
+        inputs = {k: v[INPUTS["fraction"] > 0] for k, v in INPUTS.items()}
+    value, jac = function(theta, inputs)
     analytic = stacked(jac, value.shape)
     numeric, roundoff = np.empty_like(analytic), np.empty(theta.shape[1])
     for i in range(theta.shape[1]):
@@ -48,7 +54,7 @@ def test_jacobian_matches_central_differences(name, space):
         up, down = theta.copy(), theta.copy()
         up[0, i] += step
         down[0, i] -= step
-        numeric[..., i] = (function(up, INPUTS)[0] - function(down, INPUTS)[0]) / (2 * step)
+        numeric[..., i] = (function(up, inputs)[0] - function(down, inputs)[0]) / (2 * step)
         # Differences of large values lose digits: allow 100 ulps of the largest value per step.
         roundoff[i] = 100 * np.finfo(float).eps * np.abs(value).max() / step
     scale = np.abs(analytic).max(axis=(0, 1)) + 1e-12
@@ -166,29 +172,73 @@ def test_batched_lbfgs_solves_independent_bounded_quadratics():
     assert result.converged.all()
 
 
-def test_spt_exponents_have_the_papers_signs():
+def test_spt_is_the_papers_law_with_its_constraints_by_construction():
+    """Every point inside the fitted coordinates' box is a law the paper allows, and only the paper's constraints
+    bound it: b_train_s, b_train_g < 0 with |b_train_g| <= |b_train_s|; b_gap_g <= 0 <= b_gap_s; b_gap(delta) <= 1
+    up to delta = 0.1. No magnitude bound is left (a steep law's slopes per unit fraction run to the hundreds)."""
     law = SPTOverfit()
+    lower, upper = law.bounds()
+    finite = {p.name: (lo, hi) for p, lo, hi in zip(law.params, lower, upper) if np.isfinite(lo) and np.isfinite(hi)}
+    assert finite == {"b_train_g": (0.0, 1.0), "b_gap_s": (0.0, 1.0)}  # the two shares
     bounds = {p.name: (p.lower, p.upper) for p in law.params}
-    assert bounds["b_train_s"][1] < 0 and bounds["b_train_g"][1] < 0  # the train loss falls with T at every delta
-    assert bounds["b_gap_s"][0] >= 0 and bounds["b_gap_g"][1] <= 0  # the gap grows at delta=1, shrinks at delta=0
-    assert bounds["k1"][0] >= 0 and bounds["a2"][0] > 0
-    for half in (SPTTrain(), SPTGap()):
+    assert bounds["b_train_s"] == (-np.inf, 0.0) and bounds["b_gap_g"] == (-np.inf, 0.0)
+    assert bounds["a3"] == bounds["k0"] == bounds["k1"] == bounds["k3"] == (-np.inf, np.inf)
+    assert bounds["a2"] == (0.0, np.inf) and bounds["A_train"][0] == bounds["a1"][0] == bounds["k2"][0] == 1e-300
+    rng = np.random.default_rng(1)
+    theta = rng.uniform(-5, 5, (2000, len(law.params)))
+    for name in ("b_train_s", "b_gap_g"):
+        theta[:, law.names.index(name)] = -rng.exponential(3.0, len(theta))
+    for name in ("b_train_g", "b_gap_s"):
+        theta[:, law.names.index(name)] = rng.uniform(0.0, 1.0, len(theta))
+    public = dict(zip(law.names, law.to_public(theta).T))
+    assert np.all(public["b_train_s"] <= 0) and np.all(public["b_train_g"] <= 0)
+    assert np.all(np.abs(public["b_train_g"]) <= np.abs(public["b_train_s"]))
+    assert np.all(public["b_gap_g"] <= 0) and np.all(public["b_gap_s"] >= 0)
+    assert np.all(0.1 * public["b_gap_s"] + 0.9 * public["b_gap_g"] <= 1.0 + 1e-12)
+    np.testing.assert_allclose(law.internal_array(law.to_public(theta)), theta, rtol=1e-9, atol=1e-12)
+    for half in (SPTTrain(), SPTGap()):  # the halves fit the same coordinates
         for p in half.params:
+            same = law.params[law.names.index(p.name)]
+            assert (p.lower, p.upper, p.log, p.share) == (same.lower, same.upper, same.log, same.share), p.name
+    values = law.to_internal(synthetic.SPT)
+    assert np.all((lower <= values) & (values <= upper))
+
+
+def test_the_regularized_form_keeps_the_projects_bounds_and_priors():
+    law = get_law("spt-regularized")
+    bounds = {p.name: (p.lower, p.upper) for p in law.params}
+    assert bounds["b_train_s"][1] < 0 and bounds["b_train_g"][1] < 0
+    assert bounds["b_gap_s"] == (0.0, 2.0) and bounds["a3"] == (-10.0, 10.0) and bounds["k1"][0] == 0.0
+    assert law.priors == {"a2": (1.0, 2.0), "a3": (0.0, 5.0)} and not any(p.share for p in law.params)
+    assert get_law("spt-regularized-gap").names[-1] == "c_gap" and not getattr(SPTOverfit, "priors", None)
+    for half in ("spt-regularized-train", "spt-regularized-gap"):
+        for p in get_law(half).params:
             if p.name in bounds:
                 assert (p.lower, p.upper) == bounds[p.name], p.name
-    for name, value in synthetic.SPT.items():
-        assert bounds[name][0] <= value <= bounds[name][1], name
+
+
+def test_a_parameter_on_a_bound_is_named():
+    law = SPTOverfit()
+    theta = law.to_internal({**synthetic.SPT, "b_train_g": synthetic.SPT["b_train_s"], "b_gap_g": 0.0})
+    assert law.on_bounds(theta) == {"b_train_g": "upper", "b_gap_g": "upper"}
+    assert law.on_bounds(law.to_internal(synthetic.SPT)) == {}
 
 
 def test_the_halves_sum_to_the_spt_law():
     p = synthetic.SPT
     train = {name: p[name] for name in TRAIN_NAMES}
-    gap = {**{name: p[name] for name in GAP_NAMES}, "c_gap": 0.03}
+    gap = {name: p[name] for name in GAP_NAMES}
     inputs = {"tokens": INPUTS["tokens"], "fraction": INPUTS["fraction"]}
     summed = SPTTrain().predict(train, inputs) + SPTGap().predict(gap, inputs)
     np.testing.assert_allclose(SPTOverfit().predict(combine(train, gap), inputs), summed, rtol=1e-12)
     at_zero = {"tokens": INPUTS["tokens"], "fraction": np.zeros(N_ROWS)}
-    np.testing.assert_allclose(SPTGap().predict(gap, at_zero), 0.03, rtol=1e-12)  # no memorization at delta=0
+    np.testing.assert_array_equal(SPTGap().predict(gap, at_zero), 0.0)  # no memorization at delta=0
+    # The regularized form's gap offset is folded into k0.
+    offset = {**gap, "c_gap": 0.03}
+    summed = SPTTrain().predict(train, inputs) + get_law("spt-regularized-gap").predict(offset, inputs)
+    np.testing.assert_allclose(get_law("spt-regularized").predict(combine(train, offset), inputs), summed,
+                               rtol=1e-12)
+    np.testing.assert_allclose(get_law("spt-regularized-gap").predict(offset, at_zero), 0.03, rtol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["huber", "mse"])

@@ -182,9 +182,50 @@ def caveats(fit: FitResult, choices: list[FractionChoice] = ()) -> list[str]:
     if fit.settings.get("bootstrap_method") == "points":
         lines.append("the bootstrap resampled single evaluations as if independent: evaluations of one run are "
                      "correlated, so the band is too narrow (use the runs method)")
+    lines += fit_warnings(fit)
+    return list(dict.fromkeys(lines))
+
+
+#: What a share parameter on a bound means for the paper's constraint it encodes.
+_SHARE_BOUNDS = {("b_train_g", "upper"): "|b_train_g| = |b_train_s|", ("b_train_g", "lower"): "b_train_g = 0",
+                 ("b_gap_s", "upper"): "b_gap(0.1) = 1", ("b_gap_s", "lower"): "b_gap_s = 0"}
+
+
+def fit_warnings(fit: FitResult) -> list[str]:
+    """Plain-words warnings about the fit itself: a best start that did not converge, parameters on a bound."""
+    lines = []
     if not fit.settings.get("converged", True):
         lines.append("the best start of the fit did not converge (try more starts)")
-    return list(dict.fromkeys(lines))
+    params = {p.name: p for p in fit.form.params}
+    on_bounds = []
+    for name, side in (fit.settings.get("on_bounds") or {}).items():
+        param = params.get(name)
+        if (name, side) in _SHARE_BOUNDS:
+            on_bounds.append(f"{name} ({_SHARE_BOUNDS[name, side]})")
+        elif param is not None:
+            on_bounds.append(f"{name} ({side} bound {getattr(param, side):g})")
+        else:
+            on_bounds.append(f"{name} ({side} bound)")
+    if on_bounds:
+        lines.append(f"parameters on a bound: {', '.join(on_bounds)}: the bound, not the data, set them, and "
+                     f"forecasts that lean on them are the bound's")
+    return lines
+
+
+def _optimum_lines(optimum: dict | None) -> list[str]:
+    """One line per fitted law: how many starts reached the best objective, how close the next minima are."""
+    if not optimum:
+        return []
+    parts = {"": optimum} if "starts" in optimum else optimum
+    lines = []
+    for name, spread in parts.items():
+        if not spread:
+            continue
+        following = ", ".join(f"+{100 * v:.3g}%" for v in spread["next_minima"]) or "none"
+        lines.append(f"optimum{' (' + name + ')' if name else ''}: {spread['at_best']} of {spread['starts']} starts "
+                     f"ended within {100 * spread['tolerance']:g}% of the best objective; next distinct minima "
+                     f"{following}")
+    return lines
 
 
 def format_fit(result: FitResult) -> str:
@@ -207,9 +248,11 @@ def format_fit(result: FitResult) -> str:
     if intervals:
         lines.append(f"  (intervals: central {100 * result.level:g}% of {s.get('bootstrap')} bootstrap refits, "
                      f"method {s.get('bootstrap_method')}, widened to contain the fit)")
-    if result.components and "gap" in result.components:
+    if result.components and "c_gap" in result.components.get("gap", {}).get("params", {}):
         lines.append(f"  gap offset c_gap {result.components['gap']['params']['c_gap']:.4g} (held-out minus train "
                      f"sample, folded into k0)")
+    lines += _optimum_lines(s.get("optimum"))
+    lines += [f"warning: {line}" for line in fit_warnings(result)]
     if result.extrapolation:
         e = result.extrapolation
         lines.append(f"extrapolation: fit on {e['n_fit']} rows with {e['budget']} <= {e['threshold']:.4g}; "

@@ -38,8 +38,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def resolve_law(name: str, frame: pd.DataFrame) -> Law:
-    """The law to fit: ``spt`` becomes its model-size extension ``spt-n`` when ``params`` has several values."""
-    if name == "spt" and "params" in frame.columns:
+    """The law to fit: ``spt`` (or ``spt-regularized``) becomes the model-size extension ``spt-n`` when ``params``
+    has several values."""
+    if name in ("spt", "spt-regularized") and "params" in frame.columns:
         sizes = pd.to_numeric(frame["params"], errors="coerce")
         if sizes.nunique(dropna=True) > 1:
             return get_law("spt-n")

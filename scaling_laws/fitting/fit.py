@@ -67,10 +67,10 @@ def fit(
     Args:
         table: One row per run, or per evaluation of a run (with a ``run_id`` column), with the law's input
             columns and the fitted column.
-        law: A law name (``chinchilla``, ``muennighoff``, ``spt``, ``spt-n``, ``spt-train``, ``spt-gap``,
-            ``finetune-gain``) or form. ``spt`` becomes ``spt-n`` when the table has a ``params`` column with
-            several values. (A sweep's SPT fit, with the train loss and the gap fitted separately, is
-            :func:`scaling_laws.fitting.spt.fit_spt`.)
+        law: A law name (``chinchilla``, ``muennighoff``, ``spt``, ``spt-regularized``, ``spt-n``, ``spt-train``,
+            ``spt-gap``, ``finetune-gain``, ...) or form. ``spt`` becomes ``spt-n`` when the table has a
+            ``params`` column with several values. (A sweep's SPT fit, with the train loss and the gap fitted
+            separately, is :func:`scaling_laws.fitting.spt.fit_spt`.)
         loss_column: Column to fit (default: the law's target, ``loss`` or ``gain``).
         objective: What to minimize (default: sum of Huber losses, delta 1e-3, in the law's residual space).
         fixed: Public values of parameters held fixed, by name (e.g. a Chinchilla base for ``muennighoff``).
@@ -85,10 +85,13 @@ def fit(
         source: Name of the table in error messages.
 
     Returns:
-        The fit.
+        The fit; ``settings`` records ``converged``, ``on_bounds`` (parameters whose fitted coordinate sits on a
+        bound: ``{name: "lower" | "upper"}``) and ``optimum`` (how many starts reached the best objective and
+        the next distinct minima, :func:`scaling_laws.fitting.search.optimum_spread`).
 
     Raises:
-        InputError: For bad data, unknown fixed parameters, or data on which no start gives a finite objective.
+        InputError: For bad data, unknown fixed parameters (or any, for a law with ``share`` parameters), or
+            data on which no start gives a finite objective.
     """
     started = time.perf_counter()
     law = _resolve(table, law)
@@ -98,6 +101,10 @@ def fit(
     unknown = sorted(set(fixed) - set(law.names))
     if unknown:
         raise InputError(f"cannot fix {', '.join(unknown)}: law {law.name} has {', '.join(law.names)}")
+    shares = [p.name for p in law.params if p.share]
+    if fixed and shares:
+        raise InputError(f"cannot fix parameters of law {law.name}: it fits {', '.join(shares)} as shares of "
+                         f"other parameters (so that the paper's constraints hold), not on their own")
     checked = check_frame(table, law, target, residuals=objective.residuals,
                           free_params=len(law.params) - len(fixed), source=source)
     inputs, values = law_inputs(checked, law), checked[target].to_numpy(dtype=float)
@@ -119,7 +126,8 @@ def fit(
             "objective": objective.kind, "huber_delta": objective.huber_delta, "residuals": objective.residuals,
             "loss_column": target, "n_starts": found.n_starts, "staged": staged and not fixed,
             "bootstrap": bootstrap_replicates, "bootstrap_method": method, "seed": seed,
-            "converged": found.converged, "seconds": round(time.perf_counter() - started, 3),
+            "converged": found.converged, "on_bounds": law.on_bounds(found.theta), "optimum": found.spread,
+            "seconds": round(time.perf_counter() - started, 3),
         },
         fixed=sorted(fixed),
         data_ranges={c: [float(checked[c].min()), float(checked[c].max())] for c in law.inputs},

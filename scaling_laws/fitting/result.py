@@ -77,7 +77,7 @@ class FitResult:
             return None
         finite = self.samples[np.all(np.isfinite(self.samples), axis=1)]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.stack([p.internal(finite[:, i]) for i, p in enumerate(self.form.params)], axis=1)
+            return self.form.internal_array(finite)
 
     @property
     def intervals(self) -> dict[str, list[float]] | None:

@@ -23,6 +23,10 @@ from scaling_laws.numerics.objective import Objective, value_and_grad
 
 #: Minima polished besides the best one must end the batched phase within this factor of the best value.
 _POLISH_WITHIN = 2.0
+#: A start "reached the best" when its batched end value is within this relative distance of the best one.
+AT_BEST_TOLERANCE = 1e-4
+#: Distinct minima besides the best whose objectives a fit reports (relative to the best).
+REPORTED_MINIMA = 4
 
 
 class Problem:
@@ -191,13 +195,43 @@ class Problem:
 
 @dataclass
 class SearchResult:
-    """Best internal vector, its objective value, distinct local minima (best first), starts used and status."""
+    """Best internal vector, its objective value, distinct local minima (best first), starts used and status.
+
+    ``spread`` says how sure the search is to have found the global optimum (see :func:`optimum_spread`).
+    """
 
     theta: np.ndarray
     value: float
     minima: np.ndarray
     n_starts: int
     converged: bool
+    spread: dict | None = None
+
+
+def optimum_spread(batch_values: np.ndarray, minima_values: np.ndarray) -> dict:
+    """How the starts ended: how many reached the best objective, and how far the next distinct minima are.
+
+    Many independent starts ending at one best value is the evidence that it is the global optimum; a next
+    distinct minimum within a fraction of a percent of it means the data hardly prefer one over the other (a
+    flat valley), so parameters along it are not determined.
+
+    Args:
+        batch_values: End values of every start of the batched phase.
+        minima_values: Objectives of the distinct minima kept (after the polish), best first.
+
+    Returns:
+        ``starts``, ``at_best`` (starts whose batched end value is within :data:`AT_BEST_TOLERANCE`, relative,
+        of the best batched value), ``tolerance`` and ``next_minima`` (each next distinct minimum's objective
+        relative to the best, minus 1; up to :data:`REPORTED_MINIMA`).
+    """
+    finite = batch_values[np.isfinite(batch_values)]
+    best_batch = float(np.min(finite)) if finite.size else np.inf
+    at_best = int(np.sum(finite <= best_batch + AT_BEST_TOLERANCE * abs(best_batch)))
+    best = float(minima_values[0])
+    scale = abs(best) if best != 0 else 1.0
+    following = [float((v - best) / scale) for v in minima_values[1 : 1 + REPORTED_MINIMA]]
+    return {"starts": int(len(batch_values)), "at_best": at_best, "tolerance": AT_BEST_TOLERANCE,
+            "next_minima": following}
 
 
 def distinct(points: np.ndarray, values: np.ndarray, limit: int, tolerance: float = 1e-2) -> np.ndarray:
@@ -255,7 +289,7 @@ def search(problem: Problem, starts: np.ndarray, *, polish: int | None = None, k
     ranking = np.argsort(values, kind="stable")
     points, values, converged = points[ranking], values[ranking], converged[ranking]
     return SearchResult(theta=problem.full(points[:1])[0], value=float(values[0]), minima=problem.full(points[:keep]),
-                        n_starts=len(x0), converged=bool(converged[0]))
+                        n_starts=len(x0), converged=bool(converged[0]), spread=optimum_spread(batch.f, values))
 
 
 def refit(problem: Problem, seeds: np.ndarray, replicates: int, max_iter: int | None = None,

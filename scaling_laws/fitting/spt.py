@@ -2,8 +2,8 @@
 
 The paper fits the two halves of ``L_test = L_train + L_gap`` on their own data. When the evaluations have the
 loss on a fixed sample of domain *training* sequences (``domain_train_loss``) next to the held-out one
-(``domain_loss``), :func:`fit_spt` does the same: :class:`~scaling_laws.laws.spt_parts.SPTTrain` on the train loss
-(log residuals) and :class:`~scaling_laws.laws.spt_parts.SPTGap` on ``held-out - train`` (linear residuals, Huber
+(``domain_loss``), :func:`fit_spt` does the same: :class:`~scaling_laws.laws.spt.SPTTrain` on the train loss
+(log residuals) and :class:`~scaling_laws.laws.spt.SPTGap` on ``held-out - train`` (linear residuals, Huber
 transition scaled to the loss level so both halves weigh relative errors alike). Older sweeps lack the train
 loss; then the whole law is fitted to the held-out loss alone, and the result says which was used
 (``settings["fitted"]``: ``"train+gap"`` or ``"held-out"``).
@@ -32,8 +32,8 @@ from scaling_laws.fitting.fit import fit, search_law
 from scaling_laws.fitting.noise import RunLayout, estimate_noise, resolve_method, run_layout, simulate
 from scaling_laws.fitting.result import FitResult
 from scaling_laws.fitting.search import refit
-from scaling_laws.laws.spt import SPTOverfit
-from scaling_laws.laws.spt_parts import SPTGap, SPTTrain, combine, combine_samples
+from scaling_laws.laws.base import Law
+from scaling_laws.laws.spt import FORMS, combine, combine_samples
 from scaling_laws.numerics.objective import Objective
 from spt.errors import InputError
 
@@ -64,15 +64,17 @@ def train_loss_available(table: pd.DataFrame, train_column: str = TRAIN_COLUMN) 
     return True, ""
 
 
-def fit_spt(table: pd.DataFrame, *, loss_column: str = "domain_loss", train_column: str = TRAIN_COLUMN,
-            fitted: str = "auto", objective: Objective | None = None, n_starts: int | None = None,
-            staged: bool = True, bootstrap_replicates: int = 0, bootstrap_method: str = "auto",
-            level: float = 0.95, seed: int = 0, source: str = "data") -> FitResult:
+def fit_spt(table: pd.DataFrame, *, form: str = "spt", loss_column: str = "domain_loss",
+            train_column: str = TRAIN_COLUMN, fitted: str = "auto", objective: Objective | None = None,
+            n_starts: int | None = None, staged: bool = True, bootstrap_replicates: int = 0,
+            bootstrap_method: str = "auto", level: float = 0.95, seed: int = 0, source: str = "data") -> FitResult:
     """Fits the SPT law to evaluations: the train loss and the gap separately when the train loss is there.
 
     Args:
         table: Evaluations with ``tokens``, ``fraction``, the held-out loss, optionally the train loss and a
             ``run_id`` (runs are what the bootstrap resamples).
+        form: ``spt`` (the paper's law, :mod:`scaling_laws.laws.spt`) or ``spt-regularized`` (its bounds,
+            priors and gap offset, :mod:`scaling_laws.laws.spt`).
         loss_column: The held-out domain loss.
         train_column: The loss on the fixed sample of domain training sequences.
         fitted: ``auto`` (the halves when every row has a train loss and their sum describes the held-out
@@ -89,13 +91,17 @@ def fit_spt(table: pd.DataFrame, *, loss_column: str = "domain_loss", train_colu
         source: Name of the table in error messages.
 
     Returns:
-        A fit of law ``spt`` (``spt-n`` when several model sizes are in ``params``: then the held-out loss).
+        A fit of law ``form`` (``spt-n`` when several model sizes are in ``params``: then the held-out loss).
+        ``settings`` records ``converged``, ``on_bounds`` (parameters on a bound, both halves) and ``optimum``
+        (per fitted law: starts that reached the best objective, and the next distinct minima).
 
     Raises:
         InputError: For bad data or options.
     """
     if fitted not in FITTED:
         raise InputError(f"fitted={fitted!r}: expected one of {', '.join(FITTED)}")
+    if form not in FORMS:
+        raise InputError(f"form={form!r}: expected one of {', '.join(FORMS)}")
     objective = objective or Objective(huber_delta=SWEEP_HUBER_DELTA)
     available, why = train_loss_available(table, train_column)
     several_sizes = "params" in table.columns and pd.to_numeric(table["params"], errors="coerce").nunique() > 1
@@ -107,10 +113,10 @@ def fit_spt(table: pd.DataFrame, *, loss_column: str = "domain_loss", train_colu
               f"their power terms can trade places")
     ratio = None
     if fitted != "held-out" and available and not several_sizes:
-        halves = _search_halves(table, loss_column, train_column, **options)
+        halves = _search_halves(table, form, loss_column, train_column, **options)
         if fitted == "train+gap":
             return _halves_result(halves, bootstrap_replicates, bootstrap_method, level)
-        held_out = fit(table, "spt", loss_column=loss_column, staged=staged, **options)
+        held_out = fit(table, form, loss_column=loss_column, staged=staged, **options)
         ratio, halves_rms, held_out_rms = _lack_of_fit(halves, held_out)
         if ratio <= LACK_OF_FIT_RATIO:
             result = _halves_result(halves, bootstrap_replicates, bootstrap_method, level)
@@ -121,7 +127,7 @@ def fit_spt(table: pd.DataFrame, *, loss_column: str = "domain_loss", train_colu
                   f"halves' sum missed the held-out loss by {100 * halves_rms:.2g}% RMS against "
                   f"{100 * held_out_rms:.2g}% for a fit of the held-out loss ({ratio:.3g}x, above "
                   f"{LACK_OF_FIT_RATIO:g}x), so the law's train and gap terms describe their sum only")
-    result = fit(table, "spt", loss_column=loss_column, staged=staged, bootstrap_replicates=bootstrap_replicates,
+    result = fit(table, form, loss_column=loss_column, staged=staged, bootstrap_replicates=bootstrap_replicates,
                  bootstrap_method=bootstrap_method, level=level, **options)
     result.settings["fitted"] = "held-out"
     if ratio is not None:
@@ -160,6 +166,7 @@ def _held_out_noise(result: FitResult, table: pd.DataFrame, loss_column: str) ->
 class Halves:
     """The two halves fitted on one table, before any bootstrap."""
 
+    whole: Law
     table: pd.DataFrame
     checked: pd.DataFrame
     inputs: dict
@@ -187,9 +194,9 @@ class Halves:
         return self.fitted("gap")
 
 
-def _search_halves(table, loss_column, train_column, objective, n_starts, seed, source) -> Halves:
+def _search_halves(table, form, loss_column, train_column, objective, n_starts, seed, source) -> Halves:
     started = time.perf_counter()
-    whole, train_law, gap_law = SPTOverfit(), SPTTrain(), SPTGap()
+    whole, train_law, gap_law = (law() for law in FORMS[form])
     checked = check_frame(table, whole, loss_column, free_params=len(train_law.params), source=source)
     trained = check_frame(table, train_law, train_column, free_params=len(train_law.params), source=source)
     inputs = law_inputs(checked, whole)
@@ -207,13 +214,13 @@ def _search_halves(table, loss_column, train_column, objective, n_starts, seed, 
         problems[name] = search_law(law, inputs, values, goal, n_starts=n_starts, staged=False, rng=rng,
                                     prior_noise=getattr(law, "prior_noise", 0.0) * loss_level
                                     if name == "gap" else None)
-    return Halves(table, checked, inputs, held_out, train, problems, objective, loss_column, train_column, seed,
-                  rng, started)
+    return Halves(whole, table, checked, inputs, held_out, train, problems, objective, loss_column, train_column,
+                  seed, rng, started)
 
 
 def _halves_result(halves: Halves, replicates: int, method: str, level: float) -> FitResult:
     """The summed law of the halves, with bootstrap replicates of both."""
-    problems, whole = halves.problems, SPTOverfit()
+    problems, whole = halves.problems, halves.whole
     values = {name: dict(zip(problem.law.names, map(float, problem.law.to_public(found.theta))))
               for name, (problem, found) in problems.items()}
     params = combine(values["train"], values["gap"])
@@ -221,7 +228,7 @@ def _halves_result(halves: Halves, replicates: int, method: str, level: float) -
     samples, noise, used = None, {}, None
     if replicates > 0:
         used = resolve_method(method, layout)
-        samples, noise = _bootstrap_halves(problems, replicates, used, layout, halves.rng)
+        samples, noise = _bootstrap_halves(problems, replicates, used, layout, halves.rng, whole.names)
     objective = halves.objective
     result = FitResult(
         law=whole.name, params=params,
@@ -232,6 +239,9 @@ def _halves_result(halves: Halves, replicates: int, method: str, level: float) -
                   "n_starts": sum(found.n_starts for _, found in problems.values()), "staged": False,
                   "bootstrap": replicates, "bootstrap_method": used, "seed": halves.seed,
                   "converged": all(found.converged for _, found in problems.values()),
+                  "on_bounds": {name: side for problem, found in problems.values()
+                                for name, side in problem.law.on_bounds(found.theta).items()},
+                  "optimum": {name: found.spread for name, (_, found) in problems.items()},
                   "seconds": round(time.perf_counter() - halves.started, 3)},
         data_ranges={c: [float(halves.checked[c].min()), float(halves.checked[c].max())] for c in whole.inputs},
         samples=samples, level=level, noise=noise or None,
@@ -270,7 +280,7 @@ def _joint_replicates(problems: dict, replicates: int, layout: RunLayout, rng: n
 
 
 def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunLayout,
-                      rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+                      rng: np.random.Generator, names: list[str]) -> tuple[np.ndarray, dict]:
     """Replicates of both halves (the same resampled rows for ``points``, joint noise draws for ``runs``),
     summed into the law's samples."""
     public, noise = {}, {}
@@ -284,4 +294,4 @@ def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunL
                     "gap": problems["gap"][0].with_targets(gap_star)}
     for name, (problem, found) in problems.items():
         public[name] = problem.law.to_public(refit(variants[name], found.minima[:3], replicates))
-    return combine_samples(public["train"], public["gap"]), noise
+    return combine_samples(public["train"], public["gap"], names, problems["gap"][0].law.names), noise

@@ -16,7 +16,8 @@ import numpy as np
 
 from scaling_laws.fitting.search import Problem, search
 from scaling_laws.laws.base import Chinchilla, Inputs, Law, Muennighoff
-from scaling_laws.laws.spt import SPTOverfit, projected_starts
+from scaling_laws.laws.projection import projected_starts
+from scaling_laws.laws.spt import SPTOverfit
 from scaling_laws.numerics.objective import Objective
 
 #: Minimum rows for a stage to be attempted.
@@ -29,7 +30,7 @@ def staged_starts(law: Law, inputs: Inputs, target: np.ndarray, objective: Objec
     try:
         if type(law) is Muennighoff:
             start = _muennighoff_start(law, inputs, target, objective)
-        elif type(law) is SPTOverfit:
+        elif isinstance(law, SPTOverfit) and len(law.params) == len(SPTOverfit.params):  # not spt-n
             start = _spt_start(law, inputs, target)
         else:
             return empty
@@ -126,6 +127,12 @@ def _spt_start(law: SPTOverfit, inputs, target) -> np.ndarray | None:
         if 0.0 <= k1 <= 1.0 and error < best_error:  # the floor falls as domain data is added
             best_error = error
             values.update(k0=float(k0), k1=float(k1), k2=float(k2), k3=float(k3))
-    clipped = {p.name: float(np.clip(values[p.name], p.lower, p.upper)) for p in law.params}
+    # The paper's signs (a share needs a negative b_train_s to be defined), then each bound in the fitted coordinates.
+    values["b_train_s"] = min(values["b_train_s"], -1e-3)
+    values["b_gap_g"], values["b_gap_s"] = min(values["b_gap_g"], 0.0), max(values["b_gap_s"], 0.0)
+    clipped = {p.name: values[p.name] if p.share else float(np.clip(values[p.name], p.lower, p.upper))
+               for p in law.params}
+    lower, upper = law.bounds()
+    start = np.clip(law.to_internal(clipped), lower, upper)
     # The exponents are the stages' real contribution; re-solve the linear coefficients jointly for them.
-    return projected_starts(law, law.to_internal(clipped)[None, :], inputs, target)[0]
+    return projected_starts(law, start[None, :], inputs, target)[0]

@@ -31,8 +31,11 @@ class Param:
         lower: Smallest allowed value, in public units.
         upper: Largest allowed value, in public units.
         log: Fitted as ``log(value)``; the value must be positive.
-        grid: Start values (public units) for the multi-start search.
+        grid: Start values (public units, or shares for a ``share``) for the multi-start search.
         description: What the parameter means, with its unit.
+        share: Fitted as a share of a range that other parameters of the law set (see
+            :meth:`Law.internal_array`), so that a constraint between parameters holds by construction;
+            ``lower``, ``upper`` and ``grid`` are then shares, not values of the parameter.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Param:
     log: bool = False
     grid: tuple[float, ...] = ()
     description: str = ""
+    share: bool = False
 
     def internal(self, value):
         """Public value(s) to internal coordinates."""
@@ -90,12 +94,33 @@ class Law:
 
     def to_internal(self, values: Mapping[str, float]) -> np.ndarray:
         """Public parameter values (all names present) to an internal vector of shape ``(P,)``."""
-        return np.array([p.internal(float(values[p.name])) for p in self.params], dtype=float)
+        return self.internal_array(np.array([float(values[p.name]) for p in self.params], dtype=float))
+
+    def internal_array(self, public: np.ndarray) -> np.ndarray:
+        """Public values ``(..., P)`` in law order to internal coordinates, same shape. Laws with ``share``
+        parameters override this and :meth:`to_public` (the share depends on other parameters)."""
+        public = np.asarray(public, dtype=float)
+        return np.stack([p.internal(public[..., i]) for i, p in enumerate(self.params)], axis=-1)
 
     def to_public(self, theta: np.ndarray) -> np.ndarray:
         """Internal vectors ``(..., P)`` to public units, same shape."""
         theta = np.asarray(theta, dtype=float)
         return np.stack([p.public(theta[..., i]) for i, p in enumerate(self.params)], axis=-1)
+
+    def on_bounds(self, theta: np.ndarray, tolerance: float = 1e-6) -> dict[str, str]:
+        """Parameters whose internal coordinate sits on a finite bound: ``{name: "lower" | "upper"}``.
+
+        A fitted value on a bound means the bound, not the data, decided it: its interval and any forecast
+        that leans on it say more about the bound than about the runs.
+        """
+        lower, upper = self.bounds()
+        theta = np.asarray(theta, dtype=float)
+        out = {}
+        for i, p in enumerate(self.params):
+            for side, bound in (("lower", lower[i]), ("upper", upper[i])):
+                if np.isfinite(bound) and abs(theta[i] - bound) <= tolerance * max(1.0, abs(bound)):
+                    out[p.name] = side
+        return out
 
     def budget(self, inputs: Inputs) -> np.ndarray:
         """Per-row size of the run, used to split small from large budgets."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from scaling_laws.laws.base import Chinchilla, Law, Muennighoff
-from scaling_laws.laws.spt import FinetuneGain, SPTOverfit, SPTOverfitN
-from scaling_laws.laws.spt_parts import SPTGap, SPTTrain
+from scaling_laws.laws.spt import (
+    FinetuneGain, SPTGap, SPTGapRegularized, SPTOverfit, SPTOverfitN, SPTRegularized, SPTTrain, SPTTrainRegularized,
+)
 from spt.errors import InputError
 
 LAWS: dict[str, type[Law]] = {
-    law.name: law for law in (Chinchilla, Muennighoff, SPTOverfit, SPTOverfitN, SPTTrain, SPTGap, FinetuneGain)
+    law.name: law for law in (Chinchilla, Muennighoff, SPTOverfit, SPTRegularized, SPTOverfitN, SPTTrain, SPTGap,
+                              SPTTrainRegularized, SPTGapRegularized, FinetuneGain)
 }
 
 
