@@ -73,7 +73,7 @@ def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp
     assert any(line.startswith("caveat: 20 bootstrap refits: the band is rough") for line in printed)
 
     cli_fit = tmp_path / "cli-fit.json"
-    code, _, err = run_cli("fit", "--law", "spt", "--data", sweep_dir, "--starts", SETTINGS["starts"],
+    code, _, err = run_cli("fit", "--law", "spt-regularized", "--data", sweep_dir, "--starts", SETTINGS["starts"],
                            "--bootstrap", SETTINGS["bootstrap"], "--seed", SETTINGS["seed"], "--out", cli_fit)
     assert code == 0, err
     code, stdout, err = run_cli("optimal-fraction", "--fit", cli_fit, "--tokens", *BUDGETS,
