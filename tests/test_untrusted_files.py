@@ -66,3 +66,58 @@ def test_a_crafted_checkpoint_runs_nothing_and_is_refused(mix_spec, tmp_path, ru
         "checkpoints written by spt hold only tensors and plain values. Rerun with autoresume=false to train from "
         "scratch (it deletes the run's checkpoints)"))
     assert tree(checkpoints) == ["ba5-rank0.pt", "latest-rank0.pt"]  # refused, not deleted: nothing is lost
+
+
+#: Credentials a working directory may hold (each an example of a pattern spt never uploads).
+PLANTED_SECRETS = {".env": "AWS_SECRET_ACCESS_KEY=x\n", ".aws/credentials": "[default]\n", "id_rsa": "-----BEGIN\n",
+                   ".ray/auth_token": "token\n", "keys/server.pem": "-----BEGIN\n", ".netrc": "machine h\n"}
+
+
+def zipped_by_ray(folder: Path, tmp_path: Path) -> list[str]:
+    """The files Ray's own packaging puts in a job's working-directory package made from ``folder`` (what
+    ``JobSubmissionClient.submit_job`` uploads; .gitignore followed, as Ray does by default)."""
+    import zipfile
+
+    from ray._private.runtime_env.packaging import create_package
+
+    package = tmp_path / "package.zip"
+    package.unlink(missing_ok=True)
+    create_package(str(folder), package, include_gitignore=True)
+    return sorted(n for n in zipfile.ZipFile(package).namelist() if not n.endswith("/"))
+
+
+@pytest.mark.parametrize("git", [True, False], ids=["git work tree", "plain folder"])
+def test_submit_uploads_code_and_configs_never_credentials(git, tmp_path, run_cli):
+    import subprocess
+
+    work = tmp_path / "work"
+    code = {"sweep.yaml": "kind: sweep\nmix: base/mix.yaml\ntrain: base/train.yaml\n", "base/mix.yaml": "kind: mix\n",
+            "base/train.yaml": "kind: train\n", "lib/helper.py": "x = 1\n", ".gitignore": "base/\nscratch.txt\n"}
+    for relative, text in {**code, **PLANTED_SECRETS, "scratch.txt": "notes\n", "outputs/run/x.pt": "x"}.items():
+        (work / relative).parent.mkdir(parents=True, exist_ok=True)
+        (work / relative).write_text(text)
+    (work / "link-to-home").symlink_to(tmp_path / ".aws-elsewhere")
+    (tmp_path / ".aws-elsewhere").write_text("[default]\n")
+    if git:  # the worst case: the credentials are even tracked
+        subprocess.run(["git", "init", "-q", str(work)], check=True)
+        subprocess.run(["git", "-C", str(work), "add", ".", *PLANTED_SECRETS], check=True)
+
+    expected = ["base/mix.yaml", "base/train.yaml", "lib/helper.py", "sweep.yaml"]
+    command = ["--", "spt", "sweep", "sweep.yaml"]
+    status, out, err = run_cli("submit", "--address", "http://127.0.0.1:1", "--working-dir", work, "--python",
+                               "/cluster/python", "--dry-run", *command)
+    sizes = {relative: len(code[relative]) for relative in expected}
+    basis = ("files git tracks or would track (.gitignore followed)" if git
+             else "every file not excluded or ignored") + " and the files the command names"
+    assert (status, err) == (0, "")
+    assert out.splitlines()[3:] == [
+        f"upload ({basis}):", *(f"  {f'{size} B':>9}  {relative}" for relative, size in sizes.items()),
+        f"upload: 4 files, {sum(sizes.values())} B",
+        *(f"not uploaded: {relative} (credentials)" for relative in sorted(PLANTED_SECRETS)),
+        "not uploaded: link-to-home (a link out of the folder)"]
+    # What Ray zips and uploads for the job: exactly those files, no credential among them.
+    from spt.cluster import upload_for
+    from spt.commands.sweep import UPLOAD_EXCLUDES
+
+    with upload_for(work, command, UPLOAD_EXCLUDES).staged() as staged:
+        assert zipped_by_ray(staged, tmp_path) == expected
