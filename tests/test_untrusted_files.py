@@ -16,13 +16,28 @@ BATCH, SEQ = 8, 64
 
 
 @pytest.fixture(scope="module")
-def mix_spec(tiny_corpora, tmp_path_factory) -> Path:
-    """A two-source mix of 20 batches built by spt from the tiny corpora, in a folder of this module's own."""
+def ray_local():
+    """One local Ray for the module's mix builds (its start costs seconds)."""
+    import ray
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def mix_yaml(tiny_corpora: Path, folder: Path) -> Path:
+    """A two-source mix of 20 batches of the tiny corpora, built into ``folder``/mix."""
+    path = folder / "mix.yaml"
+    path.write_text(two_source_mix_yaml(tiny_corpora, folder / "mix", 20 * BATCH * SEQ, SEQ, BATCH, "m"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def mix_spec(tiny_corpora, ray_local, tmp_path_factory) -> Path:
+    """The module's mix, built by spt in a folder of its own (tests that change it change a copy)."""
     from pipelines.mix.build import build_mix
 
-    root = tmp_path_factory.mktemp("untrusted-mix")
-    (root / "mix.yaml").write_text(two_source_mix_yaml(tiny_corpora, root / "mix", 20 * BATCH * SEQ, SEQ, BATCH, "m"))
-    return Path(build_mix(load_config(root / "mix.yaml"))["spec"])
+    return Path(build_mix(load_config(mix_yaml(tiny_corpora, tmp_path_factory.mktemp("untrusted-mix"))))["spec"])
 
 
 def train_yaml(folder: Path, mix: Path, run_dir: Path) -> Path:
@@ -121,3 +136,106 @@ def test_submit_uploads_code_and_configs_never_credentials(git, tmp_path, run_cl
 
     with upload_for(work, command, UPLOAD_EXCLUDES).staged() as staged:
         assert zipped_by_ray(staged, tmp_path) == expected
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def flip_a_token(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def edit_json(path: Path, change) -> None:
+    value = json.loads(path.read_text())
+    change(value)
+    path.write_text(json.dumps(value))
+
+
+def edit_samples(index: Path) -> None:
+    """Changes a digit of the first shard's sample count in an MDS index, as a hand edit would (same size)."""
+    import re
+
+    text = index.read_text()
+    index.write_text(re.sub(r'("samples": ?)(\d)', lambda m: m[1] + str((int(m[2]) + 1) % 10), text, count=1))
+
+
+def other_tokenizer(spec: dict, folder: Path) -> None:
+    """Points the spec at a copy of its tokenizer whose tokenizer.json has one more byte."""
+    import shutil
+
+    copy = shutil.copytree(spec["tokenizer"], folder / "tok-edited")
+    (copy / "tokenizer.json").write_text((copy / "tokenizer.json").read_text() + " ")
+    spec["tokenizer"] = str(copy)
+
+
+#: (what changes after the build, how, the problem `spt train` reports). In messages, {domain} and {general} are
+#: the sources' folders and {tok} the edited tokenizer.
+CHANGES = [
+    ("truncated shard", lambda mix, spec: truncate(next(mix.glob("sources/domain-*/train/shard.00000.mds"))),
+     "{domain}/train/shard.00000.mds is {size:,} bytes where source.json recorded {recorded:,} (source 'domain' "
+     "changed after the build); rerun `spt mix build` with the mix's config to build it again"),
+    ("changed token", lambda mix, spec: flip_a_token(next(mix.glob("sources/general-*/train/shard.00000.mds"))),
+     "{general}/train/shard.00000.mds has other bytes than source.json recorded (its sha256 differs) (source "
+     "'general' changed after the build); rerun `spt mix build` with the mix's config to build it again"),
+    ("edited index", lambda mix, spec: edit_samples(next(mix.glob("sources/general-*/heldout/index.json"))),
+     "{general}/heldout/index.json has other bytes than source.json recorded (its sha256 differs) (source "
+     "'general' changed after the build); rerun `spt mix build` with the mix's config to build it again"),
+    ("edited choose", lambda mix, spec: spec["streams"][0].update(choose=spec["streams"][0]["choose"] + 1),
+     "domain.choose=49 where manifest.json says 48 (streams.json was changed after the build); rerun `spt mix "
+     "build` with the mix's config to write it again"),
+    ("edited tokenizer_sha256", lambda mix, spec: spec.update(tokenizer_sha256="0" * 64),
+     "source 'domain' ({domain}) was not built for this streams spec (source.json names source 'domain', "
+     "tokenizer sha256 {tokenizer_sha256}; streams.json says 'domain', " + "0" * 64 + "); rerun `spt mix build` "
+     "with the mix's config to write it again"),
+    ("other tokenizer", lambda mix, spec: other_tokenizer(spec, mix),
+     "the tokenizer {tok} changed since source 'domain' was tokenized (sha256 {edited_sha256}, source.json "
+     "recorded {tokenizer_sha256}); rerun `spt mix build` with the mix's config to tokenize the sources with it"),
+]
+
+
+@pytest.mark.parametrize("change,message", [c[1:] for c in CHANGES], ids=[c[0] for c in CHANGES])
+def test_a_mix_that_changed_after_its_build_is_refused_before_training(change, message, mix_spec, tmp_path, run_cli):
+    import hashlib
+    import shutil
+
+    mix = Path(shutil.copytree(mix_spec.parents[2], tmp_path / "mix"))  # streams.json holds relative paths
+    spec_path = mix / "mixes" / "m" / "streams.json"
+    domain, general = (next(mix.glob(f"sources/{name}-*")).resolve() for name in ("domain", "general"))
+    recorded = json.loads((domain / "source.json").read_text())
+    intact_size = (domain / "train/shard.00000.mds").stat().st_size
+    edit_json(spec_path, lambda spec: change(mix, spec))
+    spec = json.loads(spec_path.read_text())
+    tok = Path(spec["tokenizer"])
+    config = train_yaml(tmp_path, spec_path, tmp_path / "run")
+
+    code, out, err = run_cli("train", config)
+    assert (code, err.strip()) == (2, f"error: mix={str(spec_path)!r}: " + message.format(
+        domain=domain, general=general, tok=tok, tokenizer_sha256=recorded["tokenizer"]["sha256"],
+        edited_sha256=hashlib.sha256((tok / "tokenizer.json").read_bytes()).hexdigest(),
+        size=(domain / "train/shard.00000.mds").stat().st_size,
+        recorded=intact_size))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_build_reuses_only_sources_whose_files_match_and_rebuilds_a_changed_one(mix_spec, tiny_corpora, tmp_path,
+                                                                                 run_cli):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(mix_spec.parents[2], folder / "mix")
+    shard = next((folder / "mix").glob("sources/domain-*/train/shard.00000.mds")).resolve()
+    intact = shard.read_bytes()
+    truncate(shard)
+
+    code, out, err = run_cli("mix", "build", mix_yaml(tiny_corpora, folder))
+    assert code == 0
+    assert f"mix: source 'domain': {shard} is {len(intact) - 100:,} bytes where source.json recorded " \
+           f"{len(intact):,}; building it again" in err
+    assert shard.read_bytes() == intact  # built again (the build is deterministic), not reused
+    from pipelines.mix.streams import read_spec
+    from pipelines.mix.verify import check_mix
+
+    check_mix(read_spec(folder / "mix" / "mixes" / "m" / "streams.json"))
