@@ -14,11 +14,13 @@ from cli.main import build_parser
 from spt import environments
 from spt.cluster import job_client
 from spt.errors import InputError
+from spt.upload import upload_for
 from sweeps.layout import SweepLayout
 from sweeps.plan import format_plan, plan_sweep
 from sweeps.run import run_sweep as sweep
 
-#: Not uploaded with the working directory: environments, caches, outputs.
+#: Not uploaded with the working directory: environments, caches, outputs (credentials never are either:
+#: see :data:`spt.cluster.CREDENTIAL_PATTERNS`).
 UPLOAD_EXCLUDES = [".venv", ".spt", "outputs", ".git", "__pycache__", "*.pyc", ".pytest_cache"]
 
 
@@ -91,24 +93,45 @@ def run_submit(args: argparse.Namespace) -> int:
     working_dir = Path(args.working_dir)
     if not working_dir.is_dir():
         raise InputError(f"--working-dir={args.working_dir!r}: no such folder")
-    runtime_env = {
-        "working_dir": str(working_dir.resolve()),
-        "excludes": UPLOAD_EXCLUDES,
-        # Job logs are not a terminal: long stages print a plain progress line every $SPT_PROGRESS_SECONDS.
-        "env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
-    }
+    upload = upload_for(working_dir, args.command, UPLOAD_EXCLUDES)
     subcommand = entrypoint.split(" -m cli.main ", 1)[1].split()[0]
     submission_id = f"spt-{subcommand}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     if args.dry_run:
-        print(f"entrypoint: {entrypoint}\nenvironment: {env_name}\nworking_dir: {runtime_env['working_dir']}")
+        print(f"entrypoint: {entrypoint}\nenvironment: {env_name}\nworking_dir: {upload.folder}")
+        print(format_upload(upload))
         return 0
 
     client = job_client(args.address, args.token_file)
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id)
-    print(f"submitted job {job_id} to {args.address} ({env_name} environment)", flush=True)
+    # Ray zips the folder it is given: a temp copy of exactly the listed files (Ray's own excludes and
+    # .gitignore handling would upload whatever they do not name, credentials included).
+    with upload.staged() as staged:
+        runtime_env = {
+            "working_dir": str(staged),
+            # Job logs are not a terminal: long stages print a plain progress line every $SPT_PROGRESS_SECONDS.
+            "env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+        }
+        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id)
+    print(f"submitted job {job_id} to {args.address} ({env_name} environment, {_size(upload.total_bytes)} in "
+          f"{len(upload.files)} files)", flush=True)
     if not args.follow:
         return 0
     return follow(client, job_id)
+
+
+def format_upload(upload) -> str:
+    """The files a job would upload with their sizes, the total, and what is left out and why."""
+    lines = [f"upload ({upload.basis}):"]
+    lines += [f"  {_size(size):>9}  {relative}" for relative, size in upload.files.items()]
+    lines.append(f"upload: {len(upload.files)} files, {_size(upload.total_bytes)}")
+    lines += [f"not uploaded: {relative} ({reason})" for relative, reason in upload.left_out.items()]
+    return "\n".join(lines)
+
+
+def _size(num_bytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes} B"
 
 
 def follow(client, job_id: str, poll_seconds: float = 1.0) -> int:

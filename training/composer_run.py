@@ -34,7 +34,7 @@ def compose_trainer(*, layout: RunLayout, files, model, train_loader, evals, rol
     from composer.utils import reproducibility
 
     from training.curves import CurveTable  # expensive: imports composer
-    from training.run_files import LOG_NAME  # expensive: imports composer
+    from training.run_files import LOG_NAME, code_free_checkpoints  # expensive: imports composer
 
     reproducibility.seed_all(seed)
     adamw = DecoupledAdamW(
@@ -52,7 +52,8 @@ def compose_trainer(*, layout: RunLayout, files, model, train_loader, evals, rol
                         phase_at=lambda progress: lr_phase(schedule.kind, progress, schedule.warmup_fraction,
                                                            schedule.decay_fraction))
     loggers = [log] + ([tracking.composer_logger()] if tracking else [])
-    with tracking.attached() if tracking else nullcontext():
+    # Autoresume loads the latest checkpoint while the Trainer is built: as tensors and plain values, never code.
+    with tracking.attached() if tracking else nullcontext(), code_free_checkpoints(layout.checkpoints):
         return Trainer(
             run_name=layout.name,
             model=model,

@@ -15,6 +15,7 @@ from composer.core import Callback, State
 from composer.loggers import Logger
 
 from pipelines.mix.streams import train_dataset
+from pipelines.mix.verify import check_mix
 from spt import storage
 from spt.config import FinetuneConfig, TrainConfig
 from spt.errors import InputError
@@ -127,11 +128,13 @@ def run_finetune(config: FinetuneConfig, force: bool = False) -> dict:
     (the one exported to ``model/``); ``best_validation_loss`` is what early stopping watched.
 
     Raises:
-        InputError: the base run is unfinished, the domain held-out set cannot be split, or the run folder is
-            refused (see :func:`training.trainer.claim_run`); nothing is written then.
+        InputError: the base run is unfinished, the mix differs from what `spt mix build` wrote, the domain
+            held-out set cannot be split, or the run folder is refused (see :func:`training.trainer.claim_run`);
+            nothing is written then.
     """
     base, base_summary = base_run(config)
     spec = read_mix_spec(config.mix or base.mix)
+    check_mix(spec)
     plan = finetune_plan(config, base, spec)
     source, split = domain_split(spec, config.test_fraction)
     layout = RunLayout(storage.check(config.run_dir, "finetune.run_dir"))

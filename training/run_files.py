@@ -12,6 +12,9 @@ is rooted at the run's checkpoints prefix, so both stay inside the run dir, and 
 
 from __future__ import annotations
 
+import os
+import pickle
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -22,6 +25,7 @@ from composer.core import Callback, State
 from composer.loggers import Logger
 
 from spt import storage
+from spt.errors import InputError
 from training.export import complete_model_folder
 from training.layout import RunLayout
 
@@ -92,6 +96,76 @@ def _upload_to(saver, location: str) -> None:
     saver.remote_uploader = RemoteUploader(remote_folder=location, num_concurrent_uploads=1,
                                            backend_kwargs={"prefix": prefix})
     saver._symlink_upload_wait_before_next_try_in_seconds = SYMLINK_RETRY_SECONDS
+
+
+def checkpoint_globals() -> list:
+    """The Python objects besides torch's own (tensors, storages, dtypes, ``OrderedDict``) that a checkpoint spt
+    writes holds: wall-clock times, the torch version string and numpy's random state (an array, its dtype and
+    the dtype's class). Found by loading checkpoints of Composer 0.32.1 under torch 2.7 with torch's weights-only
+    unpickler. None of them runs code when unpickled: each builds a value from the plain data that follows it."""
+    import datetime
+
+    import numpy as np
+    import torch
+
+    dtype_classes = [c for c in vars(np.dtypes).values() if isinstance(c, type) and issubclass(c, np.dtype)]
+    return [datetime.timedelta, torch.torch_version.TorchVersion, np.ndarray, np.dtype,
+            np._core.multiarray._reconstruct, *dtype_classes]
+
+
+@contextmanager
+def code_free_checkpoints(checkpoints: str) -> Iterator[None]:
+    """Checkpoints loaded in the block (Composer's autoresume) are unpickled by torch's weights-only unpickler:
+    tensors, plain values and :func:`checkpoint_globals`, never code.
+
+    Composer 0.32.1 calls ``torch.load(..., weights_only=False)`` and has no option to change that; torch's
+    ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` overrides the argument, so it is set for the block only (other libraries'
+    loads outside it keep their own choice). A digest recorded beside a checkpoint would not do: whoever can write
+    a crafted checkpoint into ``run_dir`` (a shared S3 prefix) can write its digest too.
+
+    Raises:
+        InputError: a checkpoint in the block names any other global; nothing of it ran.
+    """
+    import torch
+
+    saved = {name: os.environ.pop(name, None) for name in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD",
+                                                           "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        with torch.serialization.safe_globals(checkpoint_globals()):
+            yield
+    except pickle.UnpicklingError as exc:
+        raise InputError(
+            f"{_latest_checkpoint(checkpoints)}: refused: unpickling it needs {_unpickling_problem(exc)}, which "
+            "could run code; checkpoints written by spt hold only tensors and plain values. Rerun with "
+            "autoresume=false to train from scratch (it deletes the run's checkpoints)") from None
+    finally:
+        del os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"]
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
+
+
+def _unpickling_problem(exc: Exception) -> str:
+    """What torch's weights-only unpickler refused (its message is a page of advice around one line)."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return found.group(1)
+    found = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+    return f"what torch refused ({found.group(1) if found else text.splitlines()[0]})"
+
+
+def _latest_checkpoint(checkpoints: str) -> str:
+    """The checkpoint that rank 0's `latest` link names (locally a symlink, on S3 an object holding the name),
+    or the checkpoints folder when there is none."""
+    latest = storage.join(checkpoints, LATEST_NAME.format(rank=0))
+    try:
+        if storage.is_remote(checkpoints):
+            target = storage.read_text(latest + ".symlink").strip().rsplit("/", 1)[-1]
+        else:
+            target = os.readlink(storage.local_path(latest))
+    except OSError:
+        return checkpoints
+    return storage.join(checkpoints, os.path.basename(target))
 
 
 class LogUpload(Callback):

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from pipelines.mix.streams import read_spec
+from pipelines.mix.verify import check_mix
 from spt import storage
 from spt.config import TrainConfig
 from spt.errors import InputError
@@ -149,8 +150,14 @@ def claim_run(layout: RunLayout, stage: str, fingerprint: str, parts: dict, *, w
 
 
 def start_run(config: TrainConfig, force: bool = False) -> RunStart:
-    """Reads the mix, plans the run and claims ``run_dir`` (see :func:`claim_run`)."""
+    """Reads and checks the mix, plans the run and claims ``run_dir`` (see :func:`claim_run`).
+
+    Raises:
+        InputError: the mix differs from what `spt mix build` wrote (:func:`pipelines.mix.verify.check_mix`), or
+            the run folder is refused; nothing is written then.
+    """
     spec = read_mix_spec(config.mix)
+    check_mix(spec)
     plan = plan_run(config, spec)
     layout = RunLayout(storage.check(config.run_dir, "train.run_dir"))
     fingerprint, parts = run_fingerprint(config, spec)
@@ -187,6 +194,7 @@ def build_trainer(config: TrainConfig, start: RunStart, files, world_size: int =
     """The Composer Trainer for a pretraining run of ``start.plan`` on the mix ``start.spec``."""
     from training.composer_run import compose_trainer  # expensive: imports composer
     from training.curves import DOMAIN_TRAIN_ROLE  # expensive: imports composer
+    # expensive: imports torch
     # expensive: imports torch
     from training.data import domain_epochs_per_token, domain_train_evaluator, evaluators, train_dataloader
 

@@ -8,7 +8,8 @@
 - ``pack``: packing into fixed-length samples and writing MDS shards;
 - ``build``: content-addressed sources and the mix's streams spec;
 - ``layout``: where a mix's files go, computed once per run;
-- ``streams``: reading a built mix back (``read_spec``, ``train_dataset``, ``eval_dataset``) for training.
+- ``streams``: reading a built mix back (``read_spec``, ``train_dataset``, ``eval_dataset``) for training;
+- ``verify``: checks that a built mix is what the build wrote, before a source is reused and before training.
 
 Every read and write goes through :mod:`spt.storage` (local paths and ``s3://`` URLs).
 """

@@ -2,7 +2,7 @@
 
 Layout: see :mod:`pipelines.mix.layout` (computed once per run; local or ``s3://``). Sources are
 ``sources/<name>-<hash12>/{train,heldout}/`` (MDS, column ``tokens``: ndarray:uint16, uint32 past 65,535 ids)
-with ``source.json`` (counts, inputs, shard hashes) written last.
+with ``source.json`` (counts, inputs, every file's sha256 and size) written last.
 
 The hash covers the inputs' content, the split rule and seed, the tokenizer, seq_len and the shard layout, so a
 mix over the same sources with another δ or T reuses them and only writes a new mixes/<name>/ folder. A mix
@@ -23,6 +23,7 @@ from pipelines.mix.plan import MixPlan, SourcePlan, commit_counts, fingerprint, 
 from pipelines.mix.ray_tokenize import ray_session, tokenized_tables
 from pipelines.mix.report import domain_groups, plan_json, source_row
 from pipelines.mix.streams import SPEC_FORMAT
+from pipelines.mix.verify import reusable
 from spt import storage
 from spt.config.mix import MixConfig
 from spt.progress import Progress
@@ -105,12 +106,10 @@ def build_mix(config: MixConfig, force: bool = False) -> dict:
 
 
 def _source_exists(layout: MixLayout, source: SourcePlan) -> bool:
-    """A complete source: its manifest names this content key and every file it lists is there."""
+    """A complete source: its manifest names this content key and every file it lists is there, with the size and
+    sha256 it recorded (see :mod:`pipelines.mix.verify`; a source that differs is built again)."""
     manifest = storage.read_json(layout.source_manifest(source.dir_name))
-    if not manifest or manifest.get("count_key") != source.count_key:
-        return False
-    present = {entry.relative for entry in storage.list_files(layout.source(source.dir_name))}
-    return set(manifest.get("files", {})) <= present
+    return reusable(layout.source(source.dir_name), manifest, source.count_key, source.name)
 
 
 def build_sources(plan: MixPlan, sources: list[SourcePlan]) -> int:
@@ -180,6 +179,7 @@ def _source_manifest(plan: MixPlan, source: SourcePlan, folder: Path, splits: di
         "files": {
             p.relative_to(folder).as_posix(): storage.sha256(str(p)) for p in sorted(folder.rglob("*")) if p.is_file()
         },
+        "sizes": {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()},
     }
 
 
