@@ -23,6 +23,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scaling_laws.decision.optimal import optimal_fraction
+from scaling_laws.fitting.points import select_points
+from scaling_laws.fitting.spt import fit_spt
 from scaling_laws.laws.registry import get_law
 from scaling_laws.synthetic import (
     PILOT_DOMAIN_TOKENS, PILOT_FRACTIONS, PILOT_GAP_OFFSET, SPT_PILOT, _ar1, _phases, _schedule, gap_loss,
@@ -125,3 +128,40 @@ def stress_sweep(generator: str, seed: int) -> pd.DataFrame:
                   "domain_train_loss": r, "phase": p, "lr": rate}
                  for t, h, r, p, rate in zip(tokens, held_out, train, phases, lr)]
     return pd.DataFrame(rows)
+
+
+def wilson_interval(hits: int, count: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95% score interval of a proportion (``hits`` of ``count``)."""
+    share = hits / count
+    centre = (share + z * z / (2 * count)) / (1 + z * z / count)
+    half = z * np.sqrt(share * (1 - share) / count + z * z / (4 * count * count)) / (1 + z * z / count)
+    return float(centre - half), float(centre + half)
+
+
+def coverage(generator: str, sweeps: int, replicates: int, level: float = 0.9, form: str = "spt-regularized",
+             first_seed: int = 5000, horizons=(1.0, 4.0)) -> list[dict]:
+    """How often δ*'s nominal ``level`` interval holds the generator's true δ*, at multiples of the pilot budget.
+
+    Each sweep is fitted as a user's pilot is (:func:`scaling_laws.fitting.spt.fit_spt` on the valid points,
+    train + gap, the run bootstrap with ``replicates`` refits), and δ* is chosen over :data:`SEARCHED`.
+
+    Returns:
+        One row per horizon: generator, horizon (multiple of the pilot budget), sweeps, nominal, observed,
+        Wilson interval, median width relative to the searched range, and the true δ*.
+    """
+    truths = {h: true_delta_star(generator, h * BUDGET) for h in horizons}
+    outcomes = {h: [] for h in horizons}
+    for sweep in range(sweeps):
+        table = select_points(stress_sweep(generator, first_seed + sweep)).table
+        result = fit_spt(table, form=form, n_starts=16, bootstrap_replicates=replicates, level=level, seed=sweep)
+        for horizon in horizons:
+            choice = optimal_fraction(result, horizon * BUDGET, low=SEARCHED[0], high=SEARCHED[1])
+            low, high = choice.fraction_interval
+            outcomes[horizon].append((low <= truths[horizon] <= high, (high - low) / (SEARCHED[1] - SEARCHED[0])))
+    rows = []
+    for horizon, found in outcomes.items():
+        hits = sum(hit for hit, _ in found)
+        rows.append({"generator": generator, "horizon": horizon, "sweeps": sweeps, "nominal": level,
+                     "observed": hits / sweeps, "wilson": wilson_interval(hits, sweeps),
+                     "median_width": float(np.median([width for _, width in found])), "truth": truths[horizon]})
+    return rows
