@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_laws.decision.choice import EXTRAPOLATION_LIMIT, FractionChoice
+from scaling_laws.decision.narrowing import undecided_caveat
 from scaling_laws.decision.optimal import optimal_fraction
 from scaling_laws.fitting.intervals import OUTSIDE_CAUSE, outside
 from scaling_laws.fitting.result import FitResult
@@ -119,6 +120,7 @@ def _choice_caveats(fit: FitResult, choices) -> list[str]:
                          f"[{c.fraction_range[0]:g}, {c.fraction_range[1]:g}]: the best delta may lie beyond it")
     lines += [line for c in choices if (line := _between_fractions(fit, c))]
     lines += [line for c in choices if (line := _outside_interval(fit, c))]
+    lines += [line for c in choices if (line := undecided_caveat(fit, c))]
     bases = {c.basis for c in choices}
     finetuned = (fit.decision or {}).get("finetune") or []
     cells = pd.Series([(run["fraction"], run["tokens"]) for run in finetuned], dtype=object).value_counts()
