@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from scaling_laws import FitResult, compute_optimal, get_law, optimal_fraction, synthetic
-from scaling_laws.fitting.intervals import percentile_interval
 from spt.errors import InputError
 
 BUDGET_EXPONENT = 0.3
@@ -73,20 +72,6 @@ def test_bootstrap_samples_give_intervals_around_the_estimate():
     assert low < choice.fraction < high
     assert choice.model_multiplier_interval[0] < choice.model_multiplier < choice.model_multiplier_interval[1]
     assert choice.to_dict()["fraction_interval"] == [low, high]
-
-
-def test_the_point_estimate_is_always_inside_its_interval():
-    """Replicates all on one side of the estimate (a biased bootstrap) still give an interval around it."""
-    p = closed_form_params(2.0)
-    law = get_law("spt")
-    samples = np.tile([p[name] for name in law.names], (30, 1))
-    samples[:, law.names.index("k3")] *= np.linspace(1.1, 1.5, 30)  # every replicate wants more domain data
-    choice = optimal_fraction(spt_fit(p, samples=samples), 1e9)
-    low, high = choice.fraction_interval
-    assert low == pytest.approx(choice.fraction) and high > choice.fraction
-    assert percentile_interval([2.0, 3.0, 4.0], 1.0, 0.9) == (1.0, 4.0)
-    assert percentile_interval([2.0, np.inf, np.nan], 3.0, 0.9) == (2.0, np.inf)
-    assert percentile_interval([np.nan], 1.0, 0.9) is None
 
 
 def finetuned(p: dict, tokens: float, gains: dict) -> list[dict]:

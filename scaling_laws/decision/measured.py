@@ -159,6 +159,6 @@ def measured_multipliers(runs: list[dict], noise: RunNoise | None = None, replic
     for fraction, (value, how, reached_at, loss0, tokens0) in sorted(point.items()):
         interval = None
         if draws[fraction] and value is not None:
-            interval = percentile_interval(draws[fraction], value, level)
+            interval = percentile_interval(draws[fraction], level)
         out.append(MeasuredMultiplier(fraction, value, how, reached_at, loss0, tokens0, interval))
     return out

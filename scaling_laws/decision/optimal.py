@@ -186,10 +186,10 @@ def optimal_fraction(fit: FitResult, total_tokens: float, *, low: float | None =
     if replicates:
         sample_fractions, sample_losses = _best_fractions(fit, thetas, total_tokens, lo, hi, params, gains,
                                                           replicate_gains=gains is not None, refine=False)
-        choice.fraction_interval = percentile_interval(sample_fractions, choice.fraction, fit.level)
+        choice.fraction_interval = percentile_interval(sample_fractions, fit.level)
         multipliers = [_model_multiplier(fit, t, total_tokens, v, params, gains)
                        for t, v in zip(thetas, sample_losses)]
-        choice.model_multiplier_interval = percentile_interval(multipliers, choice.model_multiplier, fit.level)
+        choice.model_multiplier_interval = percentile_interval(multipliers, fit.level)
     return choice
 
 
@@ -229,6 +229,6 @@ def compute_optimal(fit: FitResult, flops: float) -> dict:
         index = [fit.form.names.index(name) for name in names]
         with np.errstate(all="ignore"):
             ns, ds, _ = solve(fit.samples[:, index].T)
-        out["params_interval"] = list(percentile_interval(ns, float(n), fit.level))
-        out["tokens_interval"] = list(percentile_interval(ds, float(d), fit.level))
+        out["params_interval"] = list(percentile_interval(ns, fit.level))
+        out["tokens_interval"] = list(percentile_interval(ds, fit.level))
     return out

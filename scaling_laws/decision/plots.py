@@ -134,9 +134,10 @@ def plot_measured_multiplier(fit: FitResult, stem: str | Path) -> list[str | Pat
     figure, axes = plt.subplots(figsize=(6, 4))
     reached = [m for m in measured if m["value"] is not None]
     for m in reached:
-        low, high = m.get("interval") or (m["value"], m["value"])
-        axes.errorbar([m["fraction"]], [m["value"]], yerr=[[m["value"] - low], [high - m["value"]]], fmt="o",
-                      color="C1", capsize=4, mfc="white" if m["reached"] != "yes" else "C1")
+        # the interval as the bootstrap gives it, which need not contain the value (an error bar must)
+        if m.get("interval"):
+            axes.plot([m["fraction"]] * 2, m["interval"], color="C1", marker="_", markersize=8)
+        axes.plot([m["fraction"]], [m["value"]], "o", color="C1", mfc="white" if m["reached"] != "yes" else "C1")
     for m in measured:
         if m["value"] is None:
             axes.annotate("not reached", (m["fraction"], 1.0), rotation=90, ha="center", va="bottom", fontsize=8,

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from scaling_laws.decision.choice import EXTRAPOLATION_LIMIT, FractionChoice
+from scaling_laws.decision.narrowing import undecided_caveat
 from scaling_laws.decision.optimal import optimal_fraction
+from scaling_laws.fitting.intervals import OUTSIDE_CAUSE, outside
 from scaling_laws.fitting.result import FitResult
 from spt.errors import InputError
 
@@ -117,6 +119,8 @@ def _choice_caveats(fit: FitResult, choices) -> list[str]:
             lines.append(f"at T={c.tokens:.3g}, delta* sits at the edge {edge[0]:g} of the fractions searched "
                          f"[{c.fraction_range[0]:g}, {c.fraction_range[1]:g}]: the best delta may lie beyond it")
     lines += [line for c in choices if (line := _between_fractions(fit, c))]
+    lines += [line for c in choices if (line := _outside_interval(fit, c))]
+    lines += [line for c in choices if (line := undecided_caveat(fit, c))]
     bases = {c.basis for c in choices}
     finetuned = (fit.decision or {}).get("finetune") or []
     cells = pd.Series([(run["fraction"], run["tokens"]) for run in finetuned], dtype=object).value_counts()
@@ -171,6 +175,22 @@ def _between_fractions(fit: FitResult, choice: FractionChoice) -> str | None:
     return line + ": sweep a fraction near delta* before relying on it"
 
 
+def _outside_interval(fit: FitResult, choice: FractionChoice) -> str | None:
+    """A caveat when delta* (or its model multiplier) lies outside its own bootstrap interval."""
+    parts = []
+    if outside(choice.fraction, choice.fraction_interval):
+        low, high = choice.fraction_interval
+        parts.append(f"delta* {choice.fraction:.4g} lies outside its {100 * fit.level:g}% interval "
+                     f"[{low:.4g}, {high:.4g}]")
+    if outside(choice.model_multiplier, choice.model_multiplier_interval):
+        low, high = choice.model_multiplier_interval
+        parts.append(f"the model multiplier {choice.model_multiplier:.3g}x lies outside its {100 * fit.level:g}% "
+                     f"interval [{low:.3g}x, {high:.3g}x]")
+    if not parts:
+        return None
+    return f"at T={choice.tokens:.3g}, {' and '.join(parts)}: {OUTSIDE_CAUSE}"
+
+
 def caveats(fit: FitResult, choices: list[FractionChoice] = ()) -> list[str]:
     """Plain-words limits of a decision from this fit, one line each (empty when none apply)."""
     lines = list(fit.caveats) + _choice_caveats(fit, choices)
@@ -212,6 +232,18 @@ def fit_warnings(fit: FitResult) -> list[str]:
     return lines
 
 
+def _refit_counts(settings: dict) -> str:
+    """``; 0 failed, 2 stopped at the iteration limit, 6 starts each`` from ``settings["bootstrap_refits"]``."""
+    refits = settings.get("bootstrap_refits")
+    if not refits:
+        return ""
+    halves = " per half" if "train" in refits else ""
+    starts = refits["train"]["starts"] if halves else refits["starts"]
+    return (f"; {refits['failed']} failed, {refits['unconverged']} of {refits['refits']} stopped at the iteration "
+            f"limit, {starts} starts each{halves}, {refits['from_other_starts']} ended in a better basin than the "
+            f"fit's own minimum gave")
+
+
 def _optimum_lines(optimum: dict | None) -> list[str]:
     """One line per fitted law: how many starts reached the best objective, how close the next minima are."""
     if not optimum:
@@ -239,15 +271,16 @@ def format_fit(result: FitResult) -> str:
                              f"separately, summed", "held-out": f"the held-out loss ({s.get('loss_column')}) alone"}
         lines.append(f"fitted: {what.get(s['fitted'], s['fitted'])}; evaluations: {s.get('points', 'all rows')}")
     intervals = result.intervals or {}
+    outside_names = set(result.outside_intervals()) if intervals else set()
     for name, value in result.params.items():
         note = " (fixed)" if name in result.fixed else ""
         if name in intervals and not note:
             low, high = intervals[name]
-            note = f"  [{low:.6g}, {high:.6g}]"
+            note = f"  [{low:.6g}, {high:.6g}]" + ("  (fit outside its interval)" if name in outside_names else "")
         lines.append(f"  {name:<10} {value:>14.6g}{note}")
     if intervals:
         lines.append(f"  (intervals: central {100 * result.level:g}% of {s.get('bootstrap')} bootstrap refits, "
-                     f"method {s.get('bootstrap_method')}, widened to contain the fit)")
+                     f"method {s.get('bootstrap_method')}, as the refits give them{_refit_counts(s)})")
     if result.components and "c_gap" in result.components.get("gap", {}).get("params", {}):
         lines.append(f"  gap offset c_gap {result.components['gap']['params']['c_gap']:.4g} (held-out minus train "
                      f"sample, folded into k0)")

@@ -11,8 +11,8 @@ import pandas as pd
 from scaling_laws.fitting.data import check_frame, law_inputs, resolve_law
 from scaling_laws.fitting.intervals import percentile_bands
 from scaling_laws.fitting.noise import bootstrap_fits, resolve_method, run_layout
-from scaling_laws.fitting.result import FitResult
-from scaling_laws.fitting.search import Problem, SearchResult, search
+from scaling_laws.fitting.result import FitResult, bootstrap_caveats
+from scaling_laws.fitting.search import Problem, SearchResult, refit_seeds, search
 from scaling_laws.fitting.staged import staged_starts
 from scaling_laws.laws.base import Law
 from scaling_laws.laws.registry import get_law
@@ -111,13 +111,14 @@ def fit(
     rng = np.random.default_rng(seed)
     problem, found = search_law(law, inputs, values, objective, fixed=fixed, n_starts=n_starts, staged=staged,
                                 rng=rng)
-    samples, noise, method = None, None, None
+    samples, noise, method, refits = None, None, None, None
     if bootstrap_replicates > 0:
         layout = run_layout(table, checked)
         method = resolve_method(bootstrap_method, layout)
-        thetas, noise = bootstrap_fits(problem, found.minima, bootstrap_replicates, method, layout, rng)
-        samples = law.to_public(thetas)
-    return FitResult(
+        refits, noise = bootstrap_fits(problem, refit_seeds(found, problem), bootstrap_replicates, method, layout,
+                                       rng)
+        samples = law.to_public(refits.thetas)
+    result = FitResult(
         law=law.name,
         params=dict(zip(law.names, map(float, law.to_public(found.theta)))),
         objective=found.value,
@@ -126,6 +127,7 @@ def fit(
             "objective": objective.kind, "huber_delta": objective.huber_delta, "residuals": objective.residuals,
             "loss_column": target, "n_starts": found.n_starts, "staged": staged and not fixed,
             "bootstrap": bootstrap_replicates, "bootstrap_method": method, "seed": seed,
+            **({"bootstrap_refits": refits.to_dict()} if refits is not None else {}),
             "converged": found.converged, "on_bounds": law.on_bounds(found.theta), "optimum": found.spread,
             "seconds": round(time.perf_counter() - started, 3),
         },
@@ -136,6 +138,8 @@ def fit(
         level=level,
         noise={"fitted": noise.to_dict()} if noise is not None else None,
     )
+    result.caveats += bootstrap_caveats(result)
+    return result
 
 
 def predict(fit_result: FitResult, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -146,8 +150,9 @@ def predict(fit_result: FitResult, inputs: Mapping[str, np.ndarray]) -> dict[str
         inputs: The law's input columns as arrays.
 
     Returns:
-        ``{"predicted": (n,)}`` plus ``"lower"`` and ``"upper"`` (percentile interval at the fit's level,
-        widened to contain the prediction) when the fit was bootstrapped.
+        ``{"predicted": (n,)}`` plus ``"lower"`` and ``"upper"`` (central percentile interval of the
+        replicates' predictions at the fit's level, not widened to contain the prediction) when the fit was
+        bootstrapped.
     """
     law = fit_result.form
     out = {"predicted": law.predict(fit_result.params, inputs)}
@@ -155,7 +160,7 @@ def predict(fit_result: FitResult, inputs: Mapping[str, np.ndarray]) -> dict[str
     if thetas is not None and len(thetas):
         with np.errstate(all="ignore"):
             draws = law.predict_many(thetas, {k: np.asarray(v, dtype=float) for k, v in inputs.items()})
-        out["lower"], out["upper"] = percentile_bands(draws, out["predicted"], fit_result.level)
+        out["lower"], out["upper"] = percentile_bands(draws, fit_result.level)
     return out
 
 

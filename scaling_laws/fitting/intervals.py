@@ -1,23 +1,28 @@
-"""Bootstrap intervals that always contain their point estimate.
+"""Bootstrap percentile intervals, reported as the replicates give them, and what a point outside one means.
 
-A percentile interval of bootstrap replicates need not contain the estimate it belongs to: when the estimator
-is biased or its distribution is lopsided (delta* near the edge of the searched range, a multiplier that is
-infinite in some replicates), the estimate can fall outside the central 95% of the replicates. spt never
-prints such a pair. The interval reported is the central ``level`` percentile interval of the replicates,
-widened just enough to contain the point estimate; the widening only ever makes it more conservative.
+The interval reported is the central ``level`` percentile interval of the replicates, nothing more. It need not
+contain the estimate it belongs to: when the estimator is biased (the refits land systematically to one side of
+the fit) or unstable (the fit's minimum is not where refits of similar data go), the estimate falls outside the
+central interval of its replicates. That is a signal about the fit, so spt does not hide it by widening the
+interval: it reports the interval as it is and says, in a caveat (its cause: :data:`OUTSIDE_CAUSE`), that the estimate lies
+outside it and what that likely means. (Until 2026-12, spt widened such intervals to contain the estimate;
+issue 23.)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+#: What an estimate outside its own bootstrap interval most likely means, in the caveats' words.
+OUTSIDE_CAUSE = ("the refits land away from the fit, a sign of a biased or unstable fit (the law's shape pulls "
+                 "the estimate, or the fit's minimum is not where refits of similar data go)")
 
-def percentile_interval(draws, point: float, level: float) -> tuple[float, float] | None:
-    """Central ``level`` interval of ``draws`` (NaN ignored, infinities kept), widened to contain ``point``.
+
+def percentile_interval(draws, level: float) -> tuple[float, float] | None:
+    """Central ``level`` percentile interval of ``draws`` (NaN ignored, infinities kept).
 
     Args:
         draws: Bootstrap replicates of one quantity.
-        point: The estimate from the data.
         level: Coverage, e.g. 0.95.
 
     Returns:
@@ -31,18 +36,25 @@ def percentile_interval(draws, point: float, level: float) -> tuple[float, float
     # "lower"/"higher" never interpolate, so an infinite replicate stays infinite instead of turning NaN.
     low = float(np.percentile(values, tail, method="lower"))
     high = float(np.percentile(values, 100.0 - tail, method="higher"))
-    if np.isfinite(point) or np.isinf(point):
-        low, high = min(low, point), max(high, point)
     return low, high
 
 
-def percentile_bands(draws: np.ndarray, point: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Column-wise :func:`percentile_interval` of ``draws`` ``(K, n)`` around ``point`` ``(n,)`` (interpolated
-    percentiles; NaN where a column has no finite replicate)."""
+def percentile_bands(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Column-wise central ``level`` intervals of ``draws`` ``(K, n)`` (interpolated percentiles of the finite
+    replicates; NaN where a column has none)."""
     tail = 100.0 * (1.0 - level) / 2.0
     with np.errstate(all="ignore"):
         finite = np.where(np.isfinite(draws), draws, np.nan)
         if np.all(np.isnan(finite)):
             return np.full(draws.shape[1], np.nan), np.full(draws.shape[1], np.nan)
         low, high = np.nanpercentile(finite, [tail, 100.0 - tail], axis=0)
-    return np.fmin(low, point), np.fmax(high, point)
+    return low, high
+
+
+def outside(point: float | None, interval) -> bool:
+    """Whether ``point`` lies outside ``interval`` (False when either is missing or the point is NaN)."""
+    if point is None or interval is None or np.isnan(point):
+        return False
+    low, high = interval
+    return bool(point < low or point > high)
+

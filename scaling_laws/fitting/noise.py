@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from scaling_laws.fitting.search import bootstrap, refit
+from scaling_laws.fitting.search import Refits, bootstrap, refit
 
 #: Weight (degrees of freedom) of the assumed run offset when repeats measure it too.
 PRIOR_DEGREES = 2.0
@@ -299,24 +299,24 @@ def resolve_method(method: str, layout: RunLayout | None) -> str:
 
 
 def bootstrap_fits(problem, seeds: np.ndarray, replicates: int, method: str, layout: RunLayout,
-                   rng: np.random.Generator, max_seeds: int = 3,
-                   offset_prior: float = ASSUMED_OFFSET) -> tuple[np.ndarray, RunNoise | None]:
+                   rng: np.random.Generator,
+                   offset_prior: float = ASSUMED_OFFSET) -> tuple[Refits, RunNoise | None]:
     """Bootstrap refits of a fitted problem: ``points`` (resample rows) or ``runs`` (simulated run noise).
 
     Args:
         problem: The full-data :class:`scaling_laws.fitting.search.Problem`.
-        seeds: Internal minima of the full-data fit, best first (``seeds[0]`` gives the fitted values).
+        seeds: Starts of every refit, the fit's best minimum first (``seeds[0]`` gives the fitted values; see
+            :func:`scaling_laws.fitting.search.refit_seeds`).
         replicates: Number of refits ``K``.
         method: ``points`` or ``runs`` (see the module docstring).
         layout: Runs of the rows.
         rng: Source of the resamples.
-        max_seeds: Minima each replicate starts from.
         offset_prior: See :func:`estimate_noise`.
 
     Returns:
-        Internal vectors ``(K, P)`` (NaN rows where a refit failed) and the noise model (``runs`` only).
+        The refits (internal vectors ``(K, P)``, NaN rows where a refit failed, and their count) and the noise
+        model (``runs`` only).
     """
-    seeds = seeds[:max_seeds]
     if method == "points":
         return bootstrap(problem, seeds, replicates, rng), None
     space = problem.objective.residuals

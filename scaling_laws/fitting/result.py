@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling_laws.fitting.intervals import percentile_interval
+from scaling_laws.fitting.intervals import OUTSIDE_CAUSE, outside, percentile_interval
 from scaling_laws.laws.base import Law
 from scaling_laws.laws.registry import LAWS, get_law
 from spt import storage
@@ -81,16 +81,23 @@ class FitResult:
 
     @property
     def intervals(self) -> dict[str, list[float]] | None:
-        """Central ``level`` interval of every parameter over the bootstrap replicates, widened to contain
-        the fitted value (:mod:`scaling_laws.fitting.intervals`)."""
+        """Central ``level`` interval of every parameter over the bootstrap replicates, as they give it (the
+        fitted value may lie outside: :meth:`outside_intervals`, :mod:`scaling_laws.fitting.intervals`)."""
         if self.samples is None:
             return None
         finite = self.samples[np.all(np.isfinite(self.samples), axis=1)]
         out = {}
         for i, name in enumerate(self.form.names):
-            interval = percentile_interval(finite[:, i], self.params[name], self.level)
+            interval = percentile_interval(finite[:, i], self.level)
             out[name] = list(interval) if interval else [float("nan"), float("nan")]
         return out
+
+    def outside_intervals(self) -> list[str]:
+        """Free parameters whose fitted value lies outside its own bootstrap interval (see
+        :mod:`scaling_laws.fitting.intervals`)."""
+        intervals = self.intervals or {}
+        return [name for name, pair in intervals.items()
+                if name not in self.fixed and outside(self.params[name], pair)]
 
     def to_dict(self) -> dict:
         out = {"law": self.law, "params": {k: float(v) for k, v in self.params.items()},
@@ -175,6 +182,35 @@ class FitResult:
         except json.JSONDecodeError as exc:
             raise InputError(f"{location}: not JSON ({exc})") from None
         return cls.from_dict(data, source=location)
+
+
+#: Share of bootstrap refits that may fail (or stop at the iteration limit) before the caveats say so.
+MAX_FAILED_SHARE = 0.10
+
+
+def bootstrap_caveats(result: FitResult) -> list[str]:
+    """What the bootstrap of a fit says about itself: refits that failed or did not converge (more than
+    :data:`MAX_FAILED_SHARE`), and fitted values outside their own intervals."""
+    lines = []
+    refits = result.settings.get("bootstrap_refits") or {}
+    replicates, total = int(refits.get("replicates", 0)), int(refits.get("refits", 0))
+    failed, unconverged = int(refits.get("failed", 0)), int(refits.get("unconverged", 0))
+    if replicates and failed > MAX_FAILED_SHARE * replicates:
+        lines.append(f"{failed} of {replicates} bootstrap refits failed (no finite fit from any start) and are left "
+                     f"out of the intervals: more than {100 * MAX_FAILED_SHARE:g}%, so the band describes only the "
+                     f"replicates the law could fit and is likely too narrow")
+    if total and unconverged > MAX_FAILED_SHARE * total:
+        lines.append(f"{unconverged} of {total} bootstrap refits stopped at the iteration limit before converging "
+                     f"(kept in the intervals): more than {100 * MAX_FAILED_SHARE:g}%, so the band carries the "
+                     f"optimizer's error besides the data's")
+    names = result.outside_intervals()
+    if names:
+        intervals = result.intervals
+        listed = ", ".join(f"{name} {result.params[name]:.4g} [{intervals[name][0]:.4g}, {intervals[name][1]:.4g}]"
+                           for name in names)
+        lines.append(f"fitted values outside their own {100 * result.level:g}% bootstrap intervals: {listed}: "
+                     f"{OUTSIDE_CAUSE}")
+    return lines
 
 
 def _kind(value) -> str:

@@ -27,6 +27,11 @@ _POLISH_WITHIN = 2.0
 AT_BEST_TOLERANCE = 1e-4
 #: Distinct minima besides the best whose objectives a fit reports (relative to the best).
 REPORTED_MINIMA = 4
+#: Best distinct minima of the fit each bootstrap refit starts from.
+REFIT_MINIMA = 3
+#: Starts of the fit's own grid each bootstrap refit starts from besides those minima, chosen far apart and far
+#: from them (:func:`diverse_starts`), so that a replicate whose data prefer another basin can reach it.
+REFIT_DIVERSE = 3
 
 
 class Problem:
@@ -197,7 +202,8 @@ class Problem:
 class SearchResult:
     """Best internal vector, its objective value, distinct local minima (best first), starts used and status.
 
-    ``spread`` says how sure the search is to have found the global optimum (see :func:`optimum_spread`).
+    ``spread`` says how sure the search is to have found the global optimum (see :func:`optimum_spread`);
+    ``starts`` holds the full internal start vectors of the batched phase (for :func:`refit_seeds`).
     """
 
     theta: np.ndarray
@@ -206,6 +212,7 @@ class SearchResult:
     n_starts: int
     converged: bool
     spread: dict | None = None
+    starts: np.ndarray | None = None
 
 
 def optimum_spread(batch_values: np.ndarray, minima_values: np.ndarray) -> dict:
@@ -289,11 +296,78 @@ def search(problem: Problem, starts: np.ndarray, *, polish: int | None = None, k
     ranking = np.argsort(values, kind="stable")
     points, values, converged = points[ranking], values[ranking], converged[ranking]
     return SearchResult(theta=problem.full(points[:1])[0], value=float(values[0]), minima=problem.full(points[:keep]),
-                        n_starts=len(x0), converged=bool(converged[0]), spread=optimum_spread(batch.f, values))
+                        n_starts=len(x0), converged=bool(converged[0]), spread=optimum_spread(batch.f, values),
+                        starts=problem.full(x0))
+
+
+def diverse_starts(starts: np.ndarray, anchors: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to ``count`` rows of ``starts`` chosen far apart: each in turn the row farthest from the
+    anchors and the rows already chosen (Euclidean distance, each coordinate scaled by its range in ``starts``)."""
+    if count <= 0 or len(starts) == 0:
+        return np.zeros(0, dtype=int)
+    scale = np.ptp(starts, axis=0)
+    scale[~(scale > 0)] = 1.0
+
+    def distance(point):
+        return np.sqrt(np.sum(((starts - point) / scale) ** 2, axis=1))
+
+    nearest = np.min([distance(a) for a in anchors], axis=0) if len(anchors) else np.full(len(starts), np.inf)
+    chosen: list[int] = []
+    for _ in range(min(count, len(starts))):
+        i = int(np.argmax(nearest))
+        if not nearest[i] > 0:
+            break
+        chosen.append(i)
+        nearest = np.minimum(nearest, distance(starts[i]))
+    return np.array(chosen, dtype=int)
+
+
+def refit_seeds(found: SearchResult, problem: Problem, minima: int | None = None,
+                diverse: int | None = None) -> np.ndarray:
+    """The starts of every bootstrap refit: the fit's best ``minima`` distinct minima (the best first, so that
+    ``seeds[0]`` gives the fitted values) and ``diverse`` starts of its grid far from them and from each other.
+
+    Starting only from the fit's minima, a replicate can only land in a basin the full data preferred; the grid
+    starts let it find another one when its data prefer that. Defaults: :data:`REFIT_MINIMA`,
+    :data:`REFIT_DIVERSE` (read at call time).
+    """
+    minima = REFIT_MINIMA if minima is None else minima
+    diverse = REFIT_DIVERSE if diverse is None else diverse
+    seeds = found.minima[:minima]
+    if found.starts is None or diverse <= 0:
+        return seeds
+    free = problem.free
+    picked = diverse_starts(found.starts[:, free], seeds[:, free], diverse)
+    return np.vstack([seeds, found.starts[picked]])
+
+
+@dataclass
+class Refits:
+    """Bootstrap refits and how they ended.
+
+    Attributes:
+        thetas: Full internal vectors ``(K, P)``; a row of NaN where the refit failed.
+        failed: Refits with no finite end point from any start (dropped from the intervals).
+        unconverged: Refits whose best start stopped at the iteration limit (kept).
+        starts: Starts each refit ran from.
+        from_other_starts: Refits whose best end beat the end reached from the fit's own minimum (by more than
+            :data:`AT_BEST_TOLERANCE`, relative): refits that another start moved to another basin.
+    """
+
+    thetas: np.ndarray
+    failed: int
+    unconverged: int
+    starts: int
+    from_other_starts: int
+
+    def to_dict(self) -> dict:
+        return {"replicates": int(len(self.thetas)), "refits": int(len(self.thetas)), "failed": int(self.failed),
+                "unconverged": int(self.unconverged), "starts": int(self.starts),
+                "from_other_starts": int(self.from_other_starts)}
 
 
 def refit(problem: Problem, seeds: np.ndarray, replicates: int, max_iter: int | None = None,
-          ftol: float = 1e-8) -> np.ndarray:
+          ftol: float = 1e-8) -> Refits:
     """Refits ``replicates`` variants of a problem in one batch, each from every seed; keeps each one's best.
 
     The variants are the rows of ``problem.weights`` or ``problem.target`` (both ``(replicates, n)`` or
@@ -309,7 +383,7 @@ def refit(problem: Problem, seeds: np.ndarray, replicates: int, max_iter: int | 
             objective is within 1e-6 of where 300 more iterations take it, in a fifth of the time).
 
     Returns:
-        Full internal vectors ``(K, P)``; a replicate with no finite end point is a row of NaN.
+        The refits (a replicate with no finite end point is a row of NaN) and how they ended.
     """
     seeds_free = seeds[:, problem.free]
     m = len(seeds_free)
@@ -321,13 +395,19 @@ def refit(problem: Problem, seeds: np.ndarray, replicates: int, max_iter: int | 
                             groups=np.repeat(np.arange(replicates), m))
     values = batch.f.reshape(replicates, m)
     best = np.argmin(values, axis=1)
-    chosen = batch.x.reshape(replicates, m, -1)[np.arange(replicates), best]
-    chosen[~np.isfinite(values[np.arange(replicates), best])] = np.nan
-    return problem.full(chosen)
+    rows = np.arange(replicates)
+    chosen = batch.x.reshape(replicates, m, -1)[rows, best]
+    finite = np.isfinite(values[rows, best])
+    chosen[~finite] = np.nan
+    converged = batch.converged.reshape(replicates, m)[rows, best]
+    with np.errstate(invalid="ignore"):
+        elsewhere = finite & ~(values[rows, best] >= values[:, 0] - AT_BEST_TOLERANCE * np.abs(values[:, 0]))
+    return Refits(problem.full(chosen), failed=int(np.sum(~finite)), unconverged=int(np.sum(finite & ~converged)),
+                  starts=m, from_other_starts=int(np.sum(elsewhere)))
 
 
 def bootstrap(problem: Problem, seeds: np.ndarray, replicates: int, rng: np.random.Generator,
-              max_iter: int | None = None) -> np.ndarray:
+              max_iter: int | None = None) -> Refits:
     """Refits on ``replicates`` resamples of the points (with replacement), all replicates in one batch.
 
     This resamples single points, which is right when every point is an independent run (a table of final
@@ -341,7 +421,7 @@ def bootstrap(problem: Problem, seeds: np.ndarray, replicates: int, rng: np.rand
         max_iter: Iteration limit.
 
     Returns:
-        Full internal vectors ``(K, P)``; a replicate with no finite end point is a row of NaN.
+        The refits (see :func:`refit`).
     """
     n = len(problem.target)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(float)

@@ -30,8 +30,8 @@ import pandas as pd
 from scaling_laws.fitting.data import check_frame, law_inputs
 from scaling_laws.fitting.fit import fit, search_law
 from scaling_laws.fitting.noise import RunLayout, estimate_noise, resolve_method, run_layout, simulate
-from scaling_laws.fitting.result import FitResult
-from scaling_laws.fitting.search import refit
+from scaling_laws.fitting.result import FitResult, bootstrap_caveats
+from scaling_laws.fitting.search import refit, refit_seeds
 from scaling_laws.laws.base import Law
 from scaling_laws.laws.spt import FORMS, combine, combine_samples
 from scaling_laws.numerics.objective import Objective
@@ -225,10 +225,10 @@ def _halves_result(halves: Halves, replicates: int, method: str, level: float) -
               for name, (problem, found) in problems.items()}
     params = combine(values["train"], values["gap"])
     layout = run_layout(halves.table, halves.checked)
-    samples, noise, used = None, {}, None
+    samples, noise, used, refits = None, {}, None, None
     if replicates > 0:
         used = resolve_method(method, layout)
-        samples, noise = _bootstrap_halves(problems, replicates, used, layout, halves.rng, whole.names)
+        samples, noise, refits = _bootstrap_halves(problems, replicates, used, layout, halves.rng, whole.names)
     objective = halves.objective
     result = FitResult(
         law=whole.name, params=params,
@@ -238,6 +238,7 @@ def _halves_result(halves: Halves, replicates: int, method: str, level: float) -
                   "loss_column": halves.loss_column, "train_column": halves.train_column,
                   "n_starts": sum(found.n_starts for _, found in problems.values()), "staged": False,
                   "bootstrap": replicates, "bootstrap_method": used, "seed": halves.seed,
+                  **({"bootstrap_refits": refits} if refits is not None else {}),
                   "converged": all(found.converged for _, found in problems.values()),
                   "on_bounds": {name: side for problem, found in problems.values()
                                 for name, side in problem.law.on_bounds(found.theta).items()},
@@ -249,6 +250,7 @@ def _halves_result(halves: Halves, replicates: int, method: str, level: float) -
                            "objective": problems[name][1].value, "converged": problems[name][1].converged}
                     for name in problems},
     )
+    result.caveats += bootstrap_caveats(result)
     _held_out_noise(result, halves.table, halves.loss_column)
     return result
 
@@ -280,10 +282,10 @@ def _joint_replicates(problems: dict, replicates: int, layout: RunLayout, rng: n
 
 
 def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunLayout,
-                      rng: np.random.Generator, names: list[str]) -> tuple[np.ndarray, dict]:
+                      rng: np.random.Generator, names: list[str]) -> tuple[np.ndarray, dict, dict]:
     """Replicates of both halves (the same resampled rows for ``points``, joint noise draws for ``runs``),
-    summed into the law's samples."""
-    public, noise = {}, {}
+    summed into the law's samples; with the noise models and how the refits ended."""
+    public, noise, refits = {}, {}, {}
     if method == "points":
         n = len(problems["train"][0].target)
         counts = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(float)
@@ -293,5 +295,19 @@ def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunL
         variants = {"train": problems["train"][0].with_targets(train_star),
                     "gap": problems["gap"][0].with_targets(gap_star)}
     for name, (problem, found) in problems.items():
-        public[name] = problem.law.to_public(refit(variants[name], found.minima[:3], replicates))
-    return combine_samples(public["train"], public["gap"], names, problems["gap"][0].law.names), noise
+        outcome = refit(variants[name], refit_seeds(found, problem), replicates)
+        public[name], refits[name] = problem.law.to_public(outcome.thetas), outcome
+    samples = combine_samples(public["train"], public["gap"], names, problems["gap"][0].law.names)
+    return samples, noise, _halves_refits(refits, samples)
+
+
+def _halves_refits(refits: dict, samples: np.ndarray) -> dict:
+    """How the refits of both halves ended: each half's counts, and ``failed`` for the summed law (a replicate
+    fails when either half's refit does)."""
+    out = {name: outcome.to_dict() for name, outcome in refits.items()}
+    failed = int(np.sum(~np.all(np.isfinite(samples), axis=1)))
+    unconverged = sum(outcome.unconverged for outcome in refits.values())
+    return {"replicates": int(len(samples)), "refits": sum(outcome.to_dict()["refits"] for outcome in refits.values()),
+            "failed": failed, "unconverged": unconverged,
+            "starts": sum(outcome.starts for outcome in refits.values()),
+            "from_other_starts": sum(outcome.from_other_starts for outcome in refits.values()), **out}
