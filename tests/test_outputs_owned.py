@@ -5,11 +5,19 @@ go on the rerun, and inputs that make no sense are refused with one line instead
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from scaling_laws import synthetic
+from spt import storage
+from spt.errors import InputError
+from tests.conftest import REPO, tree
+from training.layout import RunLayout
 
 
 def fit_args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -68,3 +76,62 @@ def test_plot_replaces_only_figures_it_wrote(tmp_path, runs_csv, run_cli):
                    "changed since: no matching .residuals.svg.spt-owner.json); rerun with --force to replace it, or "
                    "choose another file\n")
     assert (figures / "residuals.svg").read_text() == "<svg>my own drawing</svg>"
+
+
+# Finding 7: a source rebuild and `spt train --force` deleted files spt did not write.
+
+def test_a_source_rebuild_refuses_before_deleting_a_foreign_file(tmp_path):
+    source = tmp_path / "mix" / "sources" / "domain"
+    (source / "train").mkdir(parents=True)
+    (source / "train" / "shard.00000.mds").write_bytes(b"spt's shard")
+    (source / "source.json").write_text(json.dumps({"files": {"train/shard.00000.mds": "sha"}}))
+    (source / "notes.txt").write_text("mine")
+    with pytest.raises(InputError) as refused:
+        with storage.staged_folder(str(source), last="source.json"):
+            pytest.fail("the rebuild started")
+    assert str(refused.value) == (f"{source}: holds files spt did not write (notes.txt); spt replaces only its own "
+                                  "files: move them away and rerun")
+    assert tree(source) == ["notes.txt", "source.json", "train", "train/shard.00000.mds"]
+    (source / "notes.txt").unlink()
+    with storage.staged_folder(str(source), last="source.json") as staging:
+        (staging / "source.json").write_text("{}")
+    assert tree(source) == [".spt-files.json", "source.json"]
+
+
+def test_a_forced_restart_deletes_only_the_run_files_spt_wrote(tmp_path):
+    layout = RunLayout(str(tmp_path / "run"))
+    checkpoints = Path(layout.checkpoints)
+    checkpoints.mkdir(parents=True)
+    for name in ("ba5-rank0.pt", "latest-rank0.pt", "my-notes.txt"):
+        (checkpoints / name).write_text(name)
+    with storage.staged_folder(layout.model) as staging:
+        (staging / "model.safetensors").write_text("weights")
+    (Path(layout.model) / "README-mine.md").write_text("mine")
+    with pytest.raises(InputError) as refused:
+        layout.clear()
+    assert str(refused.value) == (f"{layout.model}: holds files spt did not write (README-mine.md); spt replaces "
+                                  "only its own files: move them away and rerun")
+    assert "ba5-rank0.pt" in tree(checkpoints)  # refused before deleting anything
+    (Path(layout.model) / "README-mine.md").unlink()
+    layout.clear()
+    assert tree(checkpoints) == ["my-notes.txt"] and not Path(layout.model).exists()
+
+
+# Finding 9: a killed build left sources/.<src>.tmp-* folders that no rerun removed.
+
+def test_a_rerun_removes_the_staging_folders_of_a_killed_build(tmp_path):
+    sources = tmp_path / "sources"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal\nfrom spt import storage\n"
+        f"with storage.staged_folder({str(sources / 'domain')!r}) as staging:\n"
+        "    (staging / 'shard.mds').write_bytes(b'x' * 4096)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")], env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert killed.returncode == -signal.SIGKILL
+    left = [p.name for p in sources.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".domain.tmp-")
+    (sources / ".general.tmp-other").mkdir()  # another source's: not this rebuild's to remove
+    (sources / "notes.domain.tmp-x").write_text("a user's file")
+    with storage.staged_folder(str(sources / "domain")) as staging:
+        (staging / "shard.mds").write_bytes(b"y")
+    assert tree(sources) == [".general.tmp-other", "domain", "domain/.spt-files.json", "domain/shard.mds",
+                             "notes.domain.tmp-x"]
