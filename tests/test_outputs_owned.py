@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,3 +136,36 @@ def test_a_rerun_removes_the_staging_folders_of_a_killed_build(tmp_path):
         (staging / "shard.mds").write_bytes(b"y")
     assert tree(sources) == [".general.tmp-other", "domain", "domain/.spt-files.json", "domain/shard.mds",
                              "notes.domain.tmp-x"]
+
+
+# Finding 2: a fit of a copied sweep folder wrote into the original sweep's MLflow store.
+
+def test_a_copied_sweep_folder_never_logs_into_the_original_store(tmp_path, capsys):
+    from sweeps.tracking import log_decision
+    from training.tracking import client, experiment_id, store_uri
+    from spt.config.tracking import TrackingConfig
+
+    original, copy = tmp_path / "sweep", tmp_path / "sweep-copy"
+    original.mkdir()
+    uri = store_uri(TrackingConfig(), str(original), "sweep.output_dir")  # the default store, in the folder
+    mlflow = client(uri)
+    run_id = mlflow.create_run(experiment_id(mlflow, "sweep", uri)).info.run_id
+    # What a sweep wrote before records named their folder: absolute locations only.
+    (original / "tracking.json").write_text(json.dumps({"uri": uri, "experiment": "sweep", "run_id": run_id}))
+    shutil.copytree(original, copy)
+    fit_json = tmp_path / "fit.json"
+    fit_json.write_text('{"law": "of the copy"}')
+    before = tree(original)
+    assert log_decision(str(copy), [str(fit_json)]) is None
+    assert capsys.readouterr().err == (
+        f"note: not logged to MLflow: {copy}/tracking.json names the MLflow store {original}/mlflow.db, not this "
+        "folder's own mlflow.db (a copied or moved sweep folder never writes into another folder's store)\n")
+    assert tree(original) == before and not mlflow.list_artifacts(run_id)
+    # A record that names its folder: the copy's is refused for that, and the original still logs.
+    for folder in (original, copy):
+        (folder / "tracking.json").write_text(json.dumps({"uri": uri, "experiment": "sweep", "run_id": run_id,
+                                                          "folder": str(original)}))
+    assert log_decision(str(copy), [str(fit_json)]) is None
+    assert f"{copy}/tracking.json was written for {original}, not this folder" in capsys.readouterr().err
+    assert log_decision(str(original), [str(fit_json)]) == run_id
+    assert [a.path for a in mlflow.list_artifacts(run_id)] == ["fit.json"]
