@@ -54,6 +54,9 @@ def run_optimal_fraction(args: argparse.Namespace) -> int:
     result = FitResult.load(args.fit)
     if "fraction" not in result.form.inputs:
         raise InputError(f"{args.fit}: optimal-fraction needs an spt fit; this fit is law {result.law}")
+    if result.form.target == "gap":  # the gap half alone has no loss to minimize: it printed delta*=0, loss 5
+        raise InputError(f"{args.fit}: optimal-fraction needs a fit of the loss; law {result.law} fits only the gap "
+                         "between held-out and train loss (fit law spt or spt-regularized)")
     low, high = fraction_range(result, args.min_fraction, args.max_fraction, args.widen)
     if "params" in result.form.inputs and args.params is None:
         raise InputError(f"law {result.law} needs --params (the model size, in parameters)")

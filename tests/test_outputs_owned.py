@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -169,3 +170,52 @@ def test_a_copied_sweep_folder_never_logs_into_the_original_store(tmp_path, caps
     assert f"{copy}/tracking.json was written for {original}, not this folder" in capsys.readouterr().err
     assert log_decision(str(original), [str(fit_json)]) == run_id
     assert [a.path for a in mlflow.list_artifacts(run_id)] == ["fit.json"]
+
+
+# Finding 8: nonsense that passed silently with exit 0.
+
+def test_optimal_fraction_refuses_a_fit_of_the_gap_alone(tmp_path, run_cli):
+    fit_json = tmp_path / "gap.json"
+    fit_json.write_text(json.dumps({"law": "spt-gap", "objective": 0.0, "n_points": 30, "params": {
+        "a1": 0.3, "b_gap_s": -0.2, "b_gap_g": -0.1, "a2": 0.5, "a3": 0.1},
+        "data_ranges": {"tokens": [1e6, 1e8], "fraction": [0.0, 1.0]}}))
+    code, stdout, err = run_cli("optimal-fraction", "--fit", fit_json, "--tokens", "1e7")
+    assert (code, stdout) == (2, "")
+    assert err == (f"error: {fit_json}: optimal-fraction needs a fit of the loss; law spt-gap fits only the gap "
+                   "between held-out and train loss (fit law spt or spt-regularized)\n")
+
+
+def test_corpora_refuses_max_chars_below_min_chars(tmp_path, run_cli):
+    code, stdout, err = run_cli("corpora", REPO / "configs/corpora/quickstart.yaml", f"output_dir={tmp_path}/c",
+                                "domain.min_chars=500", "domain.max_chars=100")
+    assert (code, stdout, tree(tmp_path)) == (2, "", [])
+    assert err == "error: corpora.domain: max_chars=100 is below min_chars=500\n"
+
+
+def text_parquet(path: Path, values: list) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": pa.array(values, type=None if values else pa.string())}), path)
+    return path
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([], "tokenizer.inputs: no documents (1 parquet file(s), 0 rows)"),
+    ([1, 2, 3], "inputs[0]='{data}': column 'text' holds int64, expected text (string)"),
+])
+def test_tokenizer_refuses_inputs_without_text_and_writes_nothing(tmp_path, run_cli, values, expected):
+    data = text_parquet(tmp_path / "data.parquet", values)
+    code, stdout, err = run_cli("tokenizer", REPO / "configs/tokenizer/quickstart.yaml", f"inputs=[{data}]",
+                                f"output_dir={tmp_path}/tok", "vocab_size=512")
+    assert (code, stdout, err) == (2, "", f"error: {expected.format(data=data)}\n")
+    assert tree(tmp_path) == ["data.parquet"]  # no owner marker left behind
+
+
+def test_tokenizer_warns_when_the_text_is_too_small_for_the_vocab(tmp_path, run_cli):
+    data = text_parquet(tmp_path / "data.parquet", ["def f(x):\n    return x\n"] * 3)
+    code, _, err = run_cli("tokenizer", REPO / "configs/tokenizer/quickstart.yaml", f"inputs=[{data}]",
+                           f"output_dir={tmp_path}/tok", "vocab_size=512")
+    assert code == 0
+    assert re.fullmatch(r"warning: tokenizer: trained \d+ tokens of the vocab_size=512 asked: the inputs hold too "
+                        r"little text to merge more\n", err)
