@@ -18,6 +18,7 @@ import pytest
 from scaling_laws import synthetic
 from spt import storage
 from spt.errors import InputError
+from spt.storage.staging import staged_folder
 from tests.conftest import REPO, tree
 from training.layout import RunLayout
 
@@ -89,13 +90,13 @@ def test_a_source_rebuild_refuses_before_deleting_a_foreign_file(tmp_path):
     (source / "source.json").write_text(json.dumps({"files": {"train/shard.00000.mds": "sha"}}))
     (source / "notes.txt").write_text("mine")
     with pytest.raises(InputError) as refused:
-        with storage.staged_folder(str(source), last="source.json"):
+        with staged_folder(str(source), last="source.json"):
             pytest.fail("the rebuild started")
     assert str(refused.value) == (f"{source}: holds files spt did not write (notes.txt); spt replaces only its own "
                                   "files: move them away and rerun")
     assert tree(source) == ["notes.txt", "source.json", "train", "train/shard.00000.mds"]
     (source / "notes.txt").unlink()
-    with storage.staged_folder(str(source), last="source.json") as staging:
+    with staged_folder(str(source), last="source.json") as staging:
         (staging / "source.json").write_text("{}")
     assert tree(source) == [".spt-files.json", "source.json"]
 
@@ -106,7 +107,7 @@ def test_a_forced_restart_deletes_only_the_run_files_spt_wrote(tmp_path):
     checkpoints.mkdir(parents=True)
     for name in ("ba5-rank0.pt", "latest-rank0.pt", "my-notes.txt"):
         (checkpoints / name).write_text(name)
-    with storage.staged_folder(layout.model) as staging:
+    with staged_folder(layout.model) as staging:
         (staging / "model.safetensors").write_text("weights")
     (Path(layout.model) / "README-mine.md").write_text("mine")
     with pytest.raises(InputError) as refused:
@@ -124,8 +125,8 @@ def test_a_forced_restart_deletes_only_the_run_files_spt_wrote(tmp_path):
 def test_a_rerun_removes_the_staging_folders_of_a_killed_build(tmp_path):
     sources = tmp_path / "sources"
     killed = subprocess.run([sys.executable, "-c", (
-        "import os, signal\nfrom spt import storage\n"
-        f"with storage.staged_folder({str(sources / 'domain')!r}) as staging:\n"
+        "import os, signal\nfrom spt.storage.staging import staged_folder\n"
+        f"with staged_folder({str(sources / 'domain')!r}) as staging:\n"
         "    (staging / 'shard.mds').write_bytes(b'x' * 4096)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n")], env={**os.environ, "PYTHONPATH": str(REPO)})
     assert killed.returncode == -signal.SIGKILL
@@ -133,7 +134,7 @@ def test_a_rerun_removes_the_staging_folders_of_a_killed_build(tmp_path):
     assert len(left) == 1 and left[0].startswith(".domain.tmp-")
     (sources / ".general.tmp-other").mkdir()  # another source's: not this rebuild's to remove
     (sources / "notes.domain.tmp-x").write_text("a user's file")
-    with storage.staged_folder(str(sources / "domain")) as staging:
+    with staged_folder(str(sources / "domain")) as staging:
         (staging / "shard.mds").write_bytes(b"y")
     assert tree(sources) == [".general.tmp-other", "domain", "domain/.spt-files.json", "domain/shard.mds",
                              "notes.domain.tmp-x"]

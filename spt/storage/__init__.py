@@ -321,12 +321,10 @@ def download_folder(location: str, local_dir: str | Path) -> Path:
     return local_dir
 
 
-from spt.storage.staging import staged_folder  # noqa: E402  (re-exported; it is built on the functions above)
-
 __all__ = [
     "ENVIRONMENT_VARIABLES", "environment", "Entry", "cache_folder", "check", "check_output", "check_writable", "content_id", "copy_file", "delete", "delete_folder",
     "download_folder", "exists", "is_empty", "is_file", "is_folder", "is_remote", "join", "list_files",
     "local_path", "name", "open_input", "parent", "read_bytes", "read_json", "read_parquet",
-    "read_text", "resolve", "scheme_problem", "sha256", "sha256_json", "staged_folder", "upload_folder",
+    "read_text", "resolve", "scheme_problem", "sha256", "sha256_json", "upload_folder",
     "writable_problem", "write_bytes", "write_json", "write_parquet", "write_text",
 ]
