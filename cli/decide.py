@@ -10,13 +10,14 @@ import numpy as np
 
 from cli.fit import log_to_sweep, print_arguments, read_data
 from scaling_laws.decision.optimal import compute_optimal, fraction_range, optimal_fraction
-from scaling_laws.decision.plots import plot_all
+from scaling_laws.decision.plots import FIGURES, plot_all
 from scaling_laws.decision.report import caveats
 from scaling_laws.fitting.data import check_frame
 from scaling_laws.fitting.points import select_points
 from scaling_laws.fitting.result import FitResult
 from spt import storage
 from spt.errors import InputError
+from spt.storage import files
 
 
 def _interval(pair, digits: str = ".4g", suffix: str = "") -> str:
@@ -53,6 +54,9 @@ def run_optimal_fraction(args: argparse.Namespace) -> int:
     result = FitResult.load(args.fit)
     if "fraction" not in result.form.inputs:
         raise InputError(f"{args.fit}: optimal-fraction needs an spt fit; this fit is law {result.law}")
+    if result.form.target == "gap":  # the gap half alone has no loss to minimize: it printed delta*=0, loss 5
+        raise InputError(f"{args.fit}: optimal-fraction needs a fit of the loss; law {result.law} fits only the gap "
+                         "between held-out and train loss (fit law spt or spt-regularized)")
     low, high = fraction_range(result, args.min_fraction, args.max_fraction, args.widen)
     if "params" in result.form.inputs and args.params is None:
         raise InputError(f"law {result.law} needs --params (the model size, in parameters)")
@@ -109,6 +113,8 @@ def run_compute_optimal(args: argparse.Namespace) -> int:
 def run_plot(args: argparse.Namespace) -> int:
     """`spt plot`: loss curves, residuals and (SPT fits) delta* vs budget, as PNG and SVG (local or s3://)."""
     storage.check_output(args.out_dir, "--out-dir", probe=not args.dry_run)
+    for figure in (storage.join(args.out_dir, f"{stem}.{suffix}") for stem in FIGURES for suffix in ("png", "svg")):
+        files.check_file_output(figure, "--out-dir figure", {"--fit": args.fit, "--data": args.data}, args.force)
     result = FitResult.load(args.fit)
     table = read_data(args).table
     if "fraction" in result.form.inputs:  # show the evaluations the fit used (valid budgets only)
@@ -128,6 +134,7 @@ def run_plot(args: argparse.Namespace) -> int:
     search = {"widen": args.widen, "params": args.params} if "fraction" in result.form.inputs else {}
     written = [str(path) for path in plot_all(result, table, args.out_dir, budgets=args.tokens, **search)]
     for path in written:
+        files.mark_owned(path, "plot")
         print(f"wrote {path}")
     log_to_sweep(str(args.data), written)
     return 0

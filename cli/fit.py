@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -13,11 +14,12 @@ from scaling_laws.fitting.data import check_frame, resolve_law, summarize
 from scaling_laws.fitting.evaluations import fit_evaluations
 from scaling_laws.fitting.fit import extrapolation_check, fit, predict_table
 from scaling_laws.fitting.points import select_points
-from scaling_laws.fitting.result import FitResult, write_atomic
+from scaling_laws.fitting.result import FitResult
 from scaling_laws.laws.base import Muennighoff
 from scaling_laws.numerics.objective import Objective
 from spt import storage
 from spt.errors import InputError
+from spt.storage import files
 from sweeps.tables import FitData, read_fit_data
 from sweeps.tracking import log_decision
 
@@ -84,6 +86,7 @@ def _check_args(args: argparse.Namespace, spt: bool) -> int:
 def run_fit(args: argparse.Namespace) -> int:
     """`spt fit`: checks the options, the output path and the table, fits (bootstrap, validation), writes JSON."""
     storage.check_output(args.out, "--out", file=True, probe=not args.dry_run)
+    files.check_file_output(args.out, "--out", {"--data": args.data, "--fix": args.fix}, force=args.force)
     data = read_data(args)
     table = data.table
     law = resolve_law(args.law, table)
@@ -112,7 +115,7 @@ def run_fit(args: argparse.Namespace) -> int:
                                                    fixed=fixed, source=str(args.data), **options)
     print(format_fit(result))
     if args.out is not None:
-        result.save(args.out)
+        files.write_owned(args.out, (json.dumps(result.to_dict(), indent=2) + "\n").encode(), "fit")
         print(f"wrote {args.out}")
         log_to_sweep(str(args.data), [args.out])
     return 0
@@ -147,6 +150,7 @@ def _fit_spt(args, data: FitData, loss_column: str, replicates: int, options: di
 def run_predict(args: argparse.Namespace) -> int:
     """`spt predict`: the table with ``predicted_loss`` (and its band) as CSV, to ``--out`` or stdout."""
     storage.check_output(args.out, "--out", file=True, probe=not args.dry_run)
+    files.check_file_output(args.out, "--out", {"--fit": args.fit, "--data": args.data}, force=args.force)
     result = FitResult.load(args.fit)
     table = read_data(args).table
     checked = check_frame(table, result.form, target=None, source=str(args.data))
@@ -160,6 +164,6 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.out is None:
         out.to_csv(sys.stdout, index=False)
     else:
-        write_atomic(args.out, out.to_csv(index=False))
+        files.write_owned(args.out, out.to_csv(index=False).encode(), "predict")
         print(f"wrote {args.out} ({len(out)} rows)")
     return 0

@@ -55,6 +55,8 @@ def _fit_parser(subparsers) -> None:
                      help="spt validation: refit without evaluations beyond T tokens and print the error on each")
     fit.add_argument("--holdout-fractions", type=float, nargs="+", metavar="DELTA",
                      help="spt validation: refit without these domain fractions and print the error on each")
+    fit.add_argument("--force", action="store_true",
+                     help="replace an existing --out file that spt did not write (never an input)")
     fit.add_argument("--dry-run", action="store_true", help="check the data and print the plan; fit nothing")
 
     fit.set_defaults(func=run_fit, environment="any")
@@ -66,6 +68,8 @@ def _predict_parser(subparsers) -> None:
     pred.add_argument("--data", required=True, type=str, help="CSV with the law's input columns, or a sweep folder")
     pred.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction")
     pred.add_argument("--out", type=str, help="CSV to write (default: print to stdout)")
+    pred.add_argument("--force", action="store_true",
+                      help="replace an existing --out file that spt did not write (never an input)")
     pred.add_argument("--dry-run", action="store_true", help="check the inputs and print a summary; write nothing")
 
     pred.set_defaults(func=run_predict, environment="any")
@@ -105,6 +109,8 @@ def _decision_parsers(subparsers) -> None:
     plot.add_argument("--tokens", type=float, nargs="+", metavar="T", help="budgets of the delta* plot")
     plot.add_argument("--widen", action="store_true", help="search delta* over [0, 1]")
     plot.add_argument("--params", type=float, help="model size N for spt-n fits")
+    plot.add_argument("--force", action="store_true",
+                      help="replace figures in --out-dir that spt did not write (never an input)")
     plot.add_argument("--dry-run", action="store_true", help="check the inputs and list the figures; write nothing")
     plot.set_defaults(func=run_plot, environment="any")
 

@@ -42,6 +42,7 @@ from spt.config.hf import HfDataset
 from spt.errors import InputError
 from spt.progress import Progress
 from spt.storage import ownership, sha256_json
+from spt.storage.staging import staged_folder
 
 FORMAT = "spt-hf-parquet/1"
 MANIFEST = "_hf-input.json"  # "_": readers of the folder (rephrase, mix, tokenizer) skip it
@@ -238,7 +239,7 @@ def materialize(source: HfInput, cache: str) -> Materialized:
         files = [storage.join(folder, name) for name in manifest["files"]]
         if all(storage.is_file(f) for f in files):
             return Materialized(folder, files, int(manifest["rows"]), True)
-    with storage.staged_folder(folder, last=MANIFEST) as staging:
+    with staged_folder(folder, last=MANIFEST) as staging:
         parts = _Parts(staging)
         total = getattr(source.dataset, "num_rows", None)  # None for a streamed set
         with Progress(f"parquet of {source.spec.label()}", total, "docs") as progress:

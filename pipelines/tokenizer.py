@@ -6,6 +6,8 @@ exactly (byte-level pre-tokenizer and decoder, no normalizer, no added prefix sp
 
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -78,12 +80,31 @@ def parquet_files(inputs: list[str], where: str = "inputs") -> list[str]:
 def _text_column_problem(location: str) -> str | None:
     try:
         with storage.open_input(location) as handle:
-            names = pq.ParquetFile(handle).schema_arrow.names
+            schema = pq.ParquetFile(handle).schema_arrow
+            names = schema.names
     except (pa.ArrowException, OSError) as exc:
         return f"not a readable parquet file ({str(exc).splitlines()[0]})"
     if TEXT_COLUMN not in names:
         return f"no column {TEXT_COLUMN!r} (columns: {', '.join(names) or 'none'})"
+    column_type = schema.field(TEXT_COLUMN).type
+    if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
+        # Found here, before the output folder is claimed: training on it died with a traceback (issue 24).
+        return f"column {TEXT_COLUMN!r} holds {column_type}, expected text (string)"
     return None
+
+
+def check_documents(files: list[str]) -> None:
+    """Refuses inputs without a single row: BPE would train on nothing and save a 258-token alphabet.
+
+    Raises:
+        InputError: ``tokenizer.inputs: no documents (<n> parquet files, 0 rows)``.
+    """
+    rows = 0
+    for location in files:
+        with storage.open_input(location) as handle:
+            rows += pq.ParquetFile(handle).metadata.num_rows
+    if rows == 0:
+        raise InputError(f"tokenizer.inputs: no documents ({len(files)} parquet file(s), 0 rows)")
 
 
 def iter_texts(files: list[str], max_documents: int | None = None) -> Iterator[str]:
@@ -116,6 +137,7 @@ def train_tokenizer(config: TokenizerConfig, force: bool = False) -> str:
     layout = TokenizerLayout(config.output_dir)
     storage.check_writable(layout.root, "tokenizer.output_dir")
     files = parquet_files(config.inputs)
+    check_documents(files)
     parts = {
         "config": sha256_json(config.model_dump(mode="json", exclude={"inputs", "output_dir"})),
         "inputs": sha256_json([storage.content_id(f) for f in files]),
@@ -135,6 +157,9 @@ def train_tokenizer(config: TokenizerConfig, force: bool = False) -> str:
         show_progress=False,
     )
     tokenizer.train_from_iterator(iter_texts(files, config.max_documents), trainer)
+    if tokenizer.get_vocab_size() < config.vocab_size:
+        print(f"warning: tokenizer: trained {tokenizer.get_vocab_size()} tokens of the vocab_size="
+              f"{config.vocab_size} asked: the inputs hold too little text to merge more", file=sys.stderr)
     storage.delete(layout.meta)  # incomplete until the new meta file is written
     storage.write_text(layout.tokenizer, tokenizer.to_str(pretty=True))
     storage.write_json(layout.hf_config, {

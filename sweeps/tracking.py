@@ -10,12 +10,15 @@ configs (``--force``) gets a new child.
 
 from __future__ import annotations
 
+import sys
+
 from spt import storage
 from spt.config import SweepConfig
 from sweeps.cells import Cell
 from sweeps.layout import SweepLayout
 from training.tracking import (
-    TrackedRun, client, existing_run, experiment_id, flat_params, log_artifacts, log_params, store_uri,
+    TrackedRun, client, existing_run, experiment_id, flat_params, folder_id, log_artifacts, log_params, store_problem,
+    store_uri,
 )
 
 OFF = {"enabled": False}
@@ -49,7 +52,8 @@ class SweepTracking:
 
     def _save(self) -> None:
         storage.write_json(self.layout.tracking, {"uri": self.parent.uri, "experiment": self.parent.experiment,
-                                                  "run_id": self.parent.run_id, "cells": self.cells})
+                                                  "run_id": self.parent.run_id, "cells": self.cells,
+                                                  "folder": folder_id(self.layout.root)})
 
     def cell_tracking(self, cell: Cell, fingerprint: str) -> tuple[dict, dict]:
         """The ``tracking`` sections of a cell's train and finetune configs; opens the cell's child run."""
@@ -100,6 +104,11 @@ def log_decision(folder: str, files: list[str]) -> str | None:
         return None
     recorded = storage.read_json(storage.join(folder, "tracking.json")) or {}
     if not recorded.get("run_id") or not recorded.get("uri"):
+        return None
+    problem = store_problem(recorded, folder)
+    if problem:
+        print(f"note: not logged to MLflow: {storage.join(folder, 'tracking.json')} {problem} (a copied or moved "
+              "sweep folder never writes into another folder's store)", file=sys.stderr)
         return None
 
     parent = TrackedRun(recorded["uri"], recorded.get("experiment") or "", recorded["run_id"])

@@ -12,6 +12,7 @@ import pytest
 from spt import storage
 from spt.errors import InputError
 from spt.storage import ownership
+from spt.storage.staging import staged_folder
 from tests.conftest import tree
 
 
@@ -94,12 +95,12 @@ def test_folders_upload_download_and_staging(root, tmp_path):
     storage.upload_folder(source, storage.join(root, "up"), last="manifest.json")
     back = storage.download_folder(storage.join(root, "up"), tmp_path / "down")
     assert tree(back) == ["manifest.json", "sub", "sub/x.txt"]
-    with storage.staged_folder(storage.join(root, "staged"), last="done.json") as folder:
+    with staged_folder(storage.join(root, "staged"), last="done.json") as folder:
         (folder / "done.json").write_text("{}")
         assert not storage.exists(storage.join(root, "staged", "done.json"))  # nothing visible until it ends
     assert storage.read_json(storage.join(root, "staged", "done.json")) == {}
     with pytest.raises(RuntimeError):
-        with storage.staged_folder(storage.join(root, "failed")) as folder:
+        with staged_folder(storage.join(root, "failed")) as folder:
             (folder / "half").write_text("h")
             raise RuntimeError("killed")
     assert not storage.exists(storage.join(root, "failed", "half"))

@@ -13,9 +13,15 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 from spt import storage
+from spt.storage.staging import check_replaceable, owned_files
+
+#: The files spt (through Composer) writes under checkpoints/ and logs/: a restart deletes these and no others.
+CHECKPOINT_PATTERNS = ("ba*-rank*.pt", "latest-rank*.pt", "latest-rank*.pt.symlink")
+LOG_PATTERNS = ("metrics-rank*.log",)
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,17 @@ class RunLayout:
 
     def clear(self) -> None:
         """Deletes the run's own files (a run restarted from scratch must not resume from, or keep rows of, them;
-        it gets a new MLflow run, and the old one stays in the store)."""
+        it gets a new MLflow run, and the old one stays in the store). Only files spt wrote go: a file someone put
+        in checkpoints/, model/ or logs/ stays (``spt train --force`` once emptied both folders)."""
+        check_replaceable(self.model)  # before deleting anything
         for location in (self.summary, self.curves, self.config, self.tracking):
             storage.delete(location)
-        for folder in (self.checkpoints, self.model, self.logs):
-            storage.delete_folder(folder)
+        mine = {self.checkpoints: lambda name: any(fnmatch.fnmatch(name, p) for p in CHECKPOINT_PATTERNS),
+                self.logs: lambda name: any(fnmatch.fnmatch(name, p) for p in LOG_PATTERNS),
+                self.model: owned_files(self.model).__contains__}
+        for folder, written_by_spt in mine.items():
+            for entry in storage.list_files(folder, hidden=True):
+                if written_by_spt(entry.relative):
+                    storage.delete(entry.location)
+            if not storage.is_remote(folder) and storage.is_folder(folder) and storage.is_empty(folder):
+                storage.delete_folder(folder)

@@ -26,6 +26,7 @@ from composer.loggers import Logger
 
 from spt import storage
 from spt.errors import InputError
+from spt.storage.staging import staged_folder
 from training.export import complete_model_folder
 from training.layout import RunLayout
 
@@ -200,7 +201,7 @@ def export_model(model, location: str, spec: dict | None = None) -> None:
     it, nothing is unpickled). With the mix ``spec``, the folder also gets the mix's tokenizer and a generation
     config, so ``AutoTokenizer`` and ``AutoModelForCausalLM`` both load it as it is."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    with storage.staged_folder(location) as folder:
+    with staged_folder(location) as folder:
         model.model.save_pretrained(folder, safe_serialization=True)
         if spec is not None:
             complete_model_folder(str(folder), spec)

@@ -22,6 +22,7 @@ from typing import Iterator
 
 from spt import storage
 from spt.config.tracking import TrackingConfig
+from spt.errors import InputError
 from training.model_card import domain_fraction
 
 DEFAULT_EXPERIMENT = "spt"
@@ -132,6 +133,12 @@ def experiment_id(mlflow_client, name: str, uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
     found = mlflow_client.get_experiment_by_name(name)
+    expected = artifact_location(uri)
+    if found is not None and expected is not None and found.artifact_location != expected:
+        # A copied or moved folder's store still sends artifacts to the original folder (issue 24, finding 2).
+        raise InputError(f"{uri}: experiment {name!r} keeps its artifacts in {found.artifact_location}, not beside "
+                         "this store (a copied or moved folder); remove mlflow.db, mlartifacts/ and tracking.json "
+                         "from it, or set tracking.uri")
     if found is not None:
         return found.experiment_id
     try:
@@ -186,8 +193,36 @@ def open_run(tracking, layout, *, name: str, params: dict, tags: dict[str, str],
     log_params(mlflow_client, run_id, params)
     for key, value in tags.items():
         mlflow_client.set_tag(run_id, key, value)
-    storage.write_json(layout.tracking, {"uri": uri, "experiment": experiment, "run_id": run_id})
+    storage.write_json(layout.tracking, {"uri": uri, "experiment": experiment, "run_id": run_id,
+                                         "folder": folder_id(layout.root)})
     return TrackedRun(uri, experiment, run_id)
+
+
+def folder_id(folder: str) -> str:
+    """How ``tracking.json`` names the folder it was written for: its absolute path, or its URL."""
+    return str(folder) if storage.is_remote(folder) else str(storage.local_path(folder))
+
+
+def store_problem(recorded: dict, folder: str) -> str | None:
+    """Why the store a ``tracking.json`` names is not ``folder``'s own (issue 24, finding 2), or None.
+
+    The record holds absolute locations, so a copied or moved folder still names the original's store: a fit of
+    a copy (some rows dropped) once replaced the original sweep's logged fit.json. The record names the folder it
+    was written for. An older record without that name is refused when the folder has a default store of its own
+    (``mlflow.db``, copied with it) and the record names another one; a store set by ``tracking.uri`` elsewhere
+    stays allowed.
+    """
+    here = folder_id(folder)
+    written_for = recorded.get("folder")
+    if written_for is not None:
+        return None if written_for == here else f"was written for {written_for}, not this folder"
+    uri = str(recorded.get("uri") or "")
+    own_store = storage.join(folder, STORE_FILE)
+    if uri.startswith("sqlite:///") and not storage.is_remote(folder) and storage.is_file(own_store):
+        store = Path(uri[len("sqlite:///"):]).absolute()
+        if store != storage.local_path(own_store):
+            return f"names the MLflow store {store}, not this folder's own {STORE_FILE}"
+    return None
 
 
 def recorded_run(layout, uri: str) -> str | None:

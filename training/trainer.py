@@ -21,6 +21,7 @@ from spt.config import TrainConfig
 from spt.errors import InputError
 from spt.presets import PRESETS, LlamaSize, count_parameters, llama_config
 from spt.storage import ownership, sha256_json
+from spt.storage.staging import check_replaceable
 from training.layout import RunLayout
 from training.tracking import TrackedRun, flat_params, log_artifacts, mix_params, open_run, run_artifacts
 
@@ -142,6 +143,7 @@ def claim_run(layout: RunLayout, stage: str, fingerprint: str, parts: dict, *, w
         done = storage.read_json(layout.summary)
         if done and done.get("fingerprint") == fingerprint:
             return {**done, "reused": True}
+    check_replaceable(layout.model)  # the final export replaces model/ whole: refuse foreign files before training
     if claim.state == "replaced" or not autoresume:
         layout.clear()
     ownership.claim(layout.root, stage, fingerprint, where=where, parts=parts, force=force)

@@ -28,6 +28,7 @@ from spt import storage
 from spt.config.mix import MixConfig
 from spt.progress import Progress
 from spt.storage import ownership
+from spt.storage.staging import staged_folder
 
 SOURCE_FORMAT = "spt-mix-source/1"
 
@@ -116,11 +117,11 @@ def build_sources(plan: MixPlan, sources: list[SourcePlan]) -> int:
     """Tokenizes, packs and writes sources in one Ray pass; returns the documents tokenized.
 
     Each source is written to a local staging folder that becomes its final folder: one rename locally, an
-    upload with source.json last on S3 (see :func:`spt.storage.staged_folder`).
+    upload with source.json last on S3 (see :func:`spt.storage.staging.staged_folder`).
     """
     with ExitStack() as stack:
         folders = [
-            stack.enter_context(storage.staged_folder(plan.layout.source(s.dir_name), last=SOURCE_MANIFEST))
+            stack.enter_context(staged_folder(plan.layout.source(s.dir_name), last=SOURCE_MANIFEST))
             for s in sources
         ]
         with ray_session(plan.config):

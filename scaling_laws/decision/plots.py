@@ -203,6 +203,10 @@ def plot_residuals(fit: FitResult, table: pd.DataFrame, stem: str | Path) -> lis
     return save_figure(figure, stem)
 
 
+#: Every figure :func:`plot_all` may write, as file stems (each is written as PNG and SVG).
+FIGURES = ("loss_curves", "residuals", "optimal_fraction", "loss_by_epochs", "compute_multiplier")
+
+
 def plot_all(fit: FitResult, table: pd.DataFrame, out_dir: str | Path, budgets=None, **search) -> list[str | Path]:
     """Every figure that applies to the fit's law, in a local or ``s3://`` folder; returns the written paths."""
     paths = plot_loss_curves(fit, table, _under(out_dir, "loss_curves")) + \

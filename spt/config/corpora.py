@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from spt.config.common import Location
 from spt.config.hf import HfDataset
@@ -24,6 +24,13 @@ class CorpusLimits(StrictModel):
         "taken in the dataset's order until the limits are reached (no content filter), split by a hash of "
         "(seed, document id)",
     )
+
+    @model_validator(mode="after")
+    def _chars_in_order(self):
+        # Else every document is dropped and an empty domain set is written with exit 0 (issue 24, finding 8).
+        if self.max_chars < self.min_chars:
+            raise ValueError(f"max_chars={self.max_chars} is below min_chars={self.min_chars}")
+        return self
 
 
 class CorporaConfig(StrictModel):

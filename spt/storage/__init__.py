@@ -32,10 +32,9 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from spt.storage.locations import (  # noqa: F401  (re-exported)
     ENVIRONMENT_VARIABLES, S3, cache_folder, check, check_output, check_writable, environment, is_remote, join, local_path, name, parent, resolve,
@@ -322,34 +321,10 @@ def download_folder(location: str, local_dir: str | Path) -> Path:
     return local_dir
 
 
-@contextmanager
-def staged_folder(location: str, last: str | None = None) -> Iterator[Path]:
-    """A local folder to fill; on success it becomes ``location`` (locally one rename; on S3 an upload with
-    ``last`` last). Whatever is at ``location`` before is replaced: call only inside a tree spt owns.
-    """
-    if is_remote(location):
-        with tempfile.TemporaryDirectory(prefix=f"spt-{name(location)}-") as tmp:
-            yield Path(tmp)
-            delete_folder(location)
-            upload_folder(tmp, location, last)
-        return
-    final = local_path(location)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 __all__ = [
     "ENVIRONMENT_VARIABLES", "environment", "Entry", "cache_folder", "check", "check_output", "check_writable", "content_id", "copy_file", "delete", "delete_folder",
     "download_folder", "exists", "is_empty", "is_file", "is_folder", "is_remote", "join", "list_files",
     "local_path", "name", "open_input", "parent", "read_bytes", "read_json", "read_parquet",
-    "read_text", "resolve", "scheme_problem", "sha256", "sha256_json", "staged_folder", "upload_folder",
+    "read_text", "resolve", "scheme_problem", "sha256", "sha256_json", "upload_folder",
     "writable_problem", "write_bytes", "write_json", "write_parquet", "write_text",
 ]
