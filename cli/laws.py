@@ -17,6 +17,13 @@ from cli.fit import run_fit, run_predict
 from scaling_laws.laws.registry import LAWS
 
 
+def _output_options(parser: argparse.ArgumentParser, replaced: str, dry_run: str) -> None:
+    """``--force`` (replace ``replaced`` that spt did not write, never an input) and ``--dry-run``."""
+    parser.add_argument("--force", action="store_true", help=f"replace {replaced} that spt did not write (never an "
+                        "input)")
+    parser.add_argument("--dry-run", action="store_true", help=dry_run)
+
+
 def _fit_parser(subparsers) -> None:
     fit = subparsers.add_parser("fit", help="fit a scaling law (spt, chinchilla, muennighoff, ...) to a sweep or CSV")
     fit.add_argument("--law", required=True, choices=list(LAWS),
@@ -55,9 +62,7 @@ def _fit_parser(subparsers) -> None:
                      help="spt validation: refit without evaluations beyond T tokens and print the error on each")
     fit.add_argument("--holdout-fractions", type=float, nargs="+", metavar="DELTA",
                      help="spt validation: refit without these domain fractions and print the error on each")
-    fit.add_argument("--force", action="store_true",
-                     help="replace an existing --out file that spt did not write (never an input)")
-    fit.add_argument("--dry-run", action="store_true", help="check the data and print the plan; fit nothing")
+    _output_options(fit, "an existing --out file", "check the data and print the plan; fit nothing")
 
     fit.set_defaults(func=run_fit, environment="any")
 
@@ -68,9 +73,7 @@ def _predict_parser(subparsers) -> None:
     pred.add_argument("--data", required=True, type=str, help="CSV with the law's input columns, or a sweep folder")
     pred.add_argument("--fraction-column", metavar="NAME", help="CSV column to use as the law's fraction")
     pred.add_argument("--out", type=str, help="CSV to write (default: print to stdout)")
-    pred.add_argument("--force", action="store_true",
-                      help="replace an existing --out file that spt did not write (never an input)")
-    pred.add_argument("--dry-run", action="store_true", help="check the inputs and print a summary; write nothing")
+    _output_options(pred, "an existing --out file", "check the inputs and print a summary; write nothing")
 
     pred.set_defaults(func=run_predict, environment="any")
 
@@ -109,9 +112,7 @@ def _decision_parsers(subparsers) -> None:
     plot.add_argument("--tokens", type=float, nargs="+", metavar="T", help="budgets of the delta* plot")
     plot.add_argument("--widen", action="store_true", help="search delta* over [0, 1]")
     plot.add_argument("--params", type=float, help="model size N for spt-n fits")
-    plot.add_argument("--force", action="store_true",
-                      help="replace figures in --out-dir that spt did not write (never an input)")
-    plot.add_argument("--dry-run", action="store_true", help="check the inputs and list the figures; write nothing")
+    _output_options(plot, "figures in --out-dir", "check the inputs and list the figures; write nothing")
     plot.set_defaults(func=run_plot, environment="any")
 
 
