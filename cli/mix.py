@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import add_config_arguments, open_config
+from cli.common import add_config_arguments, open_config, print_config
 from pipelines.mix.build import build_mix, write_plan
+from pipelines.mix.plan import make_plan
 from pipelines.mix.report import format_plan
 
 FORCE_HELP = "replace a mix folder of the same name built from another config or other input content"
@@ -30,8 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.set_defaults(func=run_build, environment="train")
 
 
+def show_plan(config) -> None:
+    """``--dry-run``: the token plan (counted, checked; nothing written), then the resolved config. A mix that
+    `spt mix plan` refuses is refused here too."""
+    plan = make_plan(config)
+    print_config(config)
+    print(format_plan(plan))
+
+
 def run_plan(args: argparse.Namespace) -> int:
-    config = open_config(args, "mix")
+    config = open_config(args, "mix", show=show_plan)
     if config is None:
         return 0
 
@@ -42,7 +51,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    config = open_config(args, "mix")
+    config = open_config(args, "mix", show=show_plan)
     if config is None:
         return 0
 

@@ -107,14 +107,14 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("action", ["plan", "build"])
+@pytest.mark.parametrize("action", ["plan", "build", "build --dry-run"])
 @pytest.mark.parametrize("name,change,expected", CASES, ids=[c[0] for c in CASES])
 def test_malformed_mix_is_refused(corpus, tmp_path, run_cli, action, name, change, expected):
     config = mix_dict(corpus, tmp_path / "out")
     change(config, tmp_path, corpus["root"])
     path = write_mix(tmp_path / "mix.yaml", config)
     before = tree(tmp_path)
-    code, out, err = run_cli("mix", action, path)
+    code, out, err = run_cli("mix", *action.split(), path)
     assert code == 2, out
     assert err.splitlines() == [f"error: {line.format(tmp=tmp_path)}" for line in expected]
     assert out == ""
@@ -140,3 +140,15 @@ def test_the_same_mix_without_the_fault_plans(corpus, tmp_path, run_cli):
     code, _, err = run_cli("mix", "plan", write_mix(tmp_path / "mix.yaml", mix_dict(corpus, tmp_path / "out")))
     assert code == 0, err
     assert json.loads((tmp_path / "out" / "mixes" / "test" / "plan.json").read_text())["total_samples"] == 125
+
+
+def test_a_dry_run_build_prints_the_token_plan_and_writes_nothing(corpus, tmp_path, run_cli):
+    path = write_mix(tmp_path / "mix.yaml", mix_dict(corpus, tmp_path / "out"))
+    before = tree(tmp_path)
+    code, out, err = run_cli("mix", "build", path, "--dry-run")
+    assert code == 0, err
+    plan = out.split("\n}\n", 1)[1]  # after the resolved config
+    assert plan.startswith("mix 'test': ") and " tokens asked = " in plan
+    rows = [line.split()[0] for line in plan.splitlines()[3:] if line.strip()]
+    assert {"domain", "general"} <= set(rows)  # one row per source: fraction, tokens, samples, epochs
+    assert tree(tmp_path) == before

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from scaling_laws import synthetic
@@ -143,9 +144,9 @@ def test_a_rerun_removes_the_staging_folders_of_a_killed_build(tmp_path):
 # Finding 2: a fit of a copied sweep folder wrote into the original sweep's MLflow store.
 
 def test_a_copied_sweep_folder_never_logs_into_the_original_store(tmp_path, capsys):
+    from spt.config.tracking import TrackingConfig
     from sweeps.tracking import log_decision
     from training.tracking import client, experiment_id, store_uri
-    from spt.config.tracking import TrackingConfig
 
     original, copy = tmp_path / "sweep", tmp_path / "sweep-copy"
     original.mkdir()
@@ -220,3 +221,18 @@ def test_tokenizer_warns_when_the_text_is_too_small_for_the_vocab(tmp_path, run_
     assert code == 0
     assert re.fullmatch(r"warning: tokenizer: trained \d+ tokens of the vocab_size=512 asked: the inputs hold too "
                         r"little text to merge more\n", err)
+
+
+def test_repeated_rows_and_a_size_law_on_one_size_are_named_in_the_fit(tmp_path, run_cli):
+    """Finding 8: duplicate fit rows and a Chinchilla fit on one model size passed without a caveat."""
+    table = synthetic.chinchilla_table(n=40, seed=3)
+    table["params"] = 1e8  # one model size
+    table = pd.concat([table, table.iloc[:3]], ignore_index=True)  # three rows copied
+    path = tmp_path / "runs.csv"
+    table.to_csv(path, index=False)
+    code, out, err = run_cli("fit", "--law", "chinchilla", "--data", path, "--starts", "8")
+    assert code == 0, err
+    assert ("caveat: 3 rows repeat another row exactly (params, tokens, loss): each counts again in the fit and "
+            "narrows its band as if it were a new measurement; drop the copies") in out.splitlines()
+    assert ("caveat: every row has the same model size: the model-size terms of law chinchilla are not determined "
+            "by these data (fit runs of several sizes)") in out.splitlines()

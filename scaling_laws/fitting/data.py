@@ -132,3 +132,20 @@ def summarize(table: pd.DataFrame) -> list[str]:
         lines.append(f"  {column}: min {values.min():.6g}, max {values.max():.6g}, "
                      f"{len(np.unique(values))} distinct")
     return lines
+
+
+def data_caveats(table: pd.DataFrame, law: Law, target: str) -> list[str]:
+    """What the rows leave a fit unsure of, one line each: rows that repeat another exactly (each counts again,
+    and narrows the band as if it were a new measurement), and a model-size law fitted on one model size (its
+    size terms are then set by the bounds, not the data)."""
+    lines = []
+    columns = [*law.inputs, target]
+    repeated = int(table.duplicated(subset=columns).sum())
+    if repeated:
+        lines.append(f"{repeated} row{'s' if repeated > 1 else ''} repeat{'' if repeated > 1 else 's'} another row "
+                     f"exactly ({', '.join(columns)}): each counts again in the fit and narrows its band as if it "
+                     f"were a new measurement; drop the copies")
+    if "params" in law.inputs and pd.to_numeric(table["params"]).nunique() < 2:
+        lines.append(f"every row has the same model size: the model-size terms of law {law.name} are not "
+                     f"determined by these data (fit runs of several sizes)")
+    return lines

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from scaling_laws.fitting.data import check_frame, law_inputs, resolve_law
+from scaling_laws.fitting.data import check_frame, data_caveats, law_inputs, resolve_law
 from scaling_laws.fitting.intervals import percentile_bands
 from scaling_laws.fitting.noise import bootstrap_fits, resolve_method, run_layout
 from scaling_laws.fitting.result import FitResult, bootstrap_caveats
@@ -138,7 +138,7 @@ def fit(
         level=level,
         noise={"fitted": noise.to_dict()} if noise is not None else None,
     )
-    result.caveats += bootstrap_caveats(result)
+    result.caveats += data_caveats(checked, law, target) + bootstrap_caveats(result)
     return result
 
 
