@@ -106,14 +106,14 @@ def margins(final: dict) -> tuple[float, float]:
             final["measured"][at_predicted] - final["measured"][at_measured])
 
 
-def checks(table: pd.DataFrame, starts: int) -> dict[str, dict]:
+def checks(table: pd.DataFrame, starts: int, law: str) -> dict[str, dict]:
     """The two validations: first halves of every curve (all runs share one budget), all but the largest δ."""
     from scaling_laws.decision.validation import validate
 
     budgets = table.groupby("run_id")["tokens"].max()
     if budgets.nunique() != 1:
         raise SystemExit(f"the runs have different budgets ({sorted(budgets.unique())}): 'first halves' needs one")
-    options = dict(n_starts=starts, seed=0, source="reproduction")
+    options = dict(n_starts=starts, seed=0, source="reproduction", form=law)
     return {"first halves": validate(table, holdout_tokens_above=float(budgets.iloc[0]) / 2, **options),
             "all but the largest δ": validate(table, holdout_fractions=[table["fraction"].max()], **options)}
 
@@ -158,6 +158,8 @@ def main() -> int:
     parser.add_argument("--sweep", default="configs/sweeps/reproduce.yaml", help="the sweep config")
     parser.add_argument("--skip-sweep", action="store_true", help="fit the sweep's folder as it is")
     parser.add_argument("--starts", type=int, default=64, help="fit starting points")
+    parser.add_argument("--law", default="spt-regularized", choices=("spt", "spt-regularized"),
+                        help="the SPT form (README's figures: spt-regularized, the form they were measured with)")
     parser.add_argument("--figure", default=None, help="PNG path (default: SWEEP_FOLDER/reproduction.png)")
     args = parser.parse_args()
 
@@ -172,7 +174,7 @@ def main() -> int:
     print(f"sweep {folder}: {table['run_id'].nunique()} runs, {len(table)} evaluations fitted"
           + (f", swept in {seconds / 60:.1f} min (load {load()})" if seconds is not None else ""))
     noise = noise_floor(table)
-    reports = checks(table, args.starts)
+    reports = checks(table, args.starts, args.law)
     passed = True
     for name, report in reports.items():
         print(f"\n== fit on {name}")
