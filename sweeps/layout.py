@@ -16,35 +16,23 @@ from spt import storage
 from training.layout import RunLayout
 
 
+def _inside(name: str, kind=str) -> property:
+    """A location ``name`` inside the layout's root, as a path (``kind=str``) or a layout of its own."""
+    return property(lambda self: kind(storage.join(self.root, name)), doc=f"``<root>/{name}``")
+
+
 @dataclass(frozen=True)
 class CellLayout:
     """Every location of one sweep cell."""
 
     root: str
 
-    @property
-    def mix_config(self) -> str:
-        return storage.join(self.root, "mix.yaml")
-
-    @property
-    def train_config(self) -> str:
-        return storage.join(self.root, "train.yaml")
-
-    @property
-    def finetune_config(self) -> str:
-        return storage.join(self.root, "finetune.yaml")
-
-    @property
-    def log(self) -> str:
-        return storage.join(self.root, "log.txt")
-
-    @property
-    def run(self) -> RunLayout:
-        return RunLayout(storage.join(self.root, "run"))
-
-    @property
-    def finetune(self) -> RunLayout:
-        return RunLayout(storage.join(self.root, "finetune"))
+    mix_config = _inside("mix.yaml")
+    train_config = _inside("train.yaml")
+    finetune_config = _inside("finetune.yaml")
+    log = _inside("log.txt")
+    run = _inside("run", RunLayout)
+    finetune = _inside("finetune", RunLayout)
 
 
 @dataclass(frozen=True)
