@@ -131,7 +131,9 @@ def test_dry_run_prints_the_resolved_config_and_writes_nothing(corpus, tmp_path,
         path = write_mix(tmp_path / "mix.yaml", mix_dict(corpus, tmp_path / "out"))
         code, out, err = run_cli("mix", action, path, "seed=7", "--dry-run")
         assert code == 0, err
-        resolved = json.loads(out)
+        config, plan = out.split("\n}\n", 1)  # the resolved config, then the token plan
+        resolved = json.loads(config + "\n}")
+        assert plan.startswith("mix 'test': ")
         assert resolved["seed"] == 7 and resolved["sources"][1]["fraction"] == "remainder"
         assert resolved["build"]["workers"] == 2 and resolved["cache_dir"] is None
         assert tree(tmp_path / "out") == []
