@@ -243,7 +243,7 @@ def perturb(fitted: np.ndarray, draws: np.ndarray, space: str) -> np.ndarray:
 
 
 @dataclass
-class RunLayout:
+class RunGroups:
     """Which run each row belongs to, its position along the run, and its cell (for repeated runs).
 
     Attributes:
@@ -262,11 +262,11 @@ class RunLayout:
         """Whether some run has several evaluations (else every row is its own run)."""
         return len(set(self.groups.tolist())) < len(self.groups)
 
-    def subset(self, rows: np.ndarray) -> RunLayout:
-        return RunLayout(self.groups[rows], self.order[rows], self.cells[rows])
+    def subset(self, rows: np.ndarray) -> RunGroups:
+        return RunGroups(self.groups[rows], self.order[rows], self.cells[rows])
 
 
-def run_layout(table, checked) -> RunLayout:
+def run_layout(table, checked) -> RunGroups:
     """The layout of a fit table: runs from its ``run_id`` column (else every row is a run), order by tokens,
     cells by the run's fraction, model size and budget (its largest evaluated tokens).
 
@@ -282,10 +282,10 @@ def run_layout(table, checked) -> RunLayout:
     keys = [c for c in ("fraction", "params") if c in checked.columns]
     cells = np.array(["|".join([*(f"{checked[c].iloc[i]:.10g}" for c in keys), f"{budget[groups[i]]:.10g}"])
                       for i in range(n)])
-    return RunLayout(groups, order, cells)
+    return RunGroups(groups, order, cells)
 
 
-def resolve_method(method: str, layout: RunLayout | None) -> str:
+def resolve_method(method: str, layout: RunGroups | None) -> str:
     """``auto`` becomes ``runs`` when rows come in runs of several evaluations, else ``points``.
 
     Raises:
@@ -298,7 +298,7 @@ def resolve_method(method: str, layout: RunLayout | None) -> str:
     return method
 
 
-def bootstrap_fits(problem, seeds: np.ndarray, replicates: int, method: str, layout: RunLayout,
+def bootstrap_fits(problem, seeds: np.ndarray, replicates: int, method: str, layout: RunGroups,
                    rng: np.random.Generator,
                    offset_prior: float = ASSUMED_OFFSET) -> tuple[Refits, RunNoise | None]:
     """Bootstrap refits of a fitted problem: ``points`` (resample rows) or ``runs`` (simulated run noise).

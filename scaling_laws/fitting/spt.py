@@ -29,7 +29,7 @@ import pandas as pd
 
 from scaling_laws.fitting.data import check_frame, law_inputs
 from scaling_laws.fitting.fit import fit, search_law
-from scaling_laws.fitting.noise import RunLayout, estimate_noise, resolve_method, run_layout, simulate
+from scaling_laws.fitting.noise import RunGroups, estimate_noise, resolve_method, run_layout, simulate
 from scaling_laws.fitting.result import FitResult, bootstrap_caveats
 from scaling_laws.fitting.search import refit, refit_seeds
 from scaling_laws.laws.base import Law
@@ -255,7 +255,7 @@ def _halves_result(halves: Halves, replicates: int, method: str, level: float) -
     return result
 
 
-def _joint_replicates(problems: dict, replicates: int, layout: RunLayout, rng: np.random.Generator):
+def _joint_replicates(problems: dict, replicates: int, layout: RunGroups, rng: np.random.Generator):
     """Replicate train losses and gaps drawn the way an evaluation's two losses arise (``runs`` method).
 
     Both losses of one checkpoint share its quality (a run offset and drift along the run) and differ by the
@@ -281,7 +281,7 @@ def _joint_replicates(problems: dict, replicates: int, layout: RunLayout, rng: n
     return train_star, held_star - train_star, {"shared": shared.to_dict(), "own_samples": own.to_dict()}
 
 
-def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunLayout,
+def _bootstrap_halves(problems: dict, replicates: int, method: str, layout: RunGroups,
                       rng: np.random.Generator, names: list[str]) -> tuple[np.ndarray, dict, dict]:
     """Replicates of both halves (the same resampled rows for ``points``, joint noise draws for ``runs``),
     summed into the law's samples; with the noise models and how the refits ended."""
