@@ -114,7 +114,9 @@ def run_plot(args: argparse.Namespace) -> int:
     """`spt plot`: loss curves, residuals and (SPT fits) delta* vs budget, as PNG and SVG (local or s3://)."""
     storage.check_output(args.out_dir, "--out-dir", probe=not args.dry_run)
     for figure in (storage.join(args.out_dir, f"{stem}.{suffix}") for stem in FIGURES for suffix in ("png", "svg")):
-        files.check_file_output(figure, "--out-dir figure", {"--fit": args.fit, "--data": args.data}, args.force)
+        # (the folder was probed just above: each figure is checked for what it would replace)
+        files.check_file_output(figure, "--out-dir figure", {"--fit": args.fit, "--data": args.data}, args.force,
+                                probe=False)
     result = FitResult.load(args.fit)
     table = read_data(args).table
     if "fraction" in result.form.inputs:  # show the evaluations the fit used (valid budgets only)

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from scaling_laws.decision.forms import CANDIDATES, PAPER_FORM, fit_best_form, format_selection
 from scaling_laws.decision.report import format_fit
 from scaling_laws.decision.validation import format_validation, validate
 from scaling_laws.fitting.data import check_frame, resolve_law, summarize
@@ -16,21 +17,30 @@ from scaling_laws.fitting.fit import extrapolation_check, fit, predict_table
 from scaling_laws.fitting.points import select_points
 from scaling_laws.fitting.result import FitResult
 from scaling_laws.laws.base import Muennighoff
+from scaling_laws.laws.registry import get_law
 from scaling_laws.numerics.objective import Objective
-from spt import storage
 from spt.errors import InputError
 from spt.storage import files
 from sweeps.tables import FitData, read_fit_data
 from sweeps.tracking import log_decision
 
 #: Laws fitted by :func:`scaling_laws.fitting.evaluations.fit_evaluations` (valid budgets, halves, run bootstrap).
-SPT_LAWS = ("spt", "spt-regularized", "spt-n")
+SPT_LAWS = ("spt", "spt-regularized", "spt-n", "spt-epochs", "auto")
 
 
 def print_arguments(args: argparse.Namespace) -> None:
     for key, value in sorted(vars(args).items()):
         if key not in ("func", "environment", "dry_run"):
             print(f"  {key}: {value}")
+
+
+def dry_run_summary(headline: str, args: argparse.Namespace, checked, closing: str) -> int:
+    """A dry run's report: what would run, the options, the checked table's columns; returns exit code 0."""
+    print(headline)
+    print_arguments(args)
+    print("\n".join(summarize(checked)))
+    print(closing)
+    return 0
 
 
 def read_data(args: argparse.Namespace) -> FitData:
@@ -85,11 +95,11 @@ def _check_args(args: argparse.Namespace, spt: bool) -> int:
 
 def run_fit(args: argparse.Namespace) -> int:
     """`spt fit`: checks the options, the output path and the table, fits (bootstrap, validation), writes JSON."""
-    storage.check_output(args.out, "--out", file=True, probe=not args.dry_run)
-    files.check_file_output(args.out, "--out", {"--data": args.data, "--fix": args.fix}, force=args.force)
+    files.check_file_output(args.out, "--out", {"--data": args.data, "--fix": args.fix}, force=args.force,
+                            probe=not args.dry_run)
     data = read_data(args)
     table = data.table
-    law = resolve_law(args.law, table)
+    law = resolve_law(args.law, table) if args.law != "auto" else get_law(PAPER_FORM)
     spt = law.name in SPT_LAWS
     replicates = _check_args(args, spt)
     objective, fixed = _objective(args, law, spt), _fixed(args, law)
@@ -97,12 +107,13 @@ def run_fit(args: argparse.Namespace) -> int:
     free = len(law.params) - len(fixed or {})
     checked = check_frame(table, law, loss_column, residuals=objective.residuals, free_params=free,
                           source=str(args.data))
+    if args.law == "auto" and "fraction" not in table.columns:
+        raise InputError("--law auto compares SPT forms: the data needs a fraction column (a sweep folder has one)")
     if args.dry_run:
-        print(f"spt fit (dry run): law {law.name}, {free} free parameters, {replicates} bootstrap refits")
-        print_arguments(args)
-        print("\n".join(summarize(checked)))
-        print("nothing fitted or written")
-        return 0
+        what = (f"law auto (the best forecaster of {', '.join(CANDIDATES)})" if args.law == "auto"
+                else f"law {law.name}, {free} free parameters")
+        return dry_run_summary(f"spt fit (dry run): {what}, {replicates} bootstrap refits", args, checked,
+                               "nothing fitted or written")
     options = {"objective": objective, "n_starts": args.starts, "seed": args.seed}
     if spt:
         result = _fit_spt(args, data, loss_column, replicates, options)
@@ -131,35 +142,40 @@ def log_to_sweep(data: str, files: list[str]) -> None:
 
 def _fit_spt(args, data: FitData, loss_column: str, replicates: int, options: dict) -> FitResult:
     source = str(args.data)
-    options = {**options, "form": "spt-regularized" if args.law == "spt-regularized" else "spt"}
-    result = fit_evaluations(data.table, results=data.sweep.results if data.sweep else None, source=source,
-                             bootstrap_replicates=replicates, level=args.level, loss_column=loss_column,
-                             fitted=args.fitted, staged=not args.no_staged,
-                             bootstrap_method=args.bootstrap_method, **options)
+    common = dict(results=data.sweep.results if data.sweep else None, source=source, bootstrap_replicates=replicates,
+                  level=args.level, loss_column=loss_column, fitted=args.fitted, staged=not args.no_staged,
+                  bootstrap_method=args.bootstrap_method, **options)
+    if args.law == "auto":
+        result = fit_best_form(data.table, **common)
+        print(format_selection(result.settings["form_selection"], result.law))
+    else:
+        result = fit_evaluations(data.table, form=args.law if args.law in ("spt-regularized", "spt-epochs")
+                                 else "spt", **common)
     if data.sweep is not None:
         result.settings["notes"] = data.notes + result.settings.get("notes", [])
     if args.holdout_tokens_above is not None or args.holdout_fractions:
         selected = select_points(data.table, source).table
         result.validation = validate(selected, holdout_tokens_above=args.holdout_tokens_above,
                                      holdout_fractions=args.holdout_fractions or (), loss_column=loss_column,
-                                     source=source, fitted=args.fitted, **options)
+                                     source=source, fitted=args.fitted, form=_form_of(result), **options)
         print(format_validation(result.validation))
     return result
 
 
+def _form_of(result: FitResult) -> str:
+    """The form name fit_spt takes for a fit (``spt-n`` is fitted as ``spt`` on several sizes)."""
+    return result.law if result.law in ("spt-regularized", "spt-epochs") else "spt"
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """`spt predict`: the table with ``predicted_loss`` (and its band) as CSV, to ``--out`` or stdout."""
-    storage.check_output(args.out, "--out", file=True, probe=not args.dry_run)
-    files.check_file_output(args.out, "--out", {"--fit": args.fit, "--data": args.data}, force=args.force)
+    files.check_file_output(args.out, "--out", {"--fit": args.fit, "--data": args.data}, force=args.force,
+                            probe=not args.dry_run)
     result = FitResult.load(args.fit)
     table = read_data(args).table
     checked = check_frame(table, result.form, target=None, source=str(args.data))
     if args.dry_run:
-        print(f"spt predict (dry run): law {result.law}")
-        print_arguments(args)
-        print("\n".join(summarize(checked)))
-        print("nothing written")
-        return 0
+        return dry_run_summary(f"spt predict (dry run): law {result.law}", args, checked, "nothing written")
     out = predict_table(result, table, source=str(args.data))
     if args.out is None:
         out.to_csv(sys.stdout, index=False)

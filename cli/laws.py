@@ -26,8 +26,10 @@ def _output_options(parser: argparse.ArgumentParser, replaced: str, dry_run: str
 
 def _fit_parser(subparsers) -> None:
     fit = subparsers.add_parser("fit", help="fit a scaling law (spt, chinchilla, muennighoff, ...) to a sweep or CSV")
-    fit.add_argument("--law", required=True, choices=list(LAWS),
-                     help="law form; spt becomes spt-n when the data has several model sizes in 'params'")
+    fit.add_argument("--law", required=True, choices=[*LAWS, "auto"],
+                     help="law form; spt becomes spt-n when the data has several model sizes in 'params'; auto: "
+                          "score spt, spt-regularized and spt-epochs by rolling-origin forecasts inside the pilot "
+                          "and fit the best")
     fit.add_argument("--data", required=True, type=str,
                      help="CSV with the law's columns, or a sweep output folder, local or s3:// (its curves.csv: valid budgets only, "
                           "fraction := domain_fraction, loss := domain_loss, train loss := domain_train_loss)")

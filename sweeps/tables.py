@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from scaling_laws.decision.forms import fit_best_form
 from scaling_laws.fitting.data import read_table
 from scaling_laws.fitting.evaluations import fit_evaluations
 from scaling_laws.fitting.result import FitResult
@@ -303,12 +305,14 @@ def write_sweep(folder: str | Path, results: pd.DataFrame, curves: pd.DataFrame)
         storage.write_bytes(storage.join(folder, name.removesuffix(".csv") + ".parquet"), frame.to_parquet(index=False))
 
 
-def fit_sweep(sweep: Sweep | str | Path, **options) -> FitResult:
+def fit_sweep(sweep: Sweep | str | Path, form: str = "spt", **options) -> FitResult:
     """:func:`scaling_laws.fitting.evaluations.fit_evaluations` on a sweep folder's curves (and its results, for
-    the fine-tuned runs)."""
+    the fine-tuned runs); ``form="auto"`` ranks the forms by their rolling-origin forecasts first and fits the
+    best (:func:`scaling_laws.decision.forms.fit_best_form`)."""
     sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
-    result = fit_evaluations(fit_table(sweep), results=sweep.results,
-                             source=storage.join(str(sweep.folder), CURVES_FILE), **options)
+    fitter = fit_best_form if form == "auto" else partial(fit_evaluations, form=form)
+    result = fitter(fit_table(sweep), results=sweep.results, source=storage.join(str(sweep.folder), CURVES_FILE),
+                    **options)
     result.settings["notes"] = sweep.notes + result.settings.get("notes", [])
     return result
 

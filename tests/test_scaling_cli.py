@@ -227,9 +227,9 @@ def spt_fit_dict(**changes) -> dict:
     ({"params": {"k0": 1.0}}, "params lacks A_train, b_train_s, b_train_g, b_gap_s, b_gap_g, a1, a2, a3, k1, k2, "
                               "k3 (law spt)"),
     ({"law": 7}, "law=7: expected one of chinchilla, muennighoff, spt, spt-regularized, spt-n, spt-train, spt-gap, "
-                 "spt-regularized-train, spt-regularized-gap, finetune-gain"),
+                 "spt-regularized-train, spt-regularized-gap, spt-epochs, finetune-gain"),
     ({"law": "gpt"}, "law='gpt': expected one of chinchilla, muennighoff, spt, spt-regularized, spt-n, spt-train, "
-                     "spt-gap, spt-regularized-train, spt-regularized-gap, finetune-gain"),
+                     "spt-gap, spt-regularized-train, spt-regularized-gap, spt-epochs, finetune-gain"),
     ({"n_points": "x"}, 'n_points="x": must be a finite number'),
     ({"n_points": 2.5}, "n_points=2.5: must be a whole number >= 0"),
     ({"objective": DELETE}, "missing key 'objective'"),

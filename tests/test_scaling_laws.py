@@ -30,6 +30,8 @@ TRUE = {
     "spt-regularized-train": {name: synthetic.SPT[name] for name in TRAIN_NAMES},
     "spt-regularized-gap": {**{name: synthetic.SPT[name] for name in GAP_NAMES}, "c_gap": 0.02},
     "finetune-gain": synthetic.FINETUNE_GAIN,
+    # (the form's domain set is 1 token by default: epochs of 1e8 and more, every branch of f(E) but the first)
+    "spt-epochs": {"L0": 2.0, "B": 300.0, "beta": 0.5, "w": 0.05, "R_star": 5.0, "G": 1e-9, "gamma": 0.8},
 }
 
 

@@ -119,6 +119,7 @@ def _choice_caveats(fit: FitResult, choices) -> list[str]:
             lines.append(f"at T={c.tokens:.3g}, delta* sits at the edge {edge[0]:g} of the fractions searched "
                          f"[{c.fraction_range[0]:g}, {c.fraction_range[1]:g}]: the best delta may lie beyond it")
     lines += [line for c in choices if (line := _between_fractions(fit, c))]
+    lines += [line for c in choices if (line := epochs_beyond_pilot(fit, c))]
     lines += [line for c in choices if (line := _outside_interval(fit, c))]
     lines += [line for c in choices if (line := undecided_caveat(fit, c))]
     bases = {c.basis for c in choices}
@@ -139,6 +140,32 @@ def _choice_caveats(fit: FitResult, choices) -> list[str]:
                          f"{m['baseline_loss']:.4g} within the measured data: no measured compute multiplier")
             break
     return lines
+
+
+def domain_tokens_of(fit: FitResult) -> float | None:
+    """The domain set's unique tokens a fit recorded (``spt-epochs``'s constant, or the sweep's), or None."""
+    value = fit.constants.get("unique_domain_tokens") or fit.settings.get("unique_domain_tokens")
+    return float(value) if value else None
+
+
+def epochs_beyond_pilot(fit: FitResult, choice: FractionChoice) -> str | None:
+    """A warning when delta* at a budget repeats the domain set more often than any pilot run at a fraction
+    >= delta* did: how overfitting grows there was not measured, only forecast by the law's form."""
+    unique = domain_tokens_of(fit)
+    curves = (fit.decision or {}).get("curves") or []
+    if not unique or not curves or choice.fraction <= 0:
+        return None
+    epochs = choice.tokens * choice.fraction / unique
+    reached = [max(run["tokens"]) * run["fraction"] / unique for run in curves
+               if run["fraction"] >= choice.fraction * (1 - 1e-9)]
+    most = max(reached, default=0.0)
+    if epochs <= most * (1 + 1e-9):
+        return None
+    where = (f"no pilot run at delta >= {choice.fraction:.3g} went past {most:.3g} epochs" if reached else
+             f"no pilot run had delta >= {choice.fraction:.3g}")
+    return (f"at T={choice.tokens:.3g}, delta* {choice.fraction:.3g} repeats the domain set {epochs:.3g} times "
+            f"({unique:.4g} unique tokens), and {where}: how much it overfits there is the law's forecast, not a "
+            f"measurement")
 
 
 #: A delta* between two swept fractions further apart than this ratio is flagged: the law's shape there was not

@@ -16,6 +16,8 @@ from scaling_laws.fitting.noise import ASSUMED_OFFSET, RunNoise
 from scaling_laws.fitting.points import select_points
 from scaling_laws.fitting.result import FitResult
 from scaling_laws.fitting.spt import fit_spt
+from scaling_laws.laws.epochs import unique_tokens_of
+from spt.errors import InputError
 
 #: Bootstrap replicates of a sweep fit unless told otherwise.
 DEFAULT_REPLICATES = 200
@@ -83,6 +85,10 @@ def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
     result = fit_spt(selection.table, bootstrap_replicates=bootstrap_replicates, seed=seed, level=level,
                      source=source, **options)
     result.settings.update(points=selection.kind, notes=selection.notes)
+    try:  # the domain set's size, when the evaluations record epochs: the epoch warnings need it
+        result.settings["unique_domain_tokens"] = unique_tokens_of(selection.table, source)
+    except InputError:
+        pass
     result.caveats = selection.caveats + result.caveats + noise_caveats(result)
     if results is not None:
         result.caveats += design_caveats(selection.table, results, len(result.params))

@@ -65,7 +65,7 @@ class FitResult:
     @property
     def form(self) -> Law:
         """The law form object."""
-        return get_law(self.law)
+        return get_law(self.law, self.constants)
 
     def theta(self) -> np.ndarray:
         """Fitted internal vector ``(P,)``."""

@@ -33,6 +33,7 @@ from scaling_laws.fitting.noise import RunGroups, estimate_noise, resolve_method
 from scaling_laws.fitting.result import FitResult, bootstrap_caveats
 from scaling_laws.fitting.search import refit, refit_seeds
 from scaling_laws.laws.base import Law
+from scaling_laws.laws.epochs import SPTEpochs, unique_tokens_of
 from scaling_laws.laws.spt import FORMS, combine, combine_samples
 from scaling_laws.numerics.objective import Objective
 from spt.errors import InputError
@@ -49,6 +50,8 @@ SWEEP_HUBER_DELTA = 1e-2
 #: (the high end where the 12-parameter held-out fit follows some of the noise); 10.7-12.6 on the real quickstart
 #: pilots of 2026-11-30 (seeds 0 and 1, with or without delta = 1 and 0.5), whose domain set is memorized.
 LACK_OF_FIT_RATIO = 3.0
+#: Forms fitted to the held-out loss only (they have no train and gap halves).
+HELD_OUT_FORMS = ("spt-epochs",)
 
 
 def train_loss_available(table: pd.DataFrame, train_column: str = TRAIN_COLUMN) -> tuple[bool, str]:
@@ -73,8 +76,10 @@ def fit_spt(table: pd.DataFrame, *, form: str = "spt", loss_column: str = "domai
     Args:
         table: Evaluations with ``tokens``, ``fraction``, the held-out loss, optionally the train loss and a
             ``run_id`` (runs are what the bootstrap resamples).
-        form: ``spt`` (the paper's law, :mod:`scaling_laws.laws.spt`) or ``spt-regularized`` (its bounds,
-            priors and gap offset, :mod:`scaling_laws.laws.spt`).
+        form: ``spt`` (the paper's law, :mod:`scaling_laws.laws.spt`), ``spt-regularized`` (its bounds,
+            priors and gap offset, :mod:`scaling_laws.laws.spt`) or ``spt-epochs`` (overfitting driven by domain
+            epochs, :mod:`scaling_laws.laws.epochs`; held-out loss only, and the table must give the domain set's
+            size: see :func:`scaling_laws.laws.epochs.unique_tokens_of`).
         loss_column: The held-out domain loss.
         train_column: The loss on the fixed sample of domain training sequences.
         fitted: ``auto`` (the halves when every row has a train loss and their sum describes the held-out
@@ -100,11 +105,14 @@ def fit_spt(table: pd.DataFrame, *, form: str = "spt", loss_column: str = "domai
     """
     if fitted not in FITTED:
         raise InputError(f"fitted={fitted!r}: expected one of {', '.join(FITTED)}")
-    if form not in FORMS:
-        raise InputError(f"form={form!r}: expected one of {', '.join(FORMS)}")
+    if form not in FORMS and form not in HELD_OUT_FORMS:
+        raise InputError(f"form={form!r}: expected one of {', '.join((*FORMS, *HELD_OUT_FORMS))}")
     objective = objective or Objective(huber_delta=SWEEP_HUBER_DELTA)
-    available, why = train_loss_available(table, train_column)
     several_sizes = "params" in table.columns and pd.to_numeric(table["params"], errors="coerce").nunique() > 1
+    if form in HELD_OUT_FORMS:
+        return _fit_held_out_form(table, form, loss_column, fitted, several_sizes, objective, n_starts, staged,
+                                  bootstrap_replicates, bootstrap_method, level, seed, source)
+    available, why = train_loss_available(table, train_column)
     if fitted == "train+gap" and (not available or several_sizes):
         raise InputError(f"{source}: cannot fit the train loss and the gap separately: "
                          + (why if not available else "several model sizes (law spt-n fits the held-out loss)"))
@@ -134,6 +142,23 @@ def fit_spt(table: pd.DataFrame, *, form: str = "spt", loss_column: str = "domai
         result.settings["lack_of_fit_ratio"] = round(ratio, 4)
     if fitted == "auto" and not several_sizes:
         result.caveats.append(reason)
+    _held_out_noise(result, table, loss_column)
+    return result
+
+
+def _fit_held_out_form(table, form, loss_column, fitted, several_sizes, objective, n_starts, staged,
+                       bootstrap_replicates, bootstrap_method, level, seed, source) -> FitResult:
+    """A form without halves (``spt-epochs``): the held-out loss, with the domain set's size from the table."""
+    if fitted == "train+gap":
+        raise InputError(f"{source}: law {form} has no train and gap halves: fit it with --fitted held-out or auto")
+    if several_sizes:
+        raise InputError(f"{source}: law {form} has no model-size term; the data has several model sizes "
+                         f"(fit law spt, which becomes spt-n)")
+    law = SPTEpochs(unique_tokens_of(table, source))
+    result = fit(table, law, loss_column=loss_column, objective=objective, n_starts=n_starts, staged=staged,
+                 bootstrap_replicates=bootstrap_replicates, bootstrap_method=bootstrap_method, level=level,
+                 seed=seed, source=source)
+    result.settings["fitted"] = "held-out"
     _held_out_noise(result, table, loss_column)
     return result
 

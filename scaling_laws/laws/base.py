@@ -86,6 +86,11 @@ class Law:
         """Fixed numbers of the form that are not fitted (written to fit JSON)."""
         return {}
 
+    @classmethod
+    def from_constants(cls, constants: Mapping[str, float]) -> Law:
+        """The form with the fixed numbers a fit recorded (:attr:`constants`); most forms have none to set."""
+        return cls()
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds in internal coordinates, each of shape ``(P,)``."""
         lower = np.array([p.internal(p.lower) for p in self.params], dtype=float)

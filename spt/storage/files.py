@@ -47,21 +47,25 @@ def written_by_spt(location: str) -> bool:
 
 
 def check_file_output(location: str | None, where: str, inputs: dict[str, str | None],
-                      force: bool = False) -> None:
-    """Refuses, before any work, to write ``location`` over an input or over a file spt did not write.
+                      force: bool = False, probe: bool = True) -> None:
+    """The one check of a single-file output, before any work: the location takes a file
+    (:func:`spt.storage.check_output`, which really writes a probe file beside it unless ``probe`` is False), and
+    writing it would replace neither an input nor a file spt did not write.
 
     Args:
         location: the output file (None: nothing is written, nothing to check).
         where: the option that named it, for messages (``--out``).
         inputs: the command's input files by option (``{"--data": "X.csv"}``); a folder input never matches.
         force: replace an existing file spt did not write (never an input).
+        probe: write and remove a probe file in the file's folder (False: a dry run, or a folder already probed).
 
     Raises:
-        InputError: ``--out='X.csv': is the input --data of this command; ...`` or ``--out='x': exists and spt
-            did not write it ...``.
+        InputError: ``--out='X.csv': is the input --data of this command; ...``, ``--out='x': exists and spt
+            did not write it ...``, or what :func:`spt.storage.check_output` refuses.
     """
     if location is None:
         return
+    storage.check_output(location, where, file=True, probe=probe)
     for option, path in inputs.items():
         if path is not None and _same_file(location, str(path)):
             raise InputError(f"{where}={location!r}: is the input {option} of this command; spt never writes over "
