@@ -174,16 +174,47 @@ def test_a_copied_sweep_folder_never_logs_into_the_original_store(tmp_path, caps
     assert [a.path for a in mlflow.list_artifacts(run_id)] == ["fit.json"]
 
 
+def test_spt_fit_of_a_copied_sweep_folder_logs_only_into_its_own_store(tmp_path, run_cli):
+    """Finding 2 end to end: ``spt fit --data COPY --out COPY/fit.json`` of a copied (and edited) sweep folder
+    leaves the original's MLflow store as it was; the same fit of the original logs there."""
+    from spt.config.tracking import TrackingConfig
+    from sweeps import tables
+    from training.tracking import client, experiment_id, store_uri
+
+    original, copy = tmp_path / "sweep", tmp_path / "sweep-copy"
+    tables.write_sweep(original, *synthetic.spt_sweep(fractions=(0.0, 0.05, 0.1, 0.3), evaluations=8, seed=4))
+    uri = store_uri(TrackingConfig(), str(original), "sweep.output_dir")
+    mlflow = client(uri)
+    run_id = mlflow.create_run(experiment_id(mlflow, "sweep", uri)).info.run_id
+    (original / "tracking.json").write_text(json.dumps({"uri": uri, "experiment": "sweep", "run_id": run_id,
+                                                        "folder": str(original)}))
+    shutil.copytree(original, copy)
+    curves = pd.read_csv(copy / "curves.csv")
+    curves[curves["tokens"] != curves["tokens"].min()].to_csv(copy / "curves.csv", index=False)  # rows dropped
+    options = ("--law", "spt-regularized", "--starts", "8", "--bootstrap", "0")
+    code, stdout, err = run_cli("fit", *options, "--data", copy, "--out", copy / "fit.json")
+    assert code == 0, err
+    assert "not logged to MLflow" in err and "logged" not in stdout
+    assert not mlflow.list_artifacts(run_id)
+    code, stdout, err = run_cli("fit", *options, "--data", original, "--out", original / "fit.json")
+    assert code == 0, err
+    assert f"logged 1 file(s) to the sweep's MLflow run {run_id}" in stdout
+    assert [a.path for a in mlflow.list_artifacts(run_id)] == ["fit.json"]
+
+
 # Finding 8: nonsense that passed silently with exit 0.
 
-def test_optimal_fraction_refuses_a_fit_of_the_gap_alone(tmp_path, run_cli):
+@pytest.mark.parametrize(("law", "params"), [
+    ("spt-gap", {"a1": 0.3, "b_gap_s": 0.2, "b_gap_g": -0.1, "a2": 0.5, "a3": 0.1}),
+    ("spt-regularized-gap", {"a1": 0.3, "b_gap_s": 0.2, "b_gap_g": -0.1, "a2": 0.5, "a3": 0.1, "c_gap": 0.02}),
+])
+def test_optimal_fraction_refuses_a_fit_of_the_gap_alone(tmp_path, run_cli, law, params):
     fit_json = tmp_path / "gap.json"
-    fit_json.write_text(json.dumps({"law": "spt-gap", "objective": 0.0, "n_points": 30, "params": {
-        "a1": 0.3, "b_gap_s": -0.2, "b_gap_g": -0.1, "a2": 0.5, "a3": 0.1},
-        "data_ranges": {"tokens": [1e6, 1e8], "fraction": [0.0, 1.0]}}))
+    fit_json.write_text(json.dumps({"law": law, "objective": 0.0, "n_points": 30, "params": params,
+                                    "data_ranges": {"tokens": [1e6, 1e8], "fraction": [0.0, 1.0]}}))
     code, stdout, err = run_cli("optimal-fraction", "--fit", fit_json, "--tokens", "1e7")
     assert (code, stdout) == (2, "")
-    assert err == (f"error: {fit_json}: optimal-fraction needs a fit of the loss; law spt-gap fits only the gap "
+    assert err == (f"error: {fit_json}: optimal-fraction needs a fit of the loss; law {law} fits only the gap "
                    "between held-out and train loss (fit law spt or spt-regularized)\n")
 
 
