@@ -77,7 +77,8 @@ def judge(fit, table: pd.DataFrame, naive: float, tokens: float) -> dict:
             "pick": pick, "best": best, "naive": naive, "regret": float(measured[pick] - measured[best]),
             "naive_regret": float(measured[naive] - measured[best]), "seed_sd_difference": band,
             "predicted_margin": float(predicted[np.argmin(predicted)] - predicted[list(fractions).index(best)]),
-            "measured": measured.round(4).to_dict(), "predicted": dict(zip(fractions, np.round(predicted, 4)))}
+            "measured": {float(f): round(float(v), 4) for f, v in measured.items()},
+            "predicted": {float(f): round(float(v), 4) for f, v in zip(fractions, predicted)}}
 
 
 def passes(row: dict) -> bool:
@@ -142,6 +143,13 @@ def main() -> int:
     print(format_ranking(ranking))
     chosen = ranking["chosen"]
 
+    last = table[np.isclose(table["tokens"], pilot["tokens"].max())]
+    if "domain_train_loss" in last.columns:  # why train + gap may misfit: the train sample is memorized
+        losses = last[["domain_loss", "domain_train_loss"]].apply(pd.to_numeric, errors="coerce")
+        train = losses.groupby(last["fraction"]).mean().round(3)
+        pairs = ", ".join(f"{f:g}: {row['domain_loss']:.3f} / {row['domain_train_loss']:.3f}"
+                          for f, row in train.iterrows())
+        print(f"at the pilot budget, mean held-out / train-sample domain loss per δ: {pairs}")
     pilot_means, _, _ = means_at(table, float(pilot["tokens"].max()))
     naive = float(pilot_means.idxmin())
     print(f"naive choice: δ = {naive:g}, the best mean measured loss at the pilot budget "
@@ -157,10 +165,11 @@ def main() -> int:
         for multiple, tokens in zip(HORIZONS, horizons):
             results.append({"fit": label + (" (chosen)" if fit is chosen_fit else ""), "horizon": f"{multiple}x",
                             "fitted": fit.settings.get("fitted"), "converged": fit.settings.get("converged"),
+                            "lack_of_fit": fit.settings.get("lack_of_fit_ratio"),
                             "seconds": round(time.time() - fit_started, 1), **judge(fit, table, naive, tokens)})
     frame = pd.DataFrame(results)
     columns = ["fit", "horizon", "tokens", "fitted", "median_error_pct", "pick", "best", "regret", "naive",
-               "naive_regret", "seed_sd_difference", "predicted_margin", "converged"]
+               "naive_regret", "seed_sd_difference", "predicted_margin", "converged", "lack_of_fit", "seconds"]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(frame[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for row in results:

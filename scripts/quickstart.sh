@@ -24,11 +24,12 @@ step plan      $spt sweep configs/sweeps/quickstart.yaml --dry-run
 step sweep     $spt sweep configs/sweeps/quickstart.yaml
 # delta* at the largest trained budget (400k tokens), 2x it (a short extrapolation) and 10x it (flagged).
 budgets="4e5 8e5 4e6"
-step fit       $spt fit --law spt-regularized --data "$out/sweep" --starts 64 --seed 0 --out "$out/fit.json"
+# --law auto: spt, spt-regularized and spt-epochs are judged by their forecasts inside the pilot; the best is fitted.
+step fit       $spt fit --law auto --data "$out/sweep" --starts 64 --seed 0 --out "$out/fit.json"
 step delta     $spt optimal-fraction --fit "$out/fit.json" --tokens $budgets --domain-tokens 3200
 step notebook  $spt notebook notebooks/choose_repetition_fraction.ipynb --out "$out/report" \
                    -p results_dir=$out/sweep -p "budgets=[4e5,8e5,4e6]" -p output_dir=$out/report \
-                   -p starts=64 -p seed=0
+                   -p starts=64 -p seed=0 -p law=auto
 
 echo
 echo "== quickstart summary (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"

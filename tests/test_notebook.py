@@ -20,8 +20,9 @@ from tests.conftest import REPO
 
 NOTEBOOK = REPO / "notebooks" / "choose_repetition_fraction.ipynb"
 FIGURES = ("loss_curves", "loss_by_epochs", "residuals", "optimal_fraction", "compute_multiplier")
-# Small enough for the default test run: 16 starts per half of the law and 20 bootstrap refits.
-SETTINGS = {"starts": 16, "bootstrap": 20, "seed": 3}
+# Small enough for the default test run: 16 starts per half of the law and 20 bootstrap refits; the form chosen
+# by its forecasts inside the pilot, as the quickstart does.
+SETTINGS = {"starts": 16, "bootstrap": 20, "seed": 3, "law": "auto"}
 BUDGETS = [2e5, 4e6]  # inside the swept range, and 10x beyond it (an extrapolation, flagged)
 DOMAIN_TOKENS = 1e4
 
@@ -71,9 +72,11 @@ def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp
     assert any(line.startswith("validation: fit on ") for line in printed)
     assert any(line.startswith("note: ") and "warmup evaluations left out" in line for line in printed)
     assert any(line.startswith("caveat: 20 bootstrap refits: the band is rough") for line in printed)
+    assert "law forms judged by their forecasts inside the pilot (RMS log error of the held-out loss beyond each " \
+           "origin, %):" in printed and any(line.endswith("<- chosen") for line in printed)
 
     cli_fit = tmp_path / "cli-fit.json"
-    code, _, err = run_cli("fit", "--law", "spt-regularized", "--data", sweep_dir, "--starts", SETTINGS["starts"],
+    code, _, err = run_cli("fit", "--law", SETTINGS["law"], "--data", sweep_dir, "--starts", SETTINGS["starts"],
                            "--bootstrap", SETTINGS["bootstrap"], "--seed", SETTINGS["seed"], "--out", cli_fit)
     assert code == 0, err
     code, stdout, err = run_cli("optimal-fraction", "--fit", cli_fit, "--tokens", *BUDGETS,
@@ -82,7 +85,7 @@ def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp
     assert stdout.splitlines() == from_notebook
     # Same inputs, starts, bootstrap and seed: the very same fit, down to the bootstrap replicates.
     notebook_fit, fitted = json.loads((figures / "fit.json").read_text()), json.loads(cli_fit.read_text())
-    for key in ("params", "bootstrap_samples", "data_ranges", "n_points"):
+    for key in ("law", "params", "bootstrap_samples", "data_ranges", "n_points"):
         assert notebook_fit[key] == fitted[key]
 
 
