@@ -1,4 +1,5 @@
-"""`spt optimal-fraction`, `spt compute-optimal` and `spt plot`: decisions and figures from a fit JSON."""
+"""`spt optimal-fraction`, `spt decide`, `spt compute-optimal` and `spt plot`: decisions and figures from a fit
+JSON."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sys
 import numpy as np
 
 from cli.fit import log_to_sweep, print_arguments, read_data
+from scaling_laws.decision.cost import CostQuestion, cost_caveats, decide_cost, positive
 from scaling_laws.decision.optimal import compute_optimal, fraction_range, optimal_fraction
-from scaling_laws.decision.plots import FIGURES, plot_all
+from scaling_laws.decision.plots import FIGURES, plot_all, plot_cost
 from scaling_laws.decision.report import caveats
 from scaling_laws.fitting.data import check_frame
 from scaling_laws.fitting.points import select_points
@@ -86,6 +88,102 @@ def run_optimal_fraction(args: argparse.Namespace) -> int:
     print_choices(result, choices, args.domain_tokens)
     for line in caveats(result, choices):
         print(f"caveat: {line}")
+    return 0
+
+
+def _cost_question(args: argparse.Namespace, result: FitResult) -> CostQuestion:
+    """The question of `spt decide`, every number checked under its option's name."""
+    for option in ("domain_tokens", "tokens", "target_loss", "serve_tokens", "finetune_tokens"):
+        if getattr(args, option) is not None:
+            positive(getattr(args, option), "--" + option.replace("_", "-"), zero=option == "serve_tokens")
+    for size in args.sizes or []:
+        positive(size, "--sizes")
+    if args.finetune_gain is None:
+        raise InputError(f"{args.fit}: --finetune-gain is required: a size-aware fit records no fine-tune gains per "
+                         "model size, so give the loss drop of finetuning after delta = 0 pretraining (nats/token)")
+    positive(args.finetune_gain, "--finetune-gain", zero=True)
+    sizes = args.sizes or sorted(set(result.data_ranges.get("params", [])))
+    if not sizes:
+        raise InputError(f"{args.fit}: the fit does not record its model sizes: pass --sizes")
+    return CostQuestion(sizes=tuple(sizes), domain_tokens=args.domain_tokens, served_tokens=args.serve_tokens,
+                        finetune_gain=args.finetune_gain, tokens=args.tokens, target_loss=args.target_loss,
+                        finetune_tokens=args.finetune_tokens)
+
+
+def _number_with(value: float, pair, digits: str = ".4g") -> str:
+    return f"{value:{digits}} {_interval(pair, digits)}" if pair else f"{value:{digits}}"
+
+
+def _option_row(option, served: float, level: float) -> str:
+    fraction, tokens, loss = (_number_with(option.value(key), option.interval(key, level))
+                              for key in ("fraction", "tokens", "loss"))
+    total = _number_with(option.total_flops(served), option.interval("total", level, served))
+    return (f"{option.params:>8.3g}  {option.kind:>8}  {fraction:>24}  {tokens:>32}  {loss:>26}  "
+            f"{option.training_flops():>14.4g}  {option.serving_flops(served):>13.4g}  {total:>34}")
+
+
+def print_cost(decision) -> None:
+    """The options table, the cheapest option and the break-even of `spt decide`."""
+    question, level, served = decision.question, decision.level, decision.question.served_tokens
+    band = f"[{100 * level:g}%]"
+    print(f"{'size N':>8}  {'option':>8}  {'delta* ' + band:>24}  {'pretrain tokens ' + band:>32}  "
+          f"{'loss ' + band:>26}  {'training FLOPs':>14}  {'serving FLOPs':>13}  {'total FLOPs ' + band:>34}")
+    for option in decision.options:
+        print(_option_row(option, served, level))
+    goal = (f"cheapest reaching loss {question.target_loss:g}" if question.target_loss is not None
+            else f"lowest loss at T={question.tokens:.4g}")
+    choice = decision.choice
+    if choice is None:
+        print(f"{goal}: none (no option reaches it)")
+    else:
+        share = "" if decision.choice_share is None else (f"; the same choice in {100 * decision.choice_share:.0f}% "
+                                                         f"of {choice.replicates} bootstrap replicates")
+        total = _number_with(choice.total_flops(served), choice.interval("total", level, served))
+        print(f"{goal}: {choice.label} (delta*={choice.fraction:.4g}, T={choice.tokens:.4g}, loss "
+              f"{choice.loss:.4g}): {total} FLOPs with {served:.4g} served tokens{share}")
+    if decision.break_even is None:
+        print("break-even: none (no spt or no finetune option reaches the target)")
+        return
+    pair, interval = f"{decision.spt.label} and {decision.finetune.label}", decision.break_even_interval
+    # A replicate whose lines never cross counts as inf: an interval of only those says nothing more than "never".
+    shown = f" {_interval(interval)}" if interval and np.isfinite(interval[0]) else ""
+    if np.isfinite(decision.break_even):
+        print(f"break-even of {pair}: {decision.break_even:.4g} served tokens{shown}; "
+              f"{decision.cheaper_beyond} is cheaper beyond it")
+    else:
+        print(f"break-even of {pair}: never (the cost lines do not cross at S >= 0){shown}; "
+              f"{decision.cheaper_beyond} is cheaper at every served volume")
+
+
+def run_decide(args: argparse.Namespace) -> int:
+    """`spt decide`: SPT or finetune, at which size, counting training and serving FLOPs, with intervals."""
+    result = FitResult.load(args.fit)
+    if "params" not in result.form.inputs or "fraction" not in result.form.inputs:
+        raise InputError(f"{args.fit}: spt decide needs a size-aware fit (law spt-n, fitted on several model "
+                         f"sizes); this fit is law {result.law}")
+    question = _cost_question(args, result)
+    if args.plot is not None and not str(args.plot).endswith((".png", ".svg")):
+        raise InputError(f"--plot={args.plot!r}: must end in .png or .svg")
+    for location, where in ((args.out, "--out"), (args.plot, "--plot")):
+        files.check_file_output(location, where, {"--fit": args.fit}, args.force, probe=not args.dry_run)
+    if args.dry_run:
+        print(f"spt decide (dry run): law {result.law}, sizes {', '.join(f'{n:.3g}' for n in question.sizes)}")
+        print_arguments(args)
+        return 0
+    decision = decide_cost(result, question)
+    low, high = fraction_range(result)
+    print(f"law {result.law}: fractions searched [{low:g}, {high:g}]; {question.served_tokens:.4g} served tokens; "
+          f"finetune {question.tokens_of_finetune:.4g} tokens with gain {question.finetune_gain:g} nats/token; "
+          "FLOPs: training 6 N T (+ 6 N T_ft), serving 2 N per served token")
+    print_cost(decision)
+    for line in cost_caveats(result, decision):
+        print(f"caveat: {line}")
+    if args.out is not None:
+        files.write_owned(args.out, (json.dumps(decision.to_dict(), indent=2) + "\n").encode(), "decide")
+        print(f"wrote {args.out}")
+    if args.plot is not None:
+        files.write_owned(args.plot, plot_cost(decision, str(args.plot).rsplit(".", 1)[1]), "decide")
+        print(f"wrote {args.plot}")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""`spt fit`, `spt predict`, `spt optimal-fraction`, `spt compute-optimal` and `spt plot`: thin wrappers over the
-library. This module declares the arguments; :mod:`cli.fit` and :mod:`cli.decide` run
+"""`spt fit`, `spt predict`, `spt optimal-fraction`, `spt decide`, `spt compute-optimal` and `spt plot`: thin
+wrappers over the library. This module declares the arguments; :mod:`cli.fit` and :mod:`cli.decide` run
 them.
 
 Recommended invocation for a sweep (what the quickstart runs):
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.decide import run_compute_optimal, run_optimal_fraction, run_plot
+from cli.decide import run_compute_optimal, run_decide, run_optimal_fraction, run_plot
 from cli.fit import run_fit, run_predict
 from scaling_laws.laws.registry import LAWS
 
@@ -99,6 +99,8 @@ def _decision_parsers(subparsers) -> None:
     best.add_argument("--dry-run", action="store_true", help="print the resolved search; compute nothing")
     best.set_defaults(func=run_optimal_fraction, environment="any")
 
+    _decide_parser(subparsers)
+
     chin = subparsers.add_parser("compute-optimal", help="compute-optimal model size and tokens for FLOP budgets")
     chin.add_argument("--fit", required=True, type=str, help="fit JSON of law chinchilla or muennighoff")
     chin.add_argument("--flops", required=True, type=float, nargs="+", metavar="C", help="FLOP budgets (6 N D)")
@@ -116,6 +118,31 @@ def _decision_parsers(subparsers) -> None:
     plot.add_argument("--params", type=float, help="model size N for spt-n fits")
     _output_options(plot, "figures in --out-dir", "check the inputs and list the figures; write nothing")
     plot.set_defaults(func=run_plot, environment="any")
+
+
+def _decide_parser(subparsers) -> None:
+    decide = subparsers.add_parser("decide", help="SPT or finetune, at which model size: training plus serving "
+                                   "FLOPs, the cheapest option and the served-token break-even")
+    decide.add_argument("--fit", required=True, type=str, help="fit JSON of law spt-n (several model sizes)")
+    decide.add_argument("--domain-tokens", required=True, type=float, metavar="D",
+                        help="size |D| of the domain set (tokens); the default finetune is one epoch of it")
+    goal = decide.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--tokens", type=float, metavar="T", help="pretraining budget of every option (tokens)")
+    goal.add_argument("--target-loss", type=float, metavar="L",
+                      help="domain loss to reach (nats/token): each option pretrains the fewest tokens reaching it")
+    decide.add_argument("--serve-tokens", required=True, type=float, metavar="S",
+                        help="tokens the model will serve (2 N FLOPs each)")
+    decide.add_argument("--sizes", type=float, nargs="+", metavar="N",
+                        help="model sizes compared (parameters; default: the smallest and largest fitted)")
+    decide.add_argument("--finetune-tokens", type=float, metavar="T_FT",
+                        help="finetuning tokens of the finetune options (default: --domain-tokens)")
+    decide.add_argument("--finetune-gain", type=float, metavar="G",
+                        help="loss drop of the finetune after delta = 0 pretraining (nats/token), at every size "
+                             "and budget; required (a size-aware fit records no fine-tune gains per size)")
+    decide.add_argument("--out", type=str, help="decision JSON to write, local or s3://")
+    decide.add_argument("--plot", type=str, help="figure of total cost vs served tokens (.png or .svg)")
+    _output_options(decide, "an existing --out or --plot file", "check the inputs and print them; compute nothing")
+    decide.set_defaults(func=run_decide, environment="any")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

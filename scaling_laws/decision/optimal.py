@@ -114,6 +114,14 @@ def _best_fractions(fit, thetas, tokens, lo, hi, params, gains=None, replicate_g
     return fractions, values
 
 
+def best_fractions(fit: FitResult, thetas: np.ndarray, tokens: float, low: float, high: float,
+                   params: float | None = None, refine: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """delta* and its predicted pretraining loss at ``tokens`` for each internal vector ``(K, P)``, searched on
+    ``[low, high]`` as :func:`optimal_fraction` searches it (before fine-tuning); ``refine=False`` keeps the grid's
+    best, as the bootstrap replicates of :func:`optimal_fraction` do."""
+    return _best_fractions(fit, thetas, tokens, low, high, params, refine=refine)
+
+
 def _model_multiplier(fit, theta, tokens, loss, params, gains=None) -> float:
     """Tokens at delta = 0 reaching ``loss`` by the law (minus the gain at 0), over ``tokens``; root finding in
     log tokens."""

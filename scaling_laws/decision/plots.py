@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_laws.decision.choice import EXTRAPOLATION_LIMIT
+from scaling_laws.decision.cost import SERVE_FLOPS, CostDecision
 from scaling_laws.decision.optimal import optimal_fraction
 from scaling_laws.fitting.data import check_frame, law_inputs
 from scaling_laws.fitting.fit import predict
@@ -221,3 +222,33 @@ def plot_all(fit: FitResult, table: pd.DataFrame, out_dir: str | Path, budgets=N
         if fit.decision:
             paths += plot_measured_multiplier(fit, _under(out_dir, "compute_multiplier"))
     return paths
+
+
+def plot_cost(decision: CostDecision, image_format: str = "png") -> bytes:
+    """Total FLOPs (training plus serving) against served tokens, log axes, one line per option that reaches its
+    target; the break-even of the best SPT and finetune options and the asked served volume marked. Returns the
+    image (``png`` or ``svg``) for the caller to write."""
+    plt = _pyplot()
+    served = decision.question.served_tokens
+    marks = [v for v in (served, decision.break_even) if v is not None and np.isfinite(v) and v > 0]
+    span = np.geomspace(min(marks, default=1e9) / 1e3, max(marks, default=1e9) * 1e3, 200)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    sizes = sorted({o.params for o in decision.options})
+    for option in (o for o in decision.options if o.reached()):
+        totals = option.training_flops() + SERVE_FLOPS * option.params * span
+        axes.plot(span, totals, color=f"C{sizes.index(option.params)}",
+                  linestyle="-" if option.kind == "spt" else "--", label=option.label)
+    if decision.break_even is not None and np.isfinite(decision.break_even) and decision.break_even > 0:
+        axes.axvline(decision.break_even, color="black", linewidth=1.0,
+                     label=f"break-even {decision.break_even:.3g} served tokens")
+        if decision.break_even_interval is not None:
+            low, high = (min(max(v, span[0]), span[-1]) for v in decision.break_even_interval)
+            axes.axvspan(low, high, color="grey", alpha=0.15, label=f"{100 * decision.level:g}% interval")
+    axes.axvline(served, color="grey", linestyle=":", linewidth=1.0, label=f"asked: {served:.3g} served tokens")
+    axes.set(xscale="log", yscale="log", xlabel="served tokens S", ylabel="total FLOPs (6 N T + 2 N S)",
+             title="training plus serving cost")
+    axes.legend(fontsize=7)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=image_format, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
