@@ -196,7 +196,7 @@ def test_every_command_has_a_help_line():
     parser = build_parser()
     choices = next(a for a in parser._actions if a.dest == "command")._choices_actions
     helps = {action.dest: action.help for action in choices}
-    for command in ("fit", "predict", "optimal-fraction", "compute-optimal", "plot"):
+    for command in ("fit", "predict", "optimal-fraction", "decide", "compute-optimal", "plot"):
         assert helps.get(command), command
 
 
