@@ -72,6 +72,8 @@ def test_notebook_runs_on_a_small_sweep_and_prints_the_delta_star_of_the_cli(tmp
     assert any(line.startswith("validation: fit on ") for line in printed)
     assert any(line.startswith("note: ") and "warmup evaluations left out" in line for line in printed)
     assert any(line.startswith("caveat: 20 bootstrap refits: the band is rough") for line in printed)
+    assert ("the cost decision needs a size-aware fit (law spt-n, fitted on several model sizes); this fit is law "
+            f"{json.loads((figures / 'fit.json').read_text())['law']}") in printed
     assert "law forms judged by their forecasts inside the pilot (RMS log error of the held-out loss beyond each " \
            "origin, %):" in printed and any(line.endswith("<- chosen") for line in printed)
 
