@@ -26,9 +26,7 @@ from training.heldout_split import HeldoutSplit, domain_split, mean_loss
 from training.interpolate import load_model
 from training.layout import RunLayout
 from training.tracking import flat_params, log_artifacts, mix_params, open_run, run_artifacts
-from training.trainer import (
-    RunPlan, claim_run, fingerprinted, mix_fingerprint, model_size, read_curves, read_mix_spec,
-)
+from training.trainer import RunPlan, claim_run, fingerprinted, mix_fingerprint, model_size, read_curves, read_mix_spec
 
 STAGE = "finetune"
 NOT_FINGERPRINTED = {"run_dir", "base_run", "mix", "tracking"}
