@@ -49,8 +49,8 @@ def sweep_yaml(work: Path, name: str, **extra) -> Path:
     return path
 
 
-#: Three cells of a train and four finetunes each, every one a process of its own: 3 min 42 s for two cells on a
-#: busy 2-core machine (2026-12-05). The fit's law needs three fractions.
+#: Three cells of a train and four finetunes each, every one a process of its own: 6.6 min on a busy 2-core
+#: machine (2026-12-05). The fit's law needs three fractions.
 @pytest.mark.slow
 def test_a_sweep_finetunes_every_cell_at_four_budgets_and_the_fit_prints_the_gain_law(work, run_cli):
     from sweeps.run import run_sweep
