@@ -11,9 +11,10 @@ import numpy as np
 
 from cli.fit import log_to_sweep, print_arguments, read_data
 from scaling_laws.decision.cost import CostQuestion, cost_caveats, decide_cost, positive
+from scaling_laws.decision.finetune import format_gains
 from scaling_laws.decision.optimal import compute_optimal, fraction_range, optimal_fraction
 from scaling_laws.decision.plots import FIGURES, plot_all, plot_cost
-from scaling_laws.decision.report import caveats
+from scaling_laws.decision.report import caveats, finetune_gains
 from scaling_laws.fitting.data import check_frame
 from scaling_laws.fitting.points import select_points
 from scaling_laws.fitting.result import FitResult
@@ -86,6 +87,8 @@ def run_optimal_fraction(args: argparse.Namespace) -> int:
           (f", model size {args.params:g}" if args.params else "")
           + f"; fitted: {result.settings.get('fitted', 'held-out')}")
     print_choices(result, choices, args.domain_tokens)
+    for line in format_gains(finetune_gains(result)):
+        print(line)
     for line in caveats(result, choices):
         print(f"caveat: {line}")
     return 0

@@ -142,7 +142,8 @@ def log_to_sweep(data: str, files: list[str]) -> None:
 
 def _fit_spt(args, data: FitData, loss_column: str, replicates: int, options: dict) -> FitResult:
     source = str(args.data)
-    common = dict(results=data.sweep.results if data.sweep else None, source=source, bootstrap_replicates=replicates,
+    common = dict(results=data.sweep.results if data.sweep else None,
+                  finetunes=data.sweep.finetunes if data.sweep else None, source=source, bootstrap_replicates=replicates,
                   level=args.level, loss_column=loss_column, fitted=args.fitted, staged=not args.no_staged,
                   bootstrap_method=args.bootstrap_method, **options)
     if args.law == "auto":

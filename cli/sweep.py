@@ -56,8 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     def show(config) -> None:
+        plan = plan_sweep(config, calibrate_when_unmeasured=not args.no_calibrate)  # refuses bad cells first
         print_config(config)
-        print(format_plan(plan_sweep(config, calibrate_when_unmeasured=not args.no_calibrate)))
+        print(format_plan(plan))
 
     config = open_config(args, "sweep", show=show)
     if config is None:

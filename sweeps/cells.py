@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -27,6 +27,7 @@ from spt.config.loader import read_yaml, validate
 from spt.errors import InputError
 from spt.storage import sha256_json
 from sweeps.layout import CellLayout
+from training.snapshots import snapshot_problem
 from training.trainer import NOT_FINGERPRINTED
 
 STAGE = "sweep"
@@ -44,6 +45,8 @@ class Cell:
     total_tokens: int
     seed: int
     synthetic_share: float | None = None
+    #: tokens of the snapshots the cell is finetuned from besides its final model (``finetune_at``), ascending
+    finetune_tokens: tuple[int, ...] = ()
 
     @property
     def run_id(self) -> str:
@@ -57,13 +60,42 @@ def cells(config: SweepConfig, mix: MixConfig, train: TrainConfig) -> list[Cell]
     presets = grid.preset or [train.model.preset]
     budgets = grid.total_tokens or [mix.total_tokens]
     shares = grid.synthetic_share or [None]
-    grid_cells = [Cell(d, p, t, s, syn) for d, p, t, s, syn in
+    snapshots = {t: finetune_budgets(config, mix, train, t) for t in budgets}
+    grid_cells = [Cell(d, p, t, s, syn, snapshots[t]) for d, p, t, s, syn in
                   itertools.product(grid.domain_fraction, presets, budgets, grid.seed, shares)]
     if grid.repeat is None:
         return grid_cells
-    extra = [Cell(grid.repeat.domain_fraction, p, t, s, syn)
+    extra = [Cell(grid.repeat.domain_fraction, p, t, s, syn, snapshots[t])
              for p, t, s, syn in itertools.product(presets, budgets, grid.repeat.seed, shares)]
     return grid_cells + [c for c in extra if c not in grid_cells]
+
+
+def finetune_budgets(config: SweepConfig, mix: MixConfig, train: TrainConfig, total_tokens: int) -> tuple[int, ...]:
+    """The snapshot tokens a cell of budget ``total_tokens`` is finetuned from besides its final model: each share
+    of ``finetune_at`` of the budget, rounded down to whole batches (a share that rounds to the whole run is the
+    final model).
+
+    Raises:
+        InputError: naming ``sweep.finetune_at``: the train config's schedule is not constant, a share is not a
+            valid snapshot (:func:`training.snapshots.snapshot_problem`), or two shares round to one batch.
+    """
+    if not config.finetune_at:
+        return ()
+    where = f"sweep.finetune_at={config.finetune_at}"
+    if train.schedule.kind != "constant":
+        raise InputError(f"{where}: needs the train config's schedule.kind=constant, not {train.schedule.kind}: only "
+                         "at a constant learning rate is the model after T tokens the model of a T-token run")
+    per_batch = train.global_batch_size * mix.seq_len
+    max_batches = total_tokens // per_batch
+    asked = {share: int(share * total_tokens) for share in config.finetune_at}
+    problems = [f"share {share:g} of T={total_tokens}: {problem}" for share, tokens in asked.items()
+                if (problem := snapshot_problem(tokens, per_batch, max_batches, train.schedule.warmup_fraction))]
+    if problems:
+        raise InputError(f"{where}: {'; '.join(problems)}")
+    batches = sorted({tokens // per_batch for tokens in asked.values()})
+    if len(batches) < len(asked):
+        raise InputError(f"{where}: at T={total_tokens} two shares round to the same batch of {per_batch} tokens")
+    return tuple(b * per_batch for b in batches if b < max_batches)
 
 
 def load_bases(config: SweepConfig) -> tuple[MixConfig, TrainConfig, int]:
@@ -96,6 +128,8 @@ class CellConfigs:
     finetune: dict | None
     fingerprint: str
     parts: dict[str, str]
+    #: the finetunes of the snapshots, by their tokens (``finetune_at``)
+    finetunes: dict[int, dict] = field(default_factory=dict)
 
 
 def cell_configs(config: SweepConfig, cell: Cell, domain_index: int, layout: CellLayout, spec: str,
@@ -115,15 +149,19 @@ def cell_configs(config: SweepConfig, cell: Cell, domain_index: int, layout: Cel
     train = read_yaml(config.train)
     train.update(mix=spec, run_dir=layout.run.root, seed=cell.seed, duration_tokens=None)
     train.setdefault("model", {})["preset"] = cell.preset
-    finetune = None
+    if cell.finetune_tokens:
+        train["snapshot_tokens"] = list(cell.finetune_tokens)
+    finetune, finetunes = None, {}
     if config.finetune:
         finetune = read_yaml(config.finetune)
         finetune.update(base_run=layout.run.root, run_dir=layout.finetune.root, mix=spec)
+        finetunes = {t: {**finetune, "run_dir": layout.finetune_at(t).root, "base_tokens": t}
+                     for t in cell.finetune_tokens}
 
     shaping = {"mix": _without(mix, MIX_NOT_FINGERPRINTED), "train": _without(train, NOT_FINGERPRINTED),
                "finetune": _without(finetune, FINETUNE_SET_PER_CELL) if finetune else None}
     parts = {"config": sha256_json(shaping), "inputs": inputs}
-    return CellConfigs(mix, train, finetune, sha256_json(parts), parts)
+    return CellConfigs(mix, train, finetune, sha256_json(parts), parts, finetunes)
 
 
 def _without(data: dict, keys) -> dict:
@@ -160,6 +198,10 @@ def write_cell(layout: CellLayout, configs: CellConfigs, force: bool,
         storage.write_text(layout.finetune_config, yaml.safe_dump({**configs.finetune, "tracking": tracking[1]},
                                                                   sort_keys=False))
         commands.append(["finetune", layout.finetune_config, *flags])
+    for tokens, finetune in configs.finetunes.items():
+        storage.write_text(layout.finetune_config_at(tokens), yaml.safe_dump({**finetune, "tracking": tracking[1]},
+                                                                             sort_keys=False))
+        commands.append(["finetune", layout.finetune_config_at(tokens), *flags])
     return commands
 
 

@@ -3,7 +3,10 @@
     <output_dir>/.spt-owner.json       stage sweep (every cell carries its own fingerprint)
     <output_dir>/results.{csv,parquet} one row per cell;  curves.{csv,parquet}: one row per evaluation
     <output_dir>/cells/<run_id>/       .spt-owner.json (the cell's fingerprint), mix.yaml, train.yaml,
-                                       finetune.yaml, log.txt, run/ (a run dir), finetune/ (a run dir)
+                                       finetune.yaml, log.txt, run/ (a run dir), finetune/ (a run dir);
+                                       with finetune_at: finetune-T<tokens>.yaml and finetune-T<tokens>/ (a run
+                                       dir: the finetune of run/'s snapshot after <tokens> tokens)
+    <output_dir>/finetunes.{csv,parquet} one row per finetune of a cell (each budget it was finetuned from)
     <output_dir>/tracking.json         the MLflow store and the sweep's parent run
     <output_dir>/mlflow.db, mlartifacts/  the default MLflow store of the sweep and all its cells
 """
@@ -34,6 +37,14 @@ class CellLayout:
     run = _inside("run", RunLayout)
     finetune = _inside("finetune", RunLayout)
 
+    def finetune_config_at(self, tokens: int) -> str:
+        """The config of the finetune of the snapshot after ``tokens`` tokens."""
+        return storage.join(self.root, f"finetune-T{tokens}.yaml")
+
+    def finetune_at(self, tokens: int) -> RunLayout:
+        """The finetune of the snapshot after ``tokens`` tokens (``finetune-T<tokens>``)."""
+        return RunLayout(storage.join(self.root, f"finetune-T{tokens}"))
+
 
 @dataclass(frozen=True)
 class SweepLayout:
@@ -42,7 +53,7 @@ class SweepLayout:
     root: str
 
     def table(self, name: str, suffix: str) -> str:
-        """``results`` or ``curves``, as ``.csv`` or ``.parquet``."""
+        """``results``, ``curves`` or ``finetunes``, as ``.csv`` or ``.parquet``."""
         return storage.join(self.root, f"{name}{suffix}")
 
     @property
@@ -52,6 +63,10 @@ class SweepLayout:
     @property
     def curves(self) -> str:
         return self.table("curves", ".csv")
+
+    @property
+    def finetunes(self) -> str:
+        return self.table("finetunes", ".csv")
 
     @property
     def tracking(self) -> str:

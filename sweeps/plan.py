@@ -52,6 +52,8 @@ class CellPlan:
     fitted_evaluations: int = 0
     predicted_seconds: float | None = None
     problem: str | None = None
+    #: pretraining tokens of each model the cell finetunes (its snapshots and its final model), ascending
+    finetune_tokens: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -103,6 +105,8 @@ def plan_cell(config: SweepConfig, train: TrainConfig, cell, domain_index: int) 
         return planned
     interval = max(1, min(max_batches, train.eval_every_tokens // tokens_per_batch))
     points = evaluation_batches(max_batches, interval)
+    if config.finetune:
+        planned.finetune_tokens = [*cell.finetune_tokens, max_batches * tokens_per_batch]
     planned.evaluations = len(points)
     # As the curve table marks phases: by the progress before the last step to each evaluation.
     planned.fitted_evaluations = sum((b - 1) / max_batches >= train.schedule.warmup_fraction for b in points)
@@ -240,19 +244,22 @@ def design_warnings(cells: list[CellPlan], train: TrainConfig) -> list[str]:
 
 def format_plan(plan: PilotPlan) -> str:
     """The plan as a table, the throughput it used, the predicted total and the warnings."""
+    finetunes = any(c.finetune_tokens for c in plan.cells)
     rows = [f"{'cell':<36} {'δ':>6} {'tokens':>10} {'domain epochs':>13} {'evals':>5} {'fitted':>6} "
-            f"{'predicted':>9}"]
+            f"{'predicted':>9}" + ("  finetuned from (tokens)" if finetunes else "")]
     for c in plan.cells:
         epochs = f"{c.domain_epochs:.3g}" if c.domain_epochs is not None else "-"
         seconds = f"{c.predicted_seconds:.0f} s" if c.predicted_seconds is not None else "-"
         rows.append(f"{c.run_id:<36} {c.domain_fraction:>6g} {c.total_tokens:>10,} {epochs:>13} "
-                    f"{c.evaluations:>5} {c.fitted_evaluations:>6} {seconds:>9}")
+                    f"{c.evaluations:>5} {c.fitted_evaluations:>6} {seconds:>9}"
+                    + (f"  {', '.join(f'{t:,}' for t in c.finetune_tokens)}" if finetunes else ""))
     fractions = sorted({c.domain_fraction for c in plan.cells})
     rows.append(f"{len(fractions)} domain fractions; unique domain tokens: "
                 f"{next((c.unique_domain_tokens for c in plan.cells if c.unique_domain_tokens), '-')}")
     rows.append(f"throughput: {plan.throughput_source}")
     total = plan.predicted_seconds
     rows.append(f"predicted wall time: {total / 60:.1f} min ({plan.max_concurrent} cell(s) at once)"
+                + (", finetunes not included" if finetunes else "")
                 if total is not None else "predicted wall time: unknown")
     rows += [f"warning: {w}" for w in plan.warnings]
     return "\n".join(rows)

@@ -31,7 +31,7 @@ from sweeps.cells import (
     run_cell_commands, write_cell,
 )
 from sweeps.layout import SweepLayout
-from sweeps.tables import load_tables, read_results, result_row, write_tables
+from sweeps.tables import finetune_rows, load_finetunes, load_tables, read_results, result_row, write_tables
 from sweeps.tracking import OFF, SweepTracking
 
 #: The fingerprint of a sweep folder's own marker: each cell folder carries the fingerprint of its cell.
@@ -120,6 +120,8 @@ def run_sweep(config: SweepConfig, address: str | None = None, log=print, force:
         log(f"sweep {config.name}: {len(stale)} cells not in the grid left out of the tables: {', '.join(stale)}")
     rows = {k: v for k, v in rows.items() if k not in stale and k not in changed}
     curves = {k: v for k, v in curves.items() if k in rows}
+    # None: the sweep does not finetune, and writes no finetunes table
+    finetunes = {k: v for k, v in load_finetunes(layout).items() if k in rows} if config.finetune else None
     if changed:
         log(f"sweep {config.name}: rerunning {len(changed)} changed cells (--force): {', '.join(sorted(changed))}")
     todo = [c for c in grid if rows.get(c.run_id, {}).get("status") != "ok"]
@@ -128,9 +130,9 @@ def run_sweep(config: SweepConfig, address: str | None = None, log=print, force:
     tracking = SweepTracking(config, layout)
     try:
         prepared = prepare(configs, layout, todo, changed, rows, curves, tracking, log)
-        write_tables(layout, rows, curves)
+        write_tables(layout, rows, curves, finetunes)
         if prepared:
-            _run_on_ray(config, address, layout, prepared, rows, curves, log, tracking)
+            _run_on_ray(config, address, layout, prepared, (rows, curves, finetunes), log, tracking)
     except BaseException:
         tracking.finish("FAILED")
         raise
@@ -138,8 +140,8 @@ def run_sweep(config: SweepConfig, address: str | None = None, log=print, force:
     return read_results(layout)
 
 
-def _run_on_ray(config: SweepConfig, address: str | None, layout: SweepLayout, prepared: list, rows: dict,
-                curves: dict, log, tracking: SweepTracking) -> None:
+def _run_on_ray(config: SweepConfig, address: str | None, layout: SweepLayout, prepared: list, tables: tuple,
+                log, tracking: SweepTracking) -> None:
     import ray  # expensive: a second or more
 
     local_env = {"env_vars": {"SPT_PROGRESS": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
@@ -149,12 +151,14 @@ def _run_on_ray(config: SweepConfig, address: str | None, layout: SweepLayout, p
     with ray_session(address or config.address, local={"num_cpus": max(int(cpus), os.cpu_count() or 1),
                                                        "runtime_env": local_env},
                      log_to_driver=False, configure_logging=False):
-        _run_cells(ray, config, layout, prepared, rows, curves, log, tracking)
+        _run_cells(ray, config, layout, prepared, tables, log, tracking)
 
 
-def _run_cells(ray, config: SweepConfig, layout: SweepLayout, prepared: list, rows: dict, curves: dict, log,
+def _run_cells(ray, config: SweepConfig, layout: SweepLayout, prepared: list, tables: tuple, log,
                tracking: SweepTracking) -> None:
-    """Runs the prepared cells as Ray tasks, at most ``max_concurrent`` at once, recording each as it ends."""
+    """Runs the prepared cells as Ray tasks, at most ``max_concurrent`` at once, recording each as it ends in
+    ``tables``: the rows of results, curves and finetunes (None: the sweep does not finetune), by run id."""
+    rows, curves, finetunes = tables
     task = ray.remote(run_cell_commands).options(num_cpus=config.resources.num_cpus,
                                                  num_gpus=config.resources.num_gpus, max_retries=config.max_retries)
     in_flight: dict = {}
@@ -172,7 +176,9 @@ def _run_cells(ray, config: SweepConfig, layout: SweepLayout, prepared: list, ro
             except ray.exceptions.RayError as exc:
                 outcome = {"status": "failed", "error": str(exc).splitlines()[0], "wall_seconds": None}
             rows[cell.run_id], curves[cell.run_id] = result_row(cell, layout.cell(cell.run_id), outcome)
-            write_tables(layout, rows, curves)
+            if finetunes is not None:
+                finetunes[cell.run_id] = finetune_rows(cell, layout.cell(cell.run_id))
+            write_tables(layout, rows, curves, finetunes)
             tracking.cell_done(cell, outcome)
             progress.update(1)
             where = f" on node {outcome['node_id']}" if outcome.get("node_id") else ""

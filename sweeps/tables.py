@@ -1,7 +1,8 @@
 """A sweep's two tables, the one writer and the one reader of them, local or ``s3://`` (:mod:`spt.storage`).
 
 A sweep writes ``results.csv`` (one row per run) and ``curves.csv`` (one row per evaluation of every successful
-run) into its folder. The SPT law is fitted on the curves with ``fraction := domain_fraction`` and
+run) into its folder, and a sweep that finetunes ``finetunes.csv`` (one row per finetune: each budget a cell was
+finetuned from, with ``finetune_at`` several per cell; results' ``finetune_domain_loss`` is the final model's). The SPT law is fitted on the curves with ``fraction := domain_fraction`` and
 ``loss := domain_loss``: a small sweep has few runs, and the evaluations along each run are what give the fit
 enough points. The notebook ``notebooks/choose_repetition_fraction.ipynb`` and ``spt fit --data FOLDER`` both
 read a folder through :func:`load_sweep` and :func:`fit_table`, so they fit the same rows. The sweep runner
@@ -31,6 +32,10 @@ from training.trainer import read_curves
 
 RESULTS_FILE = "results.csv"
 CURVES_FILE = "curves.csv"
+#: One row per finetune of a sweep that finetunes (each budget a cell was finetuned from); absent otherwise.
+FINETUNES_FILE = "finetunes.csv"
+FINETUNES_COLUMNS = ("run_id", "domain_fraction", "preset", "seed", "tokens", "finetune_domain_loss",
+                     "pretrained_domain_loss", "finetune_dir")
 RESULTS_COLUMNS = ("run_id", "domain_fraction", "synthetic_share", "preset", "params", "tokens", "seed", "domain_loss",
                    "general_loss", "finetune_domain_loss", "wall_seconds", "status", "error", "log_path")
 #: Columns a sweep written before they existed may lack (and a sweep that does not vary them may leave empty).
@@ -60,12 +65,14 @@ class Sweep:
         curves: The rows of ``curves.csv`` that are fitted, as text: evaluations of runs whose status is ``ok``,
             at a positive number of tokens (a loss before training says nothing about how it falls with tokens).
         notes: What was left out and why, one line each.
+        finetunes: ``finetunes.csv`` as text (one row per finetune and budget), or None when the sweep has none.
     """
 
     folder: str | Path
     results: pd.DataFrame
     curves: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    finetunes: pd.DataFrame | None = None
 
     @property
     def ok_runs(self) -> pd.DataFrame:
@@ -209,7 +216,21 @@ def load_sweep(folder: str | Path) -> Sweep:
     if silent:
         notes.append(f"{len(silent)} ok run{'s have' if len(silent) > 1 else ' has'} no evaluations in "
                      f"{CURVES_FILE}: {_named(silent)}")
-    return Sweep(folder=folder, results=results, curves=fitted, notes=notes)
+    return Sweep(folder=folder, results=results, curves=fitted, notes=notes, finetunes=_read_finetunes(folder))
+
+
+def _read_finetunes(folder: str) -> pd.DataFrame | None:
+    """``finetunes.csv`` of a sweep folder, checked (None when there is none)."""
+    location = storage.join(folder, FINETUNES_FILE)
+    if not storage.is_file(location):
+        return None
+    finetunes = read_csv_text(location)
+    _require_columns(finetunes, FINETUNES_COLUMNS, location)
+    problems = _bad_cells(finetunes, location, {FRACTION_COLUMN: "fraction", "tokens": "positive",
+                                                "finetune_domain_loss": "positive?"}, np.arange(len(finetunes)))
+    if problems:
+        raise InputError(problems)
+    return finetunes
 
 
 def fit_table(sweep: Sweep) -> pd.DataFrame:
@@ -288,15 +309,20 @@ def run_summary(sweep: Sweep) -> pd.DataFrame:
             .sort_values([FRACTION_COLUMN, "params", "tokens"], ignore_index=True))
 
 
-def write_sweep(folder: str | Path, results: pd.DataFrame, curves: pd.DataFrame) -> None:
-    """Writes ``results`` and ``curves`` in the sweep format (CSV and Parquet), each file atomically, to a local
-    folder or an ``s3://`` one. Columns are put in the format's order; extra result columns (``node_id``) follow.
+def write_sweep(folder: str | Path, results: pd.DataFrame, curves: pd.DataFrame,
+                finetunes: pd.DataFrame | None = None) -> None:
+    """Writes ``results``, ``curves`` and (given) ``finetunes`` in the sweep format (CSV and Parquet), each file
+    atomically, to a local folder or an ``s3://`` one. Columns are put in the format's order; extra result columns
+    (``node_id``) follow.
 
     Raises:
         InputError: When a table lacks a column of the sweep format.
     """
     folder = storage.check(str(folder), "folder")
-    for name, frame, columns in ((RESULTS_FILE, results, RESULTS_COLUMNS), (CURVES_FILE, curves, CURVES_COLUMNS)):
+    tables = [(RESULTS_FILE, results, RESULTS_COLUMNS), (CURVES_FILE, curves, CURVES_COLUMNS)]
+    if finetunes is not None:
+        tables.append((FINETUNES_FILE, finetunes, FINETUNES_COLUMNS))
+    for name, frame, columns in tables:
         optional = OPTIONAL_RESULTS_COLUMNS if name == RESULTS_FILE else ()
         _require_columns(frame, [c for c in columns if c not in optional], storage.join(folder, name))
         extras = [c for c in (RESULT_EXTRAS if name == RESULTS_FILE else ()) if c in frame.columns]
@@ -306,13 +332,13 @@ def write_sweep(folder: str | Path, results: pd.DataFrame, curves: pd.DataFrame)
 
 
 def fit_sweep(sweep: Sweep | str | Path, form: str = "spt", **options) -> FitResult:
-    """:func:`scaling_laws.fitting.evaluations.fit_evaluations` on a sweep folder's curves (and its results, for
-    the fine-tuned runs); ``form="auto"`` ranks the forms by their rolling-origin forecasts first and fits the
+    """:func:`scaling_laws.fitting.evaluations.fit_evaluations` on a sweep folder's curves (and its results and
+    finetunes, for the fine-tuned runs); ``form="auto"`` ranks the forms by their rolling-origin forecasts first and fits the
     best (:func:`scaling_laws.decision.forms.fit_best_form`)."""
     sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
     fitter = fit_best_form if form == "auto" else partial(fit_evaluations, form=form)
-    result = fitter(fit_table(sweep), results=sweep.results, source=storage.join(str(sweep.folder), CURVES_FILE),
-                    **options)
+    result = fitter(fit_table(sweep), results=sweep.results, finetunes=sweep.finetunes,
+                    source=storage.join(str(sweep.folder), CURVES_FILE), **options)
     result.settings["notes"] = sweep.notes + result.settings.get("notes", [])
     return result
 
@@ -338,17 +364,37 @@ def result_row(cell: Cell, layout: CellLayout, outcome: dict) -> tuple[dict, lis
     return row, curves
 
 
-def write_tables(layout: SweepLayout, rows: dict[str, dict], curves: dict[str, list[dict]]) -> None:
-    """Rewrites the sweep's tables from its cells' rows, ordered by run id (through :func:`write_sweep`)."""
+def finetune_rows(cell: Cell, layout: CellLayout) -> list[dict]:
+    """The cell's rows in finetunes: one per finished finetune, the final model's and each snapshot's
+    (``tokens``: the pretraining tokens of the model it started from; the loss is the test split's)."""
+    run = storage.read_json(layout.run.summary) or {}
+    rows = []
+    for finetune in [layout.finetune, *(layout.finetune_at(t) for t in cell.finetune_tokens)]:
+        summary = storage.read_json(finetune.summary)
+        if summary is None:
+            continue
+        rows.append({"run_id": cell.run_id, "domain_fraction": cell.domain_fraction, "preset": cell.preset,
+                     "seed": cell.seed, "tokens": summary.get("base_tokens") or run.get("tokens"),
+                     "finetune_domain_loss": summary.get("test_domain_loss"),
+                     "pretrained_domain_loss": summary.get("pretrained_domain_loss"), "finetune_dir": finetune.root})
+    return sorted(rows, key=lambda row: row["tokens"])
+
+
+def write_tables(layout: SweepLayout, rows: dict[str, dict], curves: dict[str, list[dict]],
+                 finetunes: dict[str, list[dict]] | None = None) -> None:
+    """Rewrites the sweep's tables from its cells' rows, ordered by run id (through :func:`write_sweep`);
+    ``finetunes`` only when given (a sweep that finetunes)."""
     results = pd.DataFrame([rows[k] for k in sorted(rows)], columns=[*RESULTS_COLUMNS, *RESULT_EXTRAS])
     points = pd.DataFrame([p for k in sorted(curves) for p in curves[k]], columns=list(CURVES_COLUMNS))
-    write_sweep(layout.root, results, _numeric(points))
+    tuned = None if finetunes is None else _numeric(pd.DataFrame(
+        [r for k in sorted(finetunes) for r in finetunes[k]], columns=list(FINETUNES_COLUMNS)))
+    write_sweep(layout.root, results, _numeric(points), tuned)
 
 
 def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
     """Loss columns as numbers (rows read back from a run's CSV hold text), so Parquet gets one type each."""
     for column in frame.columns:
-        if column not in ("run_id", "preset", "phase"):
+        if column not in ("run_id", "preset", "phase", "finetune_dir"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
@@ -364,6 +410,16 @@ def load_tables(layout: SweepLayout) -> tuple[dict[str, dict], dict[str, list[di
         for point in pd.read_csv(io.StringIO(storage.read_text(layout.curves))).to_dict("records"):
             curves.setdefault(point["run_id"], []).append(point)
     return rows, curves
+
+
+def load_finetunes(layout: SweepLayout) -> dict[str, list[dict]]:
+    """The finetune rows of an earlier run of the sweep, by run id (empty when there are none)."""
+    if not storage.is_file(layout.finetunes):
+        return {}
+    finetunes: dict[str, list[dict]] = {}
+    for row in pd.read_csv(io.StringIO(storage.read_text(layout.finetunes))).to_dict("records"):
+        finetunes.setdefault(row["run_id"], []).append(row)
+    return finetunes
 
 
 def read_results(layout: SweepLayout) -> pd.DataFrame:

@@ -26,10 +26,12 @@ from training.heldout_split import HeldoutSplit, domain_split, mean_loss
 from training.interpolate import load_model
 from training.layout import RunLayout
 from training.tracking import flat_params, log_artifacts, mix_params, open_run, run_artifacts
-from training.trainer import RunPlan, claim_run, mix_fingerprint, model_size, read_curves, read_mix_spec
+from training.trainer import RunPlan, claim_run, fingerprinted, mix_fingerprint, model_size, read_curves, read_mix_spec
 
 STAGE = "finetune"
 NOT_FINGERPRINTED = {"run_dir", "base_run", "mix", "tracking"}
+#: Fields added after finetunes were made: left out of the fingerprint while unset, so those keep theirs.
+FINGERPRINTED_WHEN_SET = ("base_tokens",)
 
 
 def replay_spec(spec: dict, replay_fraction: float, samples: int) -> dict:
@@ -61,6 +63,35 @@ def base_run(config: FinetuneConfig) -> tuple[TrainConfig, dict]:
     if base_config is None or summary is None:
         raise InputError(f"finetune.base_run={config.base_run!r}: not a finished `spt train` run (no summary.json)")
     return TrainConfig.model_validate(base_config), summary
+
+
+def base_model(config: FinetuneConfig) -> str:
+    """The folder the finetune starts from: the base run's snapshot after ``base_tokens``, or its run_dir (its
+    final model).
+
+    Raises:
+        InputError: the base run has no such snapshot (the message lists the ones it has).
+    """
+    if config.base_tokens is None:
+        return config.base_run
+    layout = RunLayout(config.base_run)
+    if config.base_tokens not in layout.snapshot_tokens():
+        present = ", ".join(str(t) for t in layout.snapshot_tokens()) or "none"
+        raise InputError(f"finetune.base_tokens={config.base_tokens}: the base run has no snapshot after "
+                         f"{config.base_tokens} tokens ({layout.snapshot(config.base_tokens)}); its snapshots: "
+                         f"{present} (a run writes them for its snapshot_tokens)")
+    return layout.snapshot(config.base_tokens)
+
+
+def base_losses(base_summary: dict, base_curves: list[dict], base_tokens: int | None) -> dict:
+    """The base model's tokens and losses: the final ones, or (a snapshot) its run's evaluation at those tokens
+    (None when the run did not evaluate there)."""
+    if base_tokens is None:
+        return {"tokens": base_summary.get("tokens"), "domain_loss": base_summary.get("domain_loss"),
+                "general_loss": base_summary.get("general_loss")}
+    row = next((r for r in base_curves if int(r["tokens"]) == base_tokens), {})
+    as_float = lambda key: float(row[key]) if row.get(key) not in (None, "") else None  # noqa: E731
+    return {"tokens": base_tokens, "domain_loss": as_float("domain_loss"), "general_loss": as_float("general_loss")}
 
 
 class BestValidation(Callback):
@@ -133,12 +164,14 @@ def run_finetune(config: FinetuneConfig, force: bool = False) -> dict:
             nothing is written then.
     """
     base, base_summary = base_run(config)
+    start = base_model(config)
     spec = read_mix_spec(config.mix or base.mix)
     check_mix(spec)
     plan = finetune_plan(config, base, spec)
     source, split = domain_split(spec, config.test_fraction)
     layout = RunLayout(storage.check(config.run_dir, "finetune.run_dir"))
-    parts = {"config": sha256_json(config.model_dump(mode="json", exclude=NOT_FINGERPRINTED)),
+    parts = {"config": sha256_json(fingerprinted(config.model_dump(mode="json", exclude=NOT_FINGERPRINTED),
+                                                 FINGERPRINTED_WHEN_SET)),
              "base_run": str(base_summary.get("fingerprint")), "mix": mix_fingerprint(spec)}
     fingerprint = sha256_json(parts)
     done = claim_run(layout, STAGE, fingerprint, parts, where="finetune.run_dir", force=force, autoresume=True,
@@ -147,8 +180,9 @@ def run_finetune(config: FinetuneConfig, force: bool = False) -> dict:
         return done
     tracking = track_finetune(config, spec, layout, fingerprint)
     began = time.time()
-    trained, best, pretrained = _fit(config, spec, plan, layout, source, split, tracking)
-    summary = finetune_summary(layout, base_summary, fingerprint, split, best, trained, plan, pretrained)
+    trained, best, pretrained = _fit(config, spec, plan, layout, source, split, start, tracking)
+    started_from = base_losses(base_summary, read_curves(RunLayout(config.base_run).curves), config.base_tokens)
+    summary = finetune_summary(layout, started_from, fingerprint, split, best, trained, plan, pretrained)
     summary["wall_seconds"] = round(time.time() - began, 1)
     storage.write_json(layout.summary, summary)
 
@@ -166,7 +200,7 @@ def track_finetune(config: FinetuneConfig, spec: dict, layout: RunLayout, finger
 
 
 def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, source: str, split: HeldoutSplit,
-         tracking=None):
+         start: str, tracking=None):
     """Trains with early stopping; returns (batches trained, the best batch, the base model's split losses)."""
     from composer.metrics.nlp import LanguageCrossEntropy
     from composer.models import HuggingFaceModel
@@ -185,10 +219,10 @@ def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, s
     evals, roles, eval_samples = evaluators(others, batch, config.eval_samples)
     split_evals, split_roles, split_samples = split_evaluators(source, split, batch, config.eval_samples)
     evals, roles, eval_samples = evals + split_evals, {**roles, **split_roles}, {**eval_samples, **split_samples}
-    base_model = load_model(config.base_run)
-    pretrained = {role: mean_loss(base_model, samples[:config.eval_samples])
+    pretrained_model = load_model(start)
+    pretrained = {role: mean_loss(pretrained_model, samples[:config.eval_samples])
                   for role, samples in zip(SPLIT_ROLES, (split.validation, split.test))}
-    model = HuggingFaceModel(base_model.train(), shift_labels=True, use_logits=True,
+    model = HuggingFaceModel(pretrained_model.train(), shift_labels=True, use_logits=True,
                              eval_metrics=[LanguageCrossEntropy()])
     stopper = BestValidation(next(k for k, v in split_roles.items() if v == SPLIT_ROLES[0]), config.patience,
                              config.min_delta, save=lambda m: export_model(m, layout.model, spec))
@@ -207,17 +241,19 @@ def _fit(config: FinetuneConfig, spec: dict, plan: RunPlan, layout: RunLayout, s
     return trained, stopper.best_batch, pretrained
 
 
-def finetune_summary(layout: RunLayout, base_summary: dict, fingerprint: str, split: HeldoutSplit,
+def finetune_summary(layout: RunLayout, started_from: dict, fingerprint: str, split: HeldoutSplit,
                      best_batch: int, trained_batches: int, plan: RunPlan, pretrained: dict) -> dict:
     """The numbers of a finetune, each on the split it names; the row of the best validation loss is the one
-    whose model was exported."""
+    whose model was exported. ``started_from``: the tokens and losses of the model it started from
+    (:func:`base_losses`)."""
     rows = read_curves(layout.curves)
     best = next(r for r in rows if int(r["batch"]) == best_batch)
     as_float = lambda key: float(best[key]) if best.get(key) not in (None, "") else None  # noqa: E731
     return {
         "fingerprint": fingerprint,
-        "pretrained_domain_loss": base_summary.get("domain_loss"),
-        "pretrained_general_loss": base_summary.get("general_loss"),
+        "base_tokens": started_from["tokens"],
+        "pretrained_domain_loss": started_from["domain_loss"],
+        "pretrained_general_loss": started_from["general_loss"],
         "pretrained_validation_loss": pretrained[SPLIT_ROLES[0]],
         "pretrained_test_loss": pretrained[SPLIT_ROLES[1]],
         "best_validation_loss": as_float("domain_validation_loss"),

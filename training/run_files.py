@@ -196,6 +196,23 @@ class BatchCounter(Callback):
         self.batches += 1
 
 
+class Snapshots(Callback):
+    """Exports the model after each snapshot's batch, on rank 0 (see :mod:`training.snapshots`).
+
+    It runs at the batch's end, before the batch's checkpoint is saved: a run killed during an export resumes
+    from an earlier checkpoint and passes the batch again, so no snapshot is lost; a snapshot exported again is
+    replaced whole, with the same weights (the run is deterministic), so none is doubled.
+    """
+
+    def __init__(self, layout: RunLayout, batches: dict[int, int], spec: dict):
+        self.layout, self.batches, self.spec = layout, batches, spec
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        tokens = self.batches.get(int(state.timestamp.batch))
+        if tokens is not None and int(os.environ.get("RANK", "0")) == 0:
+            export_model(state.model, self.layout.snapshot(tokens), self.spec)
+
+
 def export_model(model, location: str, spec: dict | None = None) -> None:
     """Saves weights as a safetensors HF folder at ``location`` (replaced whole; finetune and interpolate load
     it, nothing is unpickled). With the mix ``spec``, the folder also gets the mix's tokenizer and a generation

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipelines.mix.streams import read_spec
 from pipelines.mix.verify import check_mix
@@ -21,8 +21,8 @@ from spt.config import TrainConfig
 from spt.errors import InputError
 from spt.presets import PRESETS, LlamaSize, count_parameters, llama_config
 from spt.storage import ownership, sha256_json
-from spt.storage.staging import check_replaceable
 from training.layout import RunLayout
+from training.snapshots import snapshot_batches, snapshot_problem
 from training.tracking import TrackedRun, flat_params, log_artifacts, mix_params, open_run, run_artifacts
 
 STAGE = "train"
@@ -30,6 +30,8 @@ STAGE = "train"
 #: same global batch; the mix is fingerprinted by its content, not its path.)
 NOT_FINGERPRINTED = {"autoresume", "num_workers", "ray", "dataloader_workers", "run_dir", "mix",
                      "checkpoint_every_tokens", "tracking"}
+#: Fields added after runs were made: left out of the fingerprint while unset, so those runs keep theirs.
+FINGERPRINTED_WHEN_SET = ("snapshot_tokens",)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class RunPlan:
     microbatch: int
     size: LlamaSize
     params: int
+    #: batch -> tokens trained then, of each snapshot (see :mod:`training.snapshots`)
+    snapshots: dict[int, int] = field(default_factory=dict)
 
     @property
     def tokens(self) -> int:
@@ -71,9 +75,15 @@ def mix_fingerprint(spec: dict) -> str:
 
 def run_fingerprint(config: TrainConfig, spec: dict) -> tuple[str, dict[str, str]]:
     """(fingerprint, its parts ``config`` and ``mix``) of what a run computes."""
-    parts = {"config": sha256_json(config.model_dump(mode="json", exclude=NOT_FINGERPRINTED)),
+    parts = {"config": sha256_json(fingerprinted(config.model_dump(mode="json", exclude=NOT_FINGERPRINTED),
+                                                 FINGERPRINTED_WHEN_SET)),
              "mix": mix_fingerprint(spec)}
     return sha256_json(parts), parts
+
+
+def fingerprinted(data: dict, when_set: tuple[str, ...]) -> dict:
+    """``data`` without the fields of ``when_set`` that are None."""
+    return {k: v for k, v in data.items() if k not in when_set or v is not None}
 
 
 def model_size(config: TrainConfig) -> LlamaSize:
@@ -101,6 +111,10 @@ def plan_run(config: TrainConfig, spec: dict) -> RunPlan:
         )
     per_worker = config.global_batch_size // config.num_workers
     size = model_size(config)
+    problems = [p for t in config.snapshot_tokens or [] if (p := snapshot_problem(
+        t, tokens_per_batch, max_batches, config.schedule.warmup_fraction))]
+    if problems:
+        raise InputError(f"train.snapshot_tokens={config.snapshot_tokens}: {'; '.join(problems)}")
     return RunPlan(
         seq_len=seq_len,
         tokens_per_batch=tokens_per_batch,
@@ -111,6 +125,7 @@ def plan_run(config: TrainConfig, spec: dict) -> RunPlan:
         microbatch=config.microbatch_size or per_worker,
         size=size,
         params=count_parameters(size, int(spec["vocab_size"])),
+        snapshots=snapshot_batches(config.snapshot_tokens or [], tokens_per_batch),
     )
 
 
@@ -143,7 +158,7 @@ def claim_run(layout: RunLayout, stage: str, fingerprint: str, parts: dict, *, w
         done = storage.read_json(layout.summary)
         if done and done.get("fingerprint") == fingerprint:
             return {**done, "reused": True}
-    check_replaceable(layout.model)  # the final export replaces model/ whole: refuse foreign files before training
+    layout.check_replaceable()  # exports replace model/ and snapshots whole: refuse foreign files before training
     if claim.state == "replaced" or not autoresume:
         layout.clear()
     ownership.claim(layout.root, stage, fingerprint, where=where, parts=parts, force=force)
@@ -236,11 +251,12 @@ def train(config: TrainConfig, start: RunStart, world_size: int = 1, rank: int =
         The summary: final domain/general losses (the last evaluation), tokens, parameters, wall time, the batch
         the run started from (a resumed run's checkpoint) and the batches this process trained.
     """
-    from training.run_files import BatchCounter, RunFiles, export_model  # expensive: imports composer
+    from training.run_files import BatchCounter, RunFiles, Snapshots, export_model  # expensive: imports composer
 
     files, counter = RunFiles(start.layout), BatchCounter()
+    snapshots = Snapshots(start.layout, start.plan.snapshots, start.spec)
     try:
-        trainer = build_trainer(config, start, files, world_size, callbacks=[counter])
+        trainer = build_trainer(config, start, files, world_size, callbacks=[counter, snapshots])
         start_batch = int(trainer.state.timestamp.batch)
         began = time.time()
         if start_batch < start.plan.max_batches:  # a run killed after its last checkpoint has nothing to train
@@ -248,12 +264,26 @@ def train(config: TrainConfig, start: RunStart, world_size: int = 1, rank: int =
         trainer.close()  # waits for checkpoint uploads: the summary must not come before them
         summary = _summary(config, start, time.time() - began, world_size, start_batch, counter.batches)
         if rank == 0:
+            check_snapshots(start)
             export_model(trainer.state.model, start.layout.model, start.spec)
             storage.write_json(start.layout.summary, summary)
             log_artifacts(start.tracking, run_artifacts(start.layout))
     finally:
         files.close()
     return summary
+
+
+def check_snapshots(start: RunStart) -> None:
+    """Refuses to finish a run whose snapshot folders are not all there (deleted after the run passed them: a
+    resumed run does not train those batches again).
+
+    Raises:
+        InputError: naming the missing snapshots and the way out.
+    """
+    missing = sorted(set(start.plan.snapshots.values()) - set(start.layout.snapshot_tokens()))
+    if missing:
+        raise InputError(f"train.run_dir={start.layout.root!r}: the snapshots after {missing} tokens are missing "
+                         "(removed after the run passed them); rerun with autoresume=false to train again")
 
 
 def run_training(config: TrainConfig, world_size: int = 1, rank: int = 0, force: bool = False) -> dict:
@@ -290,6 +320,7 @@ def _summary(config: TrainConfig, start: RunStart, seconds: float, world_size: i
         "model": json.loads(json.dumps(plan.size.to_dict())),
         "tokens": plan.tokens,
         "batches": plan.max_batches,
+        "snapshot_tokens": sorted(plan.snapshots.values()),
         "start_batch": start_batch,
         "trained_batches": trained_batches,
         "global_batch_size": config.global_batch_size,

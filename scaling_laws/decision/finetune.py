@@ -1,7 +1,9 @@
 """Post-finetune decisions: what fine-tuning adds on top of the pretraining law, per domain fraction.
 
 The paper picks delta* by the loss *after* fine-tuning: the pretraining law plus a fitted fine-tune gain. A
-sweep that fine-tuned its cells has ``finetune_domain_loss`` in ``results.csv``. For each fine-tuned run the gain
+sweep that fine-tuned its cells has ``finetune_domain_loss`` in ``results.csv`` (the final model's), and one
+row per fine-tune in ``finetunes.csv``: with ``finetune_at``, each cell's snapshots along its constant-rate run
+are fine-tuned too, so one sweep gives every fraction several budgets. For each fine-tuned run the gain
 is measured against the law: ``gain = L_law(T_run, delta_run) - finetune_loss``, so that the law plus the gain
 reproduces the fine-tuned loss at the run's budget whatever part of the run's final loss the law describes (a
 law of stable-phase losses leaves the final decay's drop in the gain). Per fraction, the gain is a
@@ -28,9 +30,17 @@ from scaling_laws.fitting.fit import fit
 MIN_GAIN_BUDGETS = 4
 
 
-def finetune_record(results: pd.DataFrame) -> list[dict]:
-    """The fine-tuned runs of a sweep's ``results``: ``run_id``, ``fraction``, ``tokens``, ``finetune_loss``."""
+def finetune_record(results: pd.DataFrame, finetunes: pd.DataFrame | None = None) -> list[dict]:
+    """The fine-tuned runs of a sweep: ``run_id``, ``fraction``, ``tokens``, ``finetune_loss``.
+
+    Args:
+        results: The sweep's ``results`` (``status``; without ``finetunes``, the fine-tuned losses too).
+        finetunes: The sweep's ``finetunes`` (one row per fine-tune and budget), when it has one: its rows of
+            runs whose status is ok are the record.
+    """
     ok = results[results["status"].astype(str).str.strip() == "ok"]
+    if finetunes is not None:
+        ok = finetunes[finetunes["run_id"].astype(str).str.strip().isin(set(ok["run_id"].astype(str).str.strip()))]
     losses = pd.to_numeric(ok["finetune_domain_loss"], errors="coerce")
     keep = ok[np.isfinite(losses.to_numpy(float)) & (losses.to_numpy(float) > 0)]
     return [{"run_id": str(row["run_id"]).strip(), "fraction": float(row["domain_fraction"]),
@@ -98,3 +108,31 @@ class GainModel:
         if len(self.fractions) == 1:
             return np.full(fractions.shape, at_swept[0])
         return PchipInterpolator(self.fractions, at_swept)(fractions)
+
+    def table(self) -> list[dict]:
+        """Per fraction: the gain law (``fitted``, ``a``, ``b``, ``c``; ``a = b = 0`` for a constant), its budgets
+        and the measured gains (``tokens``, ``gain``: the law's loss minus the fine-tuned loss, nats), for the
+        fit JSON and the reports."""
+        out = []
+        for fraction, (a, b, c) in self.fitted.items():
+            rows = self.runs[self.runs["fraction"] == fraction].sort_values("tokens")
+            out.append({"fraction": float(fraction), "fitted": bool(rows["tokens"].nunique() >= MIN_GAIN_BUDGETS),
+                        "a": float(a), "b": float(b), "c": float(c), "budgets": int(rows["tokens"].nunique()),
+                        "measured": [{"tokens": float(t), "gain": float(g)} for t, g in zip(rows["tokens"],
+                                                                                              rows["gain"])]})
+        return out
+
+
+def format_gains(gains: list[dict]) -> list[str]:
+    """The fine-tune gain per fraction in plain lines: its law ``a T^b + c`` (or a constant, and why) and the
+    measured gains it was fitted to (empty without fine-tuned runs)."""
+    if not gains:
+        return []
+    lines = ["fine-tune gain per delta, dl(T) = a*T^b + c (the law's loss minus the fine-tuned loss, nats):"]
+    for row in gains:
+        law = (f"a={row['a']:.4g}, b={row['b']:.4g}, c={row['c']:.4g} (fitted on {row['budgets']} budgets)"
+               if row["fitted"] else f"constant c={row['c']:.4g}: fewer than {MIN_GAIN_BUDGETS} budgets "
+                                     f"({row['budgets']})")
+        measured = ", ".join(f"{m['tokens']:.4g}: {m['gain']:.4g}" for m in row["measured"])
+        lines.append(f"  delta={row['fraction']:g}: {law}; measured (T: dl) {measured}")
+    return lines

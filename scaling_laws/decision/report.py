@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_laws.decision.choice import EXTRAPOLATION_LIMIT, FractionChoice
+from scaling_laws.decision.finetune import GainModel, format_gains
 from scaling_laws.decision.narrowing import undecided_caveat
 from scaling_laws.decision.optimal import optimal_fraction
 from scaling_laws.fitting.intervals import OUTSIDE_CAUSE, outside
@@ -287,6 +288,16 @@ def _optimum_lines(optimum: dict | None) -> list[str]:
     return lines
 
 
+def finetune_gains(fit: FitResult) -> list[dict]:
+    """The fine-tune gain law per fraction that the fit recorded (:meth:`GainModel.table`); computed from its
+    fine-tuned runs for a fit written before it recorded them (empty without fine-tuned runs)."""
+    decision = fit.decision or {}
+    if "finetune_gain" in decision:
+        return decision["finetune_gain"] or []
+    runs = decision.get("finetune") or []
+    return GainModel(fit.form, fit.params, runs).table() if runs and "params" not in fit.form.inputs else []
+
+
 def format_fit(result: FitResult) -> str:
     """A human-readable summary of a fit: what was fitted on which evaluations, parameters with intervals."""
     s = result.settings
@@ -312,6 +323,7 @@ def format_fit(result: FitResult) -> str:
         lines.append(f"  gap offset c_gap {result.components['gap']['params']['c_gap']:.4g} (held-out minus train "
                      f"sample, folded into k0)")
     lines += _optimum_lines(s.get("optimum"))
+    lines += format_gains(finetune_gains(result))
     lines += [f"warning: {line}" for line in fit_warnings(result)]
     if result.extrapolation:
         e = result.extrapolation

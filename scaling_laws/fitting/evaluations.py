@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scaling_laws.decision.finetune import finetune_record
+from scaling_laws.decision.finetune import GainModel, finetune_record
 from scaling_laws.decision.measured import curves_record, measured_multipliers
 from scaling_laws.fitting.noise import ASSUMED_OFFSET, RunNoise
 from scaling_laws.fitting.points import select_points
@@ -60,7 +60,8 @@ def design_caveats(table: pd.DataFrame, results: pd.DataFrame, free_params: int)
     return lines
 
 
-def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None, source: str = "curves",
+def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
+                    finetunes: pd.DataFrame | None = None, source: str = "curves",
                     bootstrap_replicates: int = DEFAULT_REPLICATES, seed: int = 0, level: float = 0.95,
                     **options) -> FitResult:
     """Fits the SPT law to evaluations (a sweep's curves with ``fraction``), keeping only valid budgets.
@@ -69,6 +70,7 @@ def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
         table: Evaluations: ``run_id``, ``fraction``, ``tokens``, ``domain_loss``, optionally
             ``domain_train_loss`` and ``phase``.
         results: The sweep's ``results`` (for fine-tuned runs), if any.
+        finetunes: The sweep's ``finetunes`` (a row per fine-tune and budget), if any: the fine-tuned runs then.
         source: Name of the table in messages.
         bootstrap_replicates: Refits for the intervals.
         seed: Seed of the starts and the bootstrap.
@@ -78,7 +80,8 @@ def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
 
     Returns:
         The fit, with ``settings["points"]`` (which evaluations), ``settings["notes"]``, ``caveats`` and
-        ``decision`` (measured curves and multipliers, fine-tuned runs, swept fractions).
+        ``decision`` (measured curves and multipliers, fine-tuned runs and their gain law per fraction, swept
+        fractions).
     """
     selection = select_points(table, source)
     loss_column = options.get("loss_column", "domain_loss")
@@ -102,9 +105,10 @@ def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
                               "is not computed here")
     finetuned = []
     if results is not None and "params" not in result.form.inputs:
-        finetuned = [run for run in finetune_record(results) if run["fraction"] in set(fractions)]
+        finetuned = [run for run in finetune_record(results, finetunes) if run["fraction"] in set(fractions)]
+    gains = GainModel(result.form, result.params, finetuned).table() if finetuned else []
     result.decision = {"fractions": fractions, "curves": curves, "measured": [m.to_dict() for m in measured],
-                       "finetune": finetuned}
+                       "finetune": finetuned, "finetune_gain": gains}
     if 0.0 not in fractions and not several_sizes:
         result.caveats.append("no run had delta = 0, so there is no measured compute multiplier (it compares "
                               "with the delta = 0 runs' best loss)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from spt.config.common import Location
 from spt.config.loader import StrictModel
@@ -76,6 +76,13 @@ class SweepConfig(StrictModel):
         None, description="finetune config run after each cell's training; base_run is set per cell (a path to a "
         "local YAML file)"
     )
+    finetune_at: list[float] | None = Field(
+        None, min_length=1,
+        description="also finetune each cell from its model after these shares of its budget (fractions in (0, 1]): "
+        "the cell's run exports those snapshots (train snapshot_tokens, rounded down to whole batches; the train "
+        "config's schedule must be constant) and each is finetuned into cells/<id>/finetune-T<tokens>/; the final "
+        "model is finetuned as without it. Needs finetune. None = the final model only",
+    )
     domain_source: str = Field("domain", description="the mix source whose fraction is δ (a source name)")
     grid: SweepGrid = Field(description="the grid of cells")
     output_dir: Location = Field(
@@ -94,6 +101,24 @@ class SweepConfig(StrictModel):
         description="MLflow tracking: one parent run for the sweep, a child run per cell (cells log into the "
         "sweep's store and experiment, whatever their base train config says)",
     )
+
+    @field_validator("finetune_at")
+    @classmethod
+    def _shares(cls, values: list[float] | None) -> list[float] | None:
+        if values is None:
+            return values
+        bad = [v for v in values if not 0.0 < v <= 1.0]
+        if bad:
+            raise ValueError(f"each must be in (0, 1], got {bad}")
+        if len(set(values)) != len(values):
+            raise ValueError("values must be distinct")
+        return values
+
+    @model_validator(mode="after")
+    def _finetune_at_needs_a_finetune(self):
+        if self.finetune_at and not self.finetune:
+            raise ValueError(f"finetune_at={self.finetune_at}: needs a finetune config (finetune: PATH) to run")
+        return self
 
     @field_validator("mix", "train", "finetune")
     @classmethod

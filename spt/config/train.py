@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from spt.config.common import Location, RayRuntimeConfig
 from spt.config.loader import StrictModel
@@ -76,6 +76,12 @@ class TrainConfig(StrictModel):
     checkpoint_every_tokens: int | None = Field(
         None, ge=1, description="save a resumable checkpoint every this many tokens (tokens); None = at the end only"
     )
+    snapshot_tokens: list[int] | None = Field(
+        None, min_length=1,
+        description="also export the weights after each of these many tokens (rounded down to whole batches) to "
+        "<run_dir>/snapshots/T<tokens>/, a safetensors folder like model/ that `spt finetune` can start from "
+        "(base_tokens); constant schedule only, past warmup, within the run (tokens); None = no snapshots",
+    )
     autoresume: bool = Field(
         True, description="resume from the latest checkpoint in run_dir if there is one, made for the same config "
         "and mix (a switch); false restarts an unfinished run from scratch"
@@ -93,6 +99,22 @@ class TrainConfig(StrictModel):
     dataloader_workers: int = Field(0, ge=0, description="DataLoader worker processes per training worker (processes)")
     ray: RayRuntimeConfig = Field(default_factory=RayRuntimeConfig, description="the Ray cluster for num_workers > 1")
     tracking: RunTrackingConfig = Field(default_factory=RunTrackingConfig, description="MLflow tracking of the run")
+
+    @field_validator("snapshot_tokens")
+    @classmethod
+    def _distinct(cls, values: list[int] | None) -> list[int] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError("values must be distinct")
+        return values
+
+    @model_validator(mode="after")
+    def _snapshots_of_a_constant_rate(self):
+        if self.snapshot_tokens and self.schedule.kind != "constant":
+            raise ValueError(
+                f"snapshot_tokens={self.snapshot_tokens}: needs schedule.kind=constant, not {self.schedule.kind}: "
+                "only at a constant learning rate is the model after T tokens the model of a T-token run"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batches_divide(self):
@@ -122,6 +144,11 @@ class FinetuneConfig(StrictModel):
     )
     run_dir: Location = Field(description="folder for this finetune run, local or s3:// (a path)")
     replay_fraction: float = Field(0.0, ge=0, lt=1, description="share of general data mixed into finetuning (fraction of tokens)")
+    base_tokens: int | None = Field(
+        None, ge=1, description="start from the base run's snapshot after this many tokens "
+        "(<base_run>/snapshots/T<tokens>/, written by its snapshot_tokens) instead of its final model (tokens); "
+        "None = the final model"
+    )
     duration_tokens: int = Field(ge=1, description="most tokens to finetune on (tokens)")
     optimizer: OptimizerConfig = Field(
         default_factory=lambda: OptimizerConfig(lr=1e-3), description="the optimizer (fresh state)"
