@@ -31,7 +31,8 @@ from sweeps.cells import (
     run_cell_commands, write_cell,
 )
 from sweeps.layout import SweepLayout
-from sweeps.tables import finetune_rows, load_finetunes, load_tables, read_results, result_row, write_tables
+from sweeps.rows import finetune_rows, result_row
+from sweeps.tables import load_finetunes, load_tables, read_results, write_tables
 from sweeps.tracking import OFF, SweepTracking
 
 #: The fingerprint of a sweep folder's own marker: each cell folder carries the fingerprint of its cell.

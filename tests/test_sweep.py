@@ -202,8 +202,9 @@ def synthetic_sweep(tiny_corpora, tmp_path_factory) -> Path:
 def test_a_synthetic_share_grid_sets_each_cells_mix(synthetic_sweep, run_cli):
     from pipelines.mix.streams import read_spec
     from spt.config import load_config
+    from sweeps.rows import result_row
     from sweeps.run import plan_cells, prepare
-    from sweeps.tables import result_row, write_tables
+    from sweeps.tables import write_tables
 
     code, out, err = run_cli("sweep", synthetic_sweep / "sweep.yaml", "--dry-run", "--no-calibrate")
     assert code == 0, err
