@@ -173,3 +173,21 @@ def test_gain_law_per_fraction_is_fitted_from_four_budgets_stored_and_printed(tm
         in lines[start + 1]
     assert lines[start + 3] == (f"  delta=0.5: constant c={gains[2]['c']:.4g}: fewer than 4 budgets (1); measured "
                                 f"(T: dl) 1e+09: {gains[2]['measured'][0]['gain']:.4g}")
+
+
+def test_a_gain_law_the_budgets_do_not_pin_says_so():
+    """Gains measured on the quickstart pilot's delta = 0 cell (one seed, 2026-12-05): they jump about by 0.1-0.3
+    nats from budget to budget, and the fit of a T^b + c ends with a on its bound; the report must say so."""
+    from scaling_laws.decision.finetune import GainModel, format_gains
+    from scaling_laws.laws.registry import get_law
+
+    law, params = get_law("spt"), synthetic.SPT
+    tokens = np.array([98_304, 198_656, 299_008, 399_360], dtype=float)
+    gains = np.array([0.4692, 0.1555, 0.2738, 0.1848])
+    predicted = law.predict(params, {"tokens": tokens, "fraction": np.zeros(4)})
+    runs = [{"run_id": "d0", "fraction": 0.0, "tokens": t, "finetune_loss": p - g}
+            for t, p, g in zip(tokens, predicted, gains)]
+    row = GainModel(law, params, runs).table()[0]
+    assert row["fitted"] and row["on_bounds"], row
+    line = format_gains([row])[1]
+    assert "on its" in line and "bound: these budgets do not pin the law; read it as a rough trend" in line

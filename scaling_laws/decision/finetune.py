@@ -66,17 +66,21 @@ class GainModel:
         predicted = law.predict(params, {"tokens": tokens, "fraction": fractions})
         self.runs = pd.DataFrame({"fraction": fractions, "tokens": tokens,
                                   "gain": predicted - np.array([r["finetune_loss"] for r in runs])})
+        self.fit_notes: dict[float, dict] = {}
         self.fitted = {f: self._per_fraction(self.runs[self.runs["fraction"] == f]) for f in self.fractions}
         cell_sizes = self.runs.groupby(["fraction", "tokens"]).size()
         # Replicates differ from the fit only where a cell has several runs to resample.
         rng = np.random.default_rng(seed)
         self.replicas = [self._resampled(rng) for _ in range(replicates)] if (cell_sizes > 1).any() else []
 
-    @staticmethod
-    def _per_fraction(rows: pd.DataFrame):
-        """``(a, b, c)`` of ``a T**b + c``: a FinetuneGain fit with enough budgets, else ``(0, 0, mean)``."""
+    def _per_fraction(self, rows: pd.DataFrame):
+        """``(a, b, c)`` of ``a T**b + c``: a FinetuneGain fit with enough budgets, else ``(0, 0, mean)``. How a
+        fit ended (parameters on a bound, convergence) goes to :attr:`fit_notes`."""
         if rows["tokens"].nunique() >= MIN_GAIN_BUDGETS:
             result = fit(rows, "finetune-gain", staged=False)
+            self.fit_notes[float(rows["fraction"].iloc[0])] = {
+                "on_bounds": dict(result.settings.get("on_bounds") or {}),
+                "converged": bool(result.settings.get("converged", True))}
             return result.params["a"], result.params["b"], result.params["c"]
         return 0.0, 0.0, float(rows["gain"].mean())
 
@@ -118,6 +122,7 @@ class GainModel:
             rows = self.runs[self.runs["fraction"] == fraction].sort_values("tokens")
             out.append({"fraction": float(fraction), "fitted": bool(rows["tokens"].nunique() >= MIN_GAIN_BUDGETS),
                         "a": float(a), "b": float(b), "c": float(c), "budgets": int(rows["tokens"].nunique()),
+                        **self.fit_notes.get(float(fraction), {}),
                         "measured": [{"tokens": float(t), "gain": float(g)} for t, g in zip(rows["tokens"],
                                                                                               rows["gain"])]})
         return out
@@ -133,6 +138,11 @@ def format_gains(gains: list[dict]) -> list[str]:
         law = (f"a={row['a']:.4g}, b={row['b']:.4g}, c={row['c']:.4g} (fitted on {row['budgets']} budgets)"
                if row["fitted"] else f"constant c={row['c']:.4g}: fewer than {MIN_GAIN_BUDGETS} budgets "
                                      f"({row['budgets']})")
+        trouble = [f"{name} on its {side} bound" for name, side in (row.get("on_bounds") or {}).items()]
+        if row.get("converged") is False:
+            trouble.append("the fit did not converge")
+        if trouble:
+            law += f" ({', '.join(trouble)}: these budgets do not pin the law; read it as a rough trend)"
         measured = ", ".join(f"{m['tokens']:.4g}: {m['gain']:.4g}" for m in row["measured"])
         lines.append(f"  delta={row['fraction']:g}: {law}; measured (T: dl) {measured}")
     return lines

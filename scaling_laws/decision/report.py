@@ -129,6 +129,13 @@ def _choice_caveats(fit: FitResult, choices) -> list[str]:
     if "post-finetune" in bases and (cells == 1).any():
         lines.append("some fractions were fine-tuned once per budget: the band of the post-finetune delta* carries "
                      "the pretraining law's uncertainty but not the fine-tuning's own noise")
+    shaky = [row for row in (fit.decision or {}).get("finetune_gain") or []
+             if row.get("on_bounds") or row.get("converged") is False]
+    if "post-finetune" in bases and shaky:
+        fractions = ", ".join(f"{row['fraction']:g}" for row in shaky)
+        lines.append(f"the fine-tune gain law of delta={fractions} has a "
+                     f"parameter on a bound or did not converge: its budgets do not pin it, and the post-finetune "
+                     f"delta* leans on it (compare --basis pre-finetune)")
     if "pre-finetune" in bases and finetuned:
         lines.append("delta* is chosen on the pretraining loss: fine-tuned runs do not cover every swept fraction")
     elif "pre-finetune" in bases:
