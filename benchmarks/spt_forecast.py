@@ -22,7 +22,6 @@ naive regret, and regret <= max(0.02 nats, one seed SD of a difference)**. Exits
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.spt_reproduction import fitted_points, load, run_sweep  # noqa: E402
+from benchmarks.spt_reproduction import fitted_points, load, sweep_parser, swept_folder  # noqa: E402
 
 #: The pilot budget: evaluations at or below it are the only ones fitted (tokens).
 PILOT_TOKENS = 400_000
@@ -118,20 +117,12 @@ def main() -> int:
     from scaling_laws.decision.forms import format_ranking, rank_forms
     from scaling_laws.fitting.evaluations import fit_evaluations
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", default="configs/sweeps/forecast.yaml", help="the sweep config")
-    parser.add_argument("--skip-sweep", action="store_true", help="fit the sweep's folder as it is")
+    parser = sweep_parser(__doc__, "configs/sweeps/forecast.yaml", "forecast.png")
     parser.add_argument("--starts", type=int, default=None, help="fit starting points (default: each form's)")
-    parser.add_argument("--figure", default=None, help="PNG path (default: SWEEP_FOLDER/forecast.png)")
     args = parser.parse_args()
 
     started = time.time()
-    if args.skip_sweep:
-        from spt.config import load_config
-
-        folder, seconds = REPO / load_config(REPO / args.sweep, kind="sweep").output_dir, None
-    else:
-        folder, seconds = run_sweep(args.sweep)
+    folder, seconds = swept_folder(args)
     table = fitted_points(folder)
     pilot = table[table["tokens"] <= PILOT_TOKENS].reset_index(drop=True)
     print(f"sweep {folder}: {table['run_id'].nunique()} runs, {len(table)} evaluations, {len(pilot)} in the pilot "

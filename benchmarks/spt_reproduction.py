@@ -65,6 +65,24 @@ def run_sweep(sweep_config: str) -> tuple[Path, float]:
     return REPO / config.output_dir, time.time() - started
 
 
+def sweep_parser(doc: str, sweep: str, figure: str) -> argparse.ArgumentParser:
+    """The options both sweep benchmarks share: the sweep config, --skip-sweep and the figure's path."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--sweep", default=sweep, help="the sweep config")
+    parser.add_argument("--skip-sweep", action="store_true", help="fit the sweep's folder as it is")
+    parser.add_argument("--figure", default=None, help=f"PNG path (default: SWEEP_FOLDER/{figure})")
+    return parser
+
+
+def swept_folder(args: argparse.Namespace) -> tuple[Path, float | None]:
+    """The sweep's folder, after running the sweep (and its seconds) unless ``--skip-sweep``."""
+    if args.skip_sweep:
+        from spt.config import load_config
+
+        return REPO / load_config(REPO / args.sweep, kind="sweep").output_dir, None
+    return run_sweep(args.sweep)
+
+
 def fitted_points(folder: Path) -> pd.DataFrame:
     """The sweep's evaluations a fit uses (:func:`scaling_laws.fitting.points.select_points`), with numeric columns."""
     from scaling_laws.fitting.points import select_points
@@ -154,22 +172,14 @@ def plot(table: pd.DataFrame, reports: dict[str, dict], path: Path) -> None:
 def main() -> int:
     from scaling_laws.decision.validation import format_validation, verdict_text
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep", default="configs/sweeps/reproduce.yaml", help="the sweep config")
-    parser.add_argument("--skip-sweep", action="store_true", help="fit the sweep's folder as it is")
+    parser = sweep_parser(__doc__, "configs/sweeps/reproduce.yaml", "reproduction.png")
     parser.add_argument("--starts", type=int, default=64, help="fit starting points")
     parser.add_argument("--law", default="spt-regularized", choices=("spt", "spt-regularized"),
                         help="the SPT form (README's figures: spt-regularized, the form they were measured with)")
-    parser.add_argument("--figure", default=None, help="PNG path (default: SWEEP_FOLDER/reproduction.png)")
     args = parser.parse_args()
 
     started = time.time()
-    if args.skip_sweep:
-        from spt.config import load_config
-
-        folder, seconds = REPO / load_config(REPO / args.sweep, kind="sweep").output_dir, None
-    else:
-        folder, seconds = run_sweep(args.sweep)
+    folder, seconds = swept_folder(args)
     table = fitted_points(folder)
     print(f"sweep {folder}: {table['run_id'].nunique()} runs, {len(table)} evaluations fitted"
           + (f", swept in {seconds / 60:.1f} min (load {load()})" if seconds is not None else ""))

@@ -117,6 +117,19 @@ def tiny_corpora(tmp_path_factory) -> Path:
     return root
 
 
+def built_base_mix(root: Path, work: Path, out: Path, total_tokens: int, seq_len: int, batch: int,
+                   name: str) -> Path:
+    """``work/mix.yaml``, a :func:`two_source_mix_yaml` writing to ``out``, with its sources built (a sweep's
+    cells then only write new streams specs); returns the config's path."""
+    from pipelines.mix.build import build_mix
+    from spt.config import load_config
+
+    path = work / "mix.yaml"
+    path.write_text(two_source_mix_yaml(root, out, total_tokens, seq_len, batch, name))
+    build_mix(load_config(path))
+    return path
+
+
 def two_source_mix_yaml(root: Path, out: Path, total_tokens: int, seq_len: int, batch: int, name: str,
                         domain_fraction: float = 0.3) -> str:
     """A mix of the tiny corpora: the Python-source domain at ``domain_fraction`` and English for the rest."""

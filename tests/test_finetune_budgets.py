@@ -12,7 +12,7 @@ import pytest
 
 from scaling_laws import synthetic
 from spt.config import load_config
-from tests.conftest import tree, two_source_mix_yaml
+from tests.conftest import built_base_mix, tree
 
 BATCH, SEQ = 8, 64
 TOKENS_PER_BATCH = BATCH * SEQ
@@ -24,11 +24,8 @@ SHARES = [0.25, 0.5, 0.75, 1.0]
 @pytest.fixture(scope="module")
 def work(tiny_corpora, tmp_path_factory) -> Path:
     """A built base mix and base train and finetune configs (a constant rate, no warmup) of a tiny model."""
-    from pipelines.mix.build import build_mix
-
     work = tmp_path_factory.mktemp("finetune-budgets")
-    (work / "mix.yaml").write_text(two_source_mix_yaml(tiny_corpora, work / "mix", BUDGET, SEQ, BATCH, "base"))
-    build_mix(load_config(work / "mix.yaml"))
+    built_base_mix(tiny_corpora, work, work / "mix", BUDGET, SEQ, BATCH, "base")
     (work / "train.yaml").write_text(json.dumps({
         "kind": "train", "mix": "set-per-cell", "run_dir": "set-per-cell", "global_batch_size": BATCH,
         "eval_every_tokens": 5 * TOKENS_PER_BATCH, "eval_samples": 16, "optimizer": {"lr": 0.01},

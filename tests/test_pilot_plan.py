@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import tree, two_source_mix_yaml
+from tests.conftest import built_base_mix, tree
 
 BATCH, SEQ = 8, 64
 TOKENS = 100 * BATCH * SEQ
@@ -18,12 +18,8 @@ TOKENS = 100 * BATCH * SEQ
 @pytest.fixture(scope="module")
 def pilot(tiny_corpora, tmp_path_factory) -> Path:
     """A base mix (sources built), a constant-schedule train config, and a sweep folder to write configs into."""
-    from pipelines.mix.build import build_mix
-    from spt.config import load_config
-
     work = tmp_path_factory.mktemp("pilot")
-    (work / "mix.yaml").write_text(two_source_mix_yaml(tiny_corpora, work / "mix", TOKENS, SEQ, BATCH, "pilot"))
-    build_mix(load_config(work / "mix.yaml"))
+    built_base_mix(tiny_corpora, work, work / "mix", TOKENS, SEQ, BATCH, "pilot")
     (work / "train.yaml").write_text(json.dumps({
         "kind": "train", "mix": "set-per-cell", "run_dir": "set-per-cell", "global_batch_size": BATCH,
         "eval_every_tokens": 10 * BATCH * SEQ, "schedule": {"kind": "constant", "warmup_fraction": 0.05}}))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from spt.storage import ownership
-from tests.conftest import tree, two_source_mix_yaml
+from tests.conftest import built_base_mix, tree, two_source_mix_yaml
 from tests.ray_head import free_ports, ray_head
 
 BATCH, SEQ = 8, 64
@@ -20,13 +20,9 @@ BATCH, SEQ = 8, 64
 @pytest.fixture(scope="module")
 def sweep_dir(tiny_corpora, tmp_path_factory) -> Path:
     """A working directory with a base mix, a base train config and a sweep over δ and two presets."""
-    from pipelines.mix.build import build_mix
-    from spt.config import load_config
-
     work = tmp_path_factory.mktemp("sweep-work")
     out = tmp_path_factory.mktemp("sweep-out")
-    (work / "mix.yaml").write_text(two_source_mix_yaml(tiny_corpora, out / "mix", 40 * BATCH * SEQ, SEQ, BATCH, "base"))
-    build_mix(load_config(work / "mix.yaml"))  # the sources; cells only write new streams specs
+    built_base_mix(tiny_corpora, work, out / "mix", 40 * BATCH * SEQ, SEQ, BATCH, "base")
     (work / "train.yaml").write_text(json.dumps({
         "kind": "train", "mix": "set-per-cell", "run_dir": "set-per-cell", "global_batch_size": BATCH,
         "eval_every_tokens": 10 * BATCH * SEQ, "eval_samples": 16, "optimizer": {"lr": 0.01}}))
