@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from cli.fit import log_to_sweep, print_arguments, read_data
-from scaling_laws.decision.cost import CostQuestion, cost_caveats, decide_cost, positive
+from scaling_laws.decision.cost import CostQuestion, cost_caveats, decide_cost, positive, require_size_aware
 from scaling_laws.decision.finetune import format_gains
 from scaling_laws.decision.optimal import compute_optimal, fraction_range, optimal_fraction
 from scaling_laws.decision.plots import FIGURES, plot_all, plot_cost
@@ -161,9 +161,7 @@ def print_cost(decision) -> None:
 def run_decide(args: argparse.Namespace) -> int:
     """`spt decide`: SPT or finetune, at which size, counting training and serving FLOPs, with intervals."""
     result = FitResult.load(args.fit)
-    if "params" not in result.form.inputs or "fraction" not in result.form.inputs:
-        raise InputError(f"{args.fit}: spt decide needs a size-aware fit (law spt-n, fitted on several model "
-                         f"sizes); this fit is law {result.law}")
+    require_size_aware(result, f"{args.fit}: spt decide")
     question = _cost_question(args, result)
     if args.plot is not None and not str(args.plot).endswith((".png", ".svg")):
         raise InputError(f"--plot={args.plot!r}: must end in .png or .svg")

@@ -16,6 +16,7 @@ from scaling_laws.fitting.evaluations import fit_evaluations
 from scaling_laws.fitting.fit import extrapolation_check, fit, predict_table
 from scaling_laws.fitting.points import select_points
 from scaling_laws.fitting.result import FitResult
+from scaling_laws.fitting.spt import form_of
 from scaling_laws.laws.base import Muennighoff
 from scaling_laws.laws.registry import get_law
 from scaling_laws.numerics.objective import Objective
@@ -150,22 +151,16 @@ def _fit_spt(args, data: FitData, loss_column: str, replicates: int, options: di
         result = fit_best_form(data.table, **common)
         print(format_selection(result.settings["form_selection"], result.law))
     else:
-        result = fit_evaluations(data.table, form=args.law if args.law in ("spt-regularized", "spt-epochs")
-                                 else "spt", **common)
+        result = fit_evaluations(data.table, form=form_of(args.law), **common)
     if data.sweep is not None:
         result.settings["notes"] = data.notes + result.settings.get("notes", [])
     if args.holdout_tokens_above is not None or args.holdout_fractions:
         selected = select_points(data.table, source).table
         result.validation = validate(selected, holdout_tokens_above=args.holdout_tokens_above,
                                      holdout_fractions=args.holdout_fractions or (), loss_column=loss_column,
-                                     source=source, fitted=args.fitted, form=_form_of(result), **options)
+                                     source=source, fitted=args.fitted, form=form_of(result.law), **options)
         print(format_validation(result.validation))
     return result
-
-
-def _form_of(result: FitResult) -> str:
-    """The form name fit_spt takes for a fit (``spt-n`` is fitted as ``spt`` on several sizes)."""
-    return result.law if result.law in ("spt-regularized", "spt-epochs") else "spt"
 
 
 def run_predict(args: argparse.Namespace) -> int:

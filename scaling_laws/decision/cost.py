@@ -223,11 +223,12 @@ def _finetune_draw(fit, theta, params, question) -> tuple[float, float, float]:
     return 0.0, float(tokens), loss
 
 
-def require_size_aware(fit: FitResult) -> None:
-    """Raises InputError unless the fit's law takes model size and domain fraction (``spt-n``)."""
+def require_size_aware(fit: FitResult, who: str = "the cost decision") -> None:
+    """Raises InputError (``<who> needs a size-aware fit ...``) unless the fit's law takes model size and domain
+    fraction (``spt-n``)."""
     if "params" not in fit.form.inputs or "fraction" not in fit.form.inputs:
-        raise InputError(f"the cost decision needs a size-aware fit (law spt-n, fitted on several model sizes); "
-                         f"this fit is law {fit.law}")
+        raise InputError(f"{who} needs a size-aware fit (law spt-n, fitted on several model sizes); this fit is law "
+                         f"{fit.law}")
 
 
 def cost_options(fit: FitResult, question: CostQuestion) -> list[Option]:

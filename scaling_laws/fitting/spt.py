@@ -54,6 +54,12 @@ LACK_OF_FIT_RATIO = 3.0
 HELD_OUT_FORMS = ("spt-epochs",)
 
 
+def form_of(law: str) -> str:
+    """The form :func:`fit_spt` takes for a law name: ``spt-n`` (and ``spt``) is fitted as ``spt``, on several
+    model sizes or one."""
+    return law if law in ("spt-regularized", *HELD_OUT_FORMS) else "spt"
+
+
 def train_loss_available(table: pd.DataFrame, train_column: str = TRAIN_COLUMN) -> tuple[bool, str]:
     """Whether every row has a positive finite train loss, and if not, why (for the notes)."""
     if train_column not in table.columns:
@@ -109,9 +115,15 @@ def fit_spt(table: pd.DataFrame, *, form: str = "spt", loss_column: str = "domai
         raise InputError(f"form={form!r}: expected one of {', '.join((*FORMS, *HELD_OUT_FORMS))}")
     objective = objective or Objective(huber_delta=SWEEP_HUBER_DELTA)
     several_sizes = "params" in table.columns and pd.to_numeric(table["params"], errors="coerce").nunique() > 1
-    if form in HELD_OUT_FORMS:
-        return _fit_held_out_form(table, form, loss_column, fitted, several_sizes, objective, n_starts, staged,
-                                  bootstrap_replicates, bootstrap_method, level, seed, source)
+    law = form
+    if form in HELD_OUT_FORMS:  # no halves: the held-out loss, with the domain set's size from the table
+        if fitted == "train+gap":
+            raise InputError(f"{source}: law {form} has no train and gap halves: fit it with --fitted held-out or "
+                             f"auto")
+        if several_sizes:
+            raise InputError(f"{source}: law {form} has no model-size term; the data has several model sizes "
+                             f"(fit law spt, which becomes spt-n)")
+        law, fitted = SPTEpochs(unique_tokens_of(table, source)), "held-out"
     available, why = train_loss_available(table, train_column)
     if fitted == "train+gap" and (not available or several_sizes):
         raise InputError(f"{source}: cannot fit the train loss and the gap separately: "
@@ -135,30 +147,13 @@ def fit_spt(table: pd.DataFrame, *, form: str = "spt", loss_column: str = "domai
                   f"halves' sum missed the held-out loss by {100 * halves_rms:.2g}% RMS against "
                   f"{100 * held_out_rms:.2g}% for a fit of the held-out loss ({ratio:.3g}x, above "
                   f"{LACK_OF_FIT_RATIO:g}x), so the law's train and gap terms describe their sum only")
-    result = fit(table, form, loss_column=loss_column, staged=staged, bootstrap_replicates=bootstrap_replicates,
+    result = fit(table, law, loss_column=loss_column, staged=staged, bootstrap_replicates=bootstrap_replicates,
                  bootstrap_method=bootstrap_method, level=level, **options)
     result.settings["fitted"] = "held-out"
     if ratio is not None:
         result.settings["lack_of_fit_ratio"] = round(ratio, 4)
     if fitted == "auto" and not several_sizes:
         result.caveats.append(reason)
-    _held_out_noise(result, table, loss_column)
-    return result
-
-
-def _fit_held_out_form(table, form, loss_column, fitted, several_sizes, objective, n_starts, staged,
-                       bootstrap_replicates, bootstrap_method, level, seed, source) -> FitResult:
-    """A form without halves (``spt-epochs``): the held-out loss, with the domain set's size from the table."""
-    if fitted == "train+gap":
-        raise InputError(f"{source}: law {form} has no train and gap halves: fit it with --fitted held-out or auto")
-    if several_sizes:
-        raise InputError(f"{source}: law {form} has no model-size term; the data has several model sizes "
-                         f"(fit law spt, which becomes spt-n)")
-    law = SPTEpochs(unique_tokens_of(table, source))
-    result = fit(table, law, loss_column=loss_column, objective=objective, n_starts=n_starts, staged=staged,
-                 bootstrap_replicates=bootstrap_replicates, bootstrap_method=bootstrap_method, level=level,
-                 seed=seed, source=source)
-    result.settings["fitted"] = "held-out"
     _held_out_noise(result, table, loss_column)
     return result
 
