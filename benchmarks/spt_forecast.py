@@ -116,6 +116,7 @@ def plot(table: pd.DataFrame, fit, path: Path) -> None:
 def main() -> int:
     from scaling_laws.decision.forms import format_ranking, rank_forms
     from scaling_laws.fitting.evaluations import fit_evaluations
+    from scaling_laws.fitting.regime import pilot_bend
 
     parser = sweep_parser(__doc__, "configs/sweeps/forecast.yaml", "forecast.png")
     parser.add_argument("--starts", type=int, default=None, help="fit starting points (default: each form's)")
@@ -141,6 +142,11 @@ def main() -> int:
         pairs = ", ".join(f"{f:g}: {row['domain_loss']:.3f} / {row['domain_train_loss']:.3f}"
                           for f, row in train.iterrows())
         print(f"at the pilot budget, mean held-out / train-sample domain loss per δ: {pairs}")
+    bend = pilot_bend(pilot)
+    if bend is not None:  # the regime check every fit runs: does the pilot still steepen?
+        print(f"pilot regime: the δ = {bend.fraction:g} runs fall {-bend.early:.3g} nats per e-fold of tokens over "
+              f"the earlier half of the pilot and {-bend.late:.3g} over the later (SE of the difference "
+              f"{bend.se:.2g}): {'still steepening, flagged' if bend.steepening else 'not steepening'}")
     pilot_means, _, _ = means_at(table, float(pilot["tokens"].max()))
     naive = float(pilot_means.idxmin())
     print(f"naive choice: δ = {naive:g}, the best mean measured loss at the pilot budget "

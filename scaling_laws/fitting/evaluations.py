@@ -14,6 +14,7 @@ from scaling_laws.decision.finetune import GainModel, finetune_record
 from scaling_laws.decision.measured import curves_record, measured_multipliers
 from scaling_laws.fitting.noise import ASSUMED_OFFSET, RunNoise
 from scaling_laws.fitting.points import select_points
+from scaling_laws.fitting.regime import regime_caveats
 from scaling_laws.fitting.result import FitResult
 from scaling_laws.fitting.spt import fit_spt
 from scaling_laws.laws.epochs import unique_tokens_of
@@ -92,7 +93,8 @@ def fit_evaluations(table: pd.DataFrame, *, results: pd.DataFrame | None = None,
         result.settings["unique_domain_tokens"] = unique_tokens_of(selection.table, source)
     except InputError:
         pass
-    result.caveats = selection.caveats + result.caveats + noise_caveats(result)
+    result.caveats = (selection.caveats + result.caveats + noise_caveats(result)
+                      + regime_caveats(selection.table, loss_column))
     if results is not None:
         result.caveats += design_caveats(selection.table, results, len(result.params))
     curves = curves_record(selection.table, loss_column)
