@@ -51,6 +51,8 @@ class CellPlan:
     evaluations: int = 0
     fitted_evaluations: int = 0
     predicted_seconds: float | None = None
+    #: an upper bound of its finetunes' wall time (each runs its full duration_tokens unless it stops early)
+    finetune_seconds_at_most: float | None = None
     problem: str | None = None
     #: pretraining tokens of each model the cell finetunes (its snapshots and its final model), ascending
     finetune_tokens: list[int] = field(default_factory=list)
@@ -72,6 +74,14 @@ class PilotPlan:
         if not times or None in times:
             return None
         return sum(times) / min(self.max_concurrent, len(times))
+
+    @property
+    def finetune_seconds_at_most(self) -> float | None:
+        """Wall time the cells' finetunes add at most, spread like the cells (None if unknown or none)."""
+        cells = [c for c in self.cells if c.problem is None and c.finetune_tokens]
+        if not cells or any(c.finetune_seconds_at_most is None for c in cells):
+            return None
+        return sum(c.finetune_seconds_at_most for c in cells) / min(self.max_concurrent, len(cells))
 
 
 def evaluation_batches(max_batches: int, interval: int) -> list[int]:
@@ -189,6 +199,7 @@ def plan_sweep(config: SweepConfig, calibrate_when_unmeasured: bool = True) -> P
             sources.append(f"{preset}: {1 / per_token:,.0f} tokens/s (wall, with evaluations and start-up) measured "
                            f"by finished cells in {SweepLayout(config.output_dir).results}")
             predict = lambda c, k=per_token: c.total_tokens * k  # noqa: E731
+            finetune = None  # (the finished cells' wall seconds are their training's)
         elif calibrate_when_unmeasured:
             threads = cell_threads(config.resources.num_cpus)
             train_tps, eval_tps = calibrate(train, preset, mix.seq_len, vocab_size(mix), threads)
@@ -198,15 +209,29 @@ def plan_sweep(config: SweepConfig, calibrate_when_unmeasured: bool = True) -> P
                            f"{CELL_OVERHEAD_SECONDS:g} s start-up per cell")
             predict = lambda c, t=train_tps, e=eval_tps, n=eval_tokens: (  # noqa: E731
                 CELL_OVERHEAD_SECONDS + c.total_tokens / t + c.evaluations * n / e)
+            finetune = finetune_seconds(config, mix, train_tps, eval_tps)
         else:
             sources.append(f"{preset}: not measured (no finished cells, calibration off)")
             continue
         for cell in planned:
             if cell.preset == preset and cell.problem is None:
                 cell.predicted_seconds = predict(cell)
+                if finetune is not None and cell.finetune_tokens:
+                    cell.finetune_seconds_at_most = len(cell.finetune_tokens) * finetune
     plan = PilotPlan(planned, "; ".join(sources), config.max_concurrent)
     plan.warnings = design_warnings(planned, train)
     return plan
+
+
+def finetune_seconds(config: SweepConfig, mix: MixConfig, train_tps: float, eval_tps: float) -> float | None:
+    """An upper bound of one finetune's wall time: start-up, its whole ``duration_tokens`` and every evaluation
+    (it stops earlier when the domain loss stalls). None without a finetune config."""
+    if not config.finetune:
+        return None
+    finetune = load_config(config.finetune, ["base_run=unused"], kind="finetune")
+    evaluations = -(-finetune.duration_tokens // finetune.eval_every_tokens) + 1  # and one before training
+    eval_tokens = 3 * finetune.eval_samples * mix.seq_len  # validation, test and general replay, at most
+    return CELL_OVERHEAD_SECONDS + finetune.duration_tokens / train_tps + evaluations * eval_tokens / eval_tps
 
 
 def vocab_size(mix: MixConfig) -> int:
@@ -258,8 +283,10 @@ def format_plan(plan: PilotPlan) -> str:
                 f"{next((c.unique_domain_tokens for c in plan.cells if c.unique_domain_tokens), '-')}")
     rows.append(f"throughput: {plan.throughput_source}")
     total = plan.predicted_seconds
+    more = plan.finetune_seconds_at_most
+    tuned = (f", and its finetunes at most {more / 60:.1f} min more (each stops early when the domain loss stalls)"
+             if more is not None else ", finetunes not included")
     rows.append(f"predicted wall time: {total / 60:.1f} min ({plan.max_concurrent} cell(s) at once)"
-                + (", finetunes not included" if finetunes else "")
-                if total is not None else "predicted wall time: unknown")
+                + (tuned if finetunes else "") if total is not None else "predicted wall time: unknown")
     rows += [f"warning: {w}" for w in plan.warnings]
     return "\n".join(rows)

@@ -182,3 +182,26 @@ def test_cells_of_an_earlier_grid_leave_the_tables(pilot):
                      "sweep regrid: 2 cells done, 0 to run"]
     assert sorted(pd.read_csv(out / "results.csv").run_id) == sorted([ids[0.0], ids[0.1]])
     assert sorted(pd.read_csv(out / "curves.csv").run_id) == sorted([ids[0.0], ids[0.1]])
+
+
+def test_a_dry_run_bounds_the_time_of_the_finetunes(pilot):
+    from sweeps.plan import CELL_OVERHEAD_SECONDS, finetune_seconds, format_plan, plan_sweep
+    from spt.config import load_config
+
+    (pilot / "finetune.yaml").write_text(json.dumps({
+        "kind": "finetune", "base_run": "set-per-cell", "run_dir": "set-per-cell", "duration_tokens": 20 * BATCH * SEQ,
+        "eval_every_tokens": 5 * BATCH * SEQ, "eval_samples": 16}))
+    path = sweep_yaml(pilot, "tuned", [0.0, 0.1, 0.2, 0.4, 0.8], finetune=str(pilot / "finetune.yaml"),
+                      finetune_at=[0.5, 1.0])
+    config = load_config(path)
+    # by hand: start-up, 20 batches at 1,000 tokens/s, and 5 evaluations (4 and one before training) of three
+    # 16-sample sets at 2,000 tokens/s
+    assert finetune_seconds(config, load_config(pilot / "mix.yaml"), 1000.0, 2000.0) == pytest.approx(
+        CELL_OVERHEAD_SECONDS + 20 * BATCH * SEQ / 1000 + 5 * 3 * 16 * SEQ / 2000)
+    plan = plan_sweep(config)  # calibrated
+    bound = [c.finetune_seconds_at_most for c in plan.cells]
+    assert all(b is not None and b > 2 * CELL_OVERHEAD_SECONDS for b in bound)  # two finetunes per cell
+    assert plan.finetune_seconds_at_most == pytest.approx(sum(bound))  # one cell at a time
+    assert (f"predicted wall time: {plan.predicted_seconds / 60:.1f} min (1 cell(s) at once), and its finetunes at "
+            f"most {sum(bound) / 60:.1f} min more (each stops early when the domain loss stalls)") in format_plan(plan)
+    assert tree(pilot / "tuned") == []
