@@ -93,11 +93,16 @@ def validate(name: str, table: pd.DataFrame, fitted: pd.Series, starts: int | No
 
 
 def report(result: dict) -> None:
+    from scaling_laws.fitting.regime import is_regime_caveat
+
     error = result["median_error_pct"]
     print(f"\n{result['name']}: law {result['law']} on {result['fitted_points']} points, "
           f"{result['held_points']} held out; converged {result['converged']}, on bounds "
           f"{', '.join(f'{k} ({v})' for k, v in (result['on_bounds'] or {}).items()) or 'none'} "
           f"({result['seconds']:.0f} s)")
+    for caveat in result["fit"].caveats:
+        if is_regime_caveat(caveat):  # the regime check every sweep fit runs
+            print(f"  caveat: {caveat}")
     if error is not None:
         print(f"  median absolute error on the held-out points: {error:.2f}% (rule <= {MAX_MEDIAN_ERROR_PCT:g}%)")
     for size in result["sizes"]:

@@ -179,3 +179,23 @@ def test_spt_decide_asks_for_the_finetune_gain(fit_json, run_cli):
     assert code == 2
     assert err == (f"error: {fit_json}: --finetune-gain is required: a size-aware fit records no fine-tune gains per "
                    "model size, so give the loss drop of finetuning after delta = 0 pretraining (nats/token)\n")
+
+
+def test_spt_decide_repeats_the_fits_own_limits(tmp_path, run_cli):
+    from scaling_laws.fitting.regime import CAVEAT_START
+
+    fit = known_fit()
+    fit.settings["converged"] = False
+    fit.params["alpha_N"] = 0.0
+    fit.settings["on_bounds"] = {"alpha_N": "lower"}  # as the fit records it: the pilot measured no gain with size
+    regime = f"{CAVEAT_START}: (its slopes)"
+    fit.caveats = [regime, "an unrelated caveat of the fit"]
+    path = tmp_path / "fit.json"
+    fit.save(path)
+    code, stdout, err = run_cli("decide", "--fit", path, *DECIDE)
+    assert code == 0, err
+    caveats = [line for line in stdout.splitlines() if line.startswith("caveat: ")]
+    assert "caveat: the best start of the fit did not converge (try more starts)" in caveats
+    assert any(line.startswith("caveat: parameters on a bound: ") and "alpha_N (lower bound 0)" in line
+               for line in caveats)
+    assert f"caveat: {regime}" in caveats and "caveat: an unrelated caveat of the fit" not in caveats

@@ -62,7 +62,7 @@ def test_a_two_size_sweep_fits_the_size_aware_law_and_decides_its_cost(work, run
     assert sizes["tiny"][0] < sizes["micro"][0]  # the presets are two sizes, each recorded per cell
     assert len(pd.read_csv(work / "sweep" / "finetunes.csv")) == 12
 
-    code, out, err = run_cli("fit", "--data", work / "sweep", "--bootstrap", "0", "--starts", "16",
+    code, out, err = run_cli("fit", "--law", "spt", "--data", work / "sweep", "--bootstrap", "0", "--starts", "16",
                              "--out", work / "fit.json")
     assert code == 0, err
     fit = json.loads((work / "fit.json").read_text())

@@ -33,7 +33,9 @@ from scipy.optimize import brentq
 
 from scaling_laws.decision.choice import EXTRAPOLATION_LIMIT
 from scaling_laws.decision.optimal import best_fractions, fraction_range
+from scaling_laws.decision.report import fit_warnings
 from scaling_laws.fitting.intervals import percentile_interval
+from scaling_laws.fitting.regime import is_regime_caveat
 from scaling_laws.fitting.result import FitResult
 from spt.errors import InputError
 
@@ -379,4 +381,7 @@ def cost_caveats(fit: FitResult, decision: CostDecision) -> list[str]:
                      f"{EXTRAPOLATION_LIMIT:g}x the largest fitted budget {largest:.3g}: the law is extrapolated in T")
     lines += [f"{o.label} never reaches loss {question.target_loss:g} within {TOKEN_GRID[-1]:.0e} pretraining "
               f"tokens" for o in decision.options if not o.reached()]
+    # the fit's own limits carry into every option: an unconverged fit, parameters on a bound (alpha_N at 0: the
+    # pilot measured no gain with size, so the law's losses at other sizes are its form's), a pilot too early
+    lines += fit_warnings(fit) + [c for c in fit.caveats if is_regime_caveat(c)]
     return lines

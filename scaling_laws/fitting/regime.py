@@ -19,6 +19,8 @@ import pandas as pd
 STEEPENING_SE = 2.0
 #: Evaluations each half of a run needs for a slope.
 MIN_POINTS_PER_HALF = 3
+#: How the regime caveat begins (the cost decision repeats it).
+CAVEAT_START = "the pilot has not reached the regime the law describes"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Bend:
         return self.late < self.early - STEEPENING_SE * self.se
 
     def caveat(self) -> str:
-        return (f"the pilot has not reached the regime the law describes: the held-out loss of its delta = "
+        return (f"{CAVEAT_START}: the held-out loss of its delta = "
                 f"{self.fraction:g} run(s) falls {-self.late:.2g} nats per e-fold of tokens over the later half of "
                 f"their range against {-self.early:.2g} over the earlier half; a power law with a floor flattens "
                 "instead, so the law extrapolates the pilot's steepest stretch and forecasts past the pilot are "
@@ -83,6 +85,10 @@ def pilot_bend(table: pd.DataFrame, loss_column: str = "domain_loss") -> Bend | 
     spread = float(np.var(differences, ddof=1) / len(differences)) if len(differences) > 1 else 0.0
     se = float(np.sqrt(max(spread, float(np.mean(variances)) / len(differences))))
     return Bend(fraction=lowest, runs=len(early), early=float(np.mean(early)), late=float(np.mean(late)), se=se)
+
+
+def is_regime_caveat(line: str) -> bool:
+    return line.startswith(CAVEAT_START)
 
 
 def regime_caveats(table: pd.DataFrame, loss_column: str = "domain_loss") -> list[str]:
