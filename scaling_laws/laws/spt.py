@@ -462,8 +462,11 @@ class SPTOverfitN(SPTRegularized):
     and larger models memorize a repeated domain set faster, so the gap scales by ``(N/N_ref)**gamma_N``
     (``gamma_N > 0`` expected). At ``N = N_ref`` the form is the SPT law with ``k0`` shifted by ``A_N``.
 
-    Status: designed here and checked only on synthetic data generated from this same form (tests recover its
-    parameters); no sweeps over model size exist yet, so the form itself is unvalidated against real runs.
+    Status: tests recover its parameters from synthetic data of this same form. On the CPU size pilot
+    (``configs/sweeps/sizes.yaml``, ``benchmarks/spt_sizes.py``; 0.35M-5.4M parameters at 400k tokens, 2026-12-05)
+    fitted on the two smaller sizes it predicted the largest's curves within 1.23% (median) and its best δ, but
+    there the loss *rises* with size (too few tokens per parameter), so ``alpha_N`` sat on its lower bound: the
+    capacity term is unvalidated, and losses it gives at other sizes are the form's, not a measurement.
     Inputs: ``params`` (N), ``tokens`` (T) and ``fraction`` (delta).
     """
 
