@@ -68,7 +68,7 @@ def test_a_two_size_sweep_fits_the_size_aware_law_and_decides_its_cost(work, run
     fit = json.loads((work / "fit.json").read_text())
     assert fit["law"] == "spt-n"
     assert sorted(set(fit["data_ranges"]["params"])) == sorted(float(s[0]) for s in sizes)
-    assert "converged" in out
+    assert ("(best start did not converge)" in out) == (not fit["settings"]["converged"])  # said when it did not
 
     code, out, err = run_cli("decide", "--fit", work / "fit.json", "--domain-tokens", "3000", "--tokens", "2e4",
                              "--serve-tokens", "1e9", "--finetune-gain", "0.1", "--out", work / "decision.json")
@@ -76,4 +76,4 @@ def test_a_two_size_sweep_fits_the_size_aware_law_and_decides_its_cost(work, run
     decision = json.loads((work / "decision.json").read_text())
     assert sorted((o["kind"], o["params"]) for o in decision["options"]) == sorted(
         (kind, float(s[0])) for s in sizes for kind in ("finetune", "spt"))
-    assert "cheapest" in out
+    assert "lowest loss at T=2e+04: " in out and "break-even of " in out
