@@ -26,8 +26,10 @@ def test_the_shipped_size_pilot_plans_three_sizes_five_fractions_a_repeat_and_fo
     expected = [f"delta{f:g}-{p}-T400000-seed0"
                 for f in (0.0, 0.01, 0.03, 0.1, 0.25) for p in ("tiny", "micro", "mini")]
     assert cells == expected + [f"delta0.1-{p}-T400000-seed1" for p in ("tiny", "micro", "mini")]
-    rows = [line for line in out.splitlines() if line.startswith("delta")]
-    assert all(line.endswith("98,304, 198,656, 299,008, 399,360") for line in rows)
+    # (the token plan and the finetune budgets need the quickstart's tokenizer, which a fresh clone lacks)
+    config = load_config(REPO / "configs/sweeps/sizes.yaml")
+    assert config.finetune and config.finetune_at == [0.25, 0.5, 0.75, 1.0]
+    assert load_config(REPO / config.train).schedule.kind == "constant"  # every evaluation a budget; snapshots
 
 
 @pytest.fixture(scope="module")
