@@ -4,6 +4,7 @@ environment dispatch, exactly as users do."""
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import sys
@@ -128,6 +129,21 @@ def built_base_mix(root: Path, work: Path, out: Path, total_tokens: int, seq_len
     path.write_text(two_source_mix_yaml(root, out, total_tokens, seq_len, batch, name))
     build_mix(load_config(path))
     return path
+
+
+def finetuning_bases(root: Path, work: Path, total_tokens: int, seq_len: int, batch: int) -> None:
+    """What a sweep that finetunes starts from: :func:`built_base_mix` (into ``work/mix``), ``work/train.yaml`` (a
+    constant rate without warmup, so every budget can be snapshotted; an evaluation every 5 batches) and
+    ``work/finetune.yaml`` (4 batches at most, an evaluation every 2, stopping after one without improvement)."""
+    built_base_mix(root, work, work / "mix", total_tokens, seq_len, batch, "base")
+    (work / "train.yaml").write_text(json.dumps({
+        "kind": "train", "mix": "set-per-cell", "run_dir": "set-per-cell", "global_batch_size": batch,
+        "eval_every_tokens": 5 * batch * seq_len, "eval_samples": 16, "optimizer": {"lr": 0.01},
+        "schedule": {"kind": "constant", "warmup_fraction": 0.0}}))
+    (work / "finetune.yaml").write_text(json.dumps({
+        "kind": "finetune", "base_run": "set-per-cell", "run_dir": "set-per-cell",
+        "duration_tokens": 4 * batch * seq_len, "eval_every_tokens": 2 * batch * seq_len, "global_batch_size": batch,
+        "eval_samples": 16, "patience": 1, "optimizer": {"lr": 0.01}}))
 
 
 def two_source_mix_yaml(root: Path, out: Path, total_tokens: int, seq_len: int, batch: int, name: str,

@@ -12,7 +12,7 @@ import pytest
 
 from scaling_laws import synthetic
 from spt.config import load_config
-from tests.conftest import built_base_mix, tree
+from tests.conftest import finetuning_bases, tree
 
 BATCH, SEQ = 8, 64
 TOKENS_PER_BATCH = BATCH * SEQ
@@ -25,15 +25,7 @@ SHARES = [0.25, 0.5, 0.75, 1.0]
 def work(tiny_corpora, tmp_path_factory) -> Path:
     """A built base mix and base train and finetune configs (a constant rate, no warmup) of a tiny model."""
     work = tmp_path_factory.mktemp("finetune-budgets")
-    built_base_mix(tiny_corpora, work, work / "mix", BUDGET, SEQ, BATCH, "base")
-    (work / "train.yaml").write_text(json.dumps({
-        "kind": "train", "mix": "set-per-cell", "run_dir": "set-per-cell", "global_batch_size": BATCH,
-        "eval_every_tokens": 5 * TOKENS_PER_BATCH, "eval_samples": 16, "optimizer": {"lr": 0.01},
-        "schedule": {"kind": "constant", "warmup_fraction": 0.0}}))
-    (work / "finetune.yaml").write_text(json.dumps({
-        "kind": "finetune", "base_run": "set-per-cell", "run_dir": "set-per-cell", "duration_tokens": 4 * BATCH * SEQ,
-        "eval_every_tokens": 2 * TOKENS_PER_BATCH, "global_batch_size": BATCH, "eval_samples": 16, "patience": 1,
-        "optimizer": {"lr": 0.01}}))
+    finetuning_bases(tiny_corpora, work, BUDGET, SEQ, BATCH)
     return work
 
 

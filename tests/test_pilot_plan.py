@@ -185,8 +185,8 @@ def test_cells_of_an_earlier_grid_leave_the_tables(pilot):
 
 
 def test_a_dry_run_bounds_the_time_of_the_finetunes(pilot):
-    from sweeps.plan import CELL_OVERHEAD_SECONDS, finetune_seconds, format_plan, plan_sweep
     from spt.config import load_config
+    from sweeps.plan import CELL_OVERHEAD_SECONDS, finetune_seconds, format_plan, plan_sweep
 
     (pilot / "finetune.yaml").write_text(json.dumps({
         "kind": "finetune", "base_run": "set-per-cell", "run_dir": "set-per-cell", "duration_tokens": 20 * BATCH * SEQ,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from spt.config import load_config
-from tests.conftest import built_base_mix
+from tests.conftest import finetuning_bases
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH, SEQ = 8, 64
@@ -36,15 +36,7 @@ def test_the_shipped_size_pilot_plans_three_sizes_five_fractions_a_repeat_and_fo
 def work(tiny_corpora, tmp_path_factory) -> Path:
     """A built base mix, and base train and finetune configs (constant rate, no warmup)."""
     work = tmp_path_factory.mktemp("size-pilot")
-    built_base_mix(tiny_corpora, work, work / "mix", BUDGET, SEQ, BATCH, "base")
-    (work / "train.yaml").write_text(json.dumps({
-        "kind": "train", "mix": "set-per-cell", "run_dir": "set-per-cell", "global_batch_size": BATCH,
-        "eval_every_tokens": 5 * TOKENS_PER_BATCH, "eval_samples": 16, "optimizer": {"lr": 0.01},
-        "schedule": {"kind": "constant", "warmup_fraction": 0.0}}))
-    (work / "finetune.yaml").write_text(json.dumps({
-        "kind": "finetune", "base_run": "set-per-cell", "run_dir": "set-per-cell", "duration_tokens": 4 * BATCH * SEQ,
-        "eval_every_tokens": 2 * TOKENS_PER_BATCH, "global_batch_size": BATCH, "eval_samples": 16, "patience": 1,
-        "optimizer": {"lr": 0.01}}))
+    finetuning_bases(tiny_corpora, work, BUDGET, SEQ, BATCH)
     (work / "sizes.yaml").write_text(json.dumps({
         "kind": "sweep", "name": "sizes", "mix": str(work / "mix.yaml"), "train": str(work / "train.yaml"),
         "finetune": str(work / "finetune.yaml"), "finetune_at": [0.5, 1.0],
