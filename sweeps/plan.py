@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pipelines.mix.plan import make_plan
 from pipelines.mix.tokens import tokenizer_info
-from spt.config import MixConfig, SweepConfig, TrainConfig, load_config
+from spt.config import FinetuneConfig, MixConfig, SweepConfig, TrainConfig, load_config
 from spt.errors import InputError
 from spt.presets import PRESETS, llama_config
 from sweeps.cells import cell_threads, cells, load_bases
@@ -70,18 +70,18 @@ class PilotPlan:
     @property
     def predicted_seconds(self) -> float | None:
         """Wall time of the sweep: the cells' times spread over ``max_concurrent`` slots (None if unknown)."""
-        times = [c.predicted_seconds for c in self.cells if c.problem is None]
-        if not times or None in times:
-            return None
-        return sum(times) / min(self.max_concurrent, len(times))
+        return self._spread([c.predicted_seconds for c in self.cells if c.problem is None])
 
     @property
     def finetune_seconds_at_most(self) -> float | None:
         """Wall time the cells' finetunes add at most, spread like the cells (None if unknown or none)."""
-        cells = [c for c in self.cells if c.problem is None and c.finetune_tokens]
-        if not cells or any(c.finetune_seconds_at_most is None for c in cells):
+        return self._spread([c.finetune_seconds_at_most for c in self.cells if c.problem is None and c.finetune_tokens])
+
+    def _spread(self, times: list[float | None]) -> float | None:
+        """Seconds of work spread over ``max_concurrent`` slots (None when there is none or one is unknown)."""
+        if not times or None in times:
             return None
-        return sum(c.finetune_seconds_at_most for c in cells) / min(self.max_concurrent, len(cells))
+        return sum(times) / min(self.max_concurrent, len(times))
 
 
 def evaluation_batches(max_batches: int, interval: int) -> list[int]:
@@ -192,6 +192,7 @@ def plan_sweep(config: SweepConfig, calibrate_when_unmeasured: bool = True) -> P
     mix, train, domain_index = load_bases(config)
     planned = [plan_cell(config, train, cell, domain_index) for cell in cells(config, mix, train)]
     measured = measured_seconds_per_token(config.output_dir)
+    finetune_config = load_config(config.finetune, ["base_run=unused"], kind="finetune") if config.finetune else None
     sources = []
     for preset in sorted({c.preset for c in planned}):
         if preset in measured:
@@ -209,7 +210,7 @@ def plan_sweep(config: SweepConfig, calibrate_when_unmeasured: bool = True) -> P
                            f"{CELL_OVERHEAD_SECONDS:g} s start-up per cell")
             predict = lambda c, t=train_tps, e=eval_tps, n=eval_tokens: (  # noqa: E731
                 CELL_OVERHEAD_SECONDS + c.total_tokens / t + c.evaluations * n / e)
-            finetune = finetune_seconds(config, mix, train_tps, eval_tps)
+            finetune = finetune_seconds(finetune_config, mix, train_tps, eval_tps) if finetune_config else None
         else:
             sources.append(f"{preset}: not measured (no finished cells, calibration off)")
             continue
@@ -223,12 +224,9 @@ def plan_sweep(config: SweepConfig, calibrate_when_unmeasured: bool = True) -> P
     return plan
 
 
-def finetune_seconds(config: SweepConfig, mix: MixConfig, train_tps: float, eval_tps: float) -> float | None:
+def finetune_seconds(finetune: FinetuneConfig, mix: MixConfig, train_tps: float, eval_tps: float) -> float:
     """An upper bound of one finetune's wall time: start-up, its whole ``duration_tokens`` and every evaluation
-    (it stops earlier when the domain loss stalls). None without a finetune config."""
-    if not config.finetune:
-        return None
-    finetune = load_config(config.finetune, ["base_run=unused"], kind="finetune")
+    (it stops earlier when the domain loss stalls)."""
     evaluations = -(-finetune.duration_tokens // finetune.eval_every_tokens) + 1  # and one before training
     eval_tokens = 3 * finetune.eval_samples * mix.seq_len  # validation, test and general replay, at most
     return CELL_OVERHEAD_SECONDS + finetune.duration_tokens / train_tps + evaluations * eval_tokens / eval_tps

@@ -196,7 +196,8 @@ def test_a_dry_run_bounds_the_time_of_the_finetunes(pilot):
     config = load_config(path)
     # by hand: start-up, 20 batches at 1,000 tokens/s, and 5 evaluations (4 and one before training) of three
     # 16-sample sets at 2,000 tokens/s
-    assert finetune_seconds(config, load_config(pilot / "mix.yaml"), 1000.0, 2000.0) == pytest.approx(
+    finetune = load_config(pilot / "finetune.yaml", ["base_run=unused"], kind="finetune")
+    assert finetune_seconds(finetune, load_config(pilot / "mix.yaml"), 1000.0, 2000.0) == pytest.approx(
         CELL_OVERHEAD_SECONDS + 20 * BATCH * SEQ / 1000 + 5 * 3 * 16 * SEQ / 2000)
     plan = plan_sweep(config)  # calibrated
     bound = [c.finetune_seconds_at_most for c in plan.cells]

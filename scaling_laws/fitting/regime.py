@@ -71,9 +71,8 @@ def pilot_bend(table: pd.DataFrame, loss_column: str = "domain_loss") -> Bend | 
     for _, run in runs:
         log_tokens = np.log(pd.to_numeric(run["tokens"]).to_numpy(float))
         loss = pd.to_numeric(run[loss_column]).to_numpy(float)
-        middle = (log_tokens.min() + log_tokens.max()) / 2
-        first, second = _slope(log_tokens[log_tokens <= middle], loss[log_tokens <= middle]), \
-            _slope(log_tokens[log_tokens > middle], loss[log_tokens > middle])
+        earlier = log_tokens <= (log_tokens.min() + log_tokens.max()) / 2
+        first, second = _slope(log_tokens[earlier], loss[earlier]), _slope(log_tokens[~earlier], loss[~earlier])
         if first is None or second is None:
             continue
         early.append(first[0])
