@@ -122,6 +122,25 @@ def test_noise_model_is_recovered_and_repeats_measure_the_offset():
     assert assumed.offset_source == "assumed" and assumed.offset_sd == pytest.approx(1.25 * assumed.along_sd)
 
 
+def test_the_part_all_runs_share_at_a_budget_is_drawn_and_recovered():
+    from scaling_laws.fitting.noise import RunNoise
+
+    groups = np.repeat(np.arange(8), 16)
+    order = np.tile(np.arange(1.0, 17.0), 8)
+    shared_only = RunNoise("log", along_sd=0.0, correlation=0.0, offset_sd=0.0, offset_source="assumed",
+                           shared_sd=0.01, shared_correlation=0.5)
+    draws = simulate(shared_only, groups, order, 400, np.random.default_rng(1))
+    by_budget = draws.reshape(400, 8, 16)
+    assert np.ptp(by_budget, axis=1).max() == 0.0  # every run has the same draw at a budget
+    assert np.std(by_budget[:, 0, :]) == pytest.approx(0.01, rel=0.1)
+    truth = RunNoise("log", along_sd=0.003, correlation=0.5, offset_sd=0.0, offset_source="true",
+                     shared_sd=0.006, shared_correlation=0.3)
+    residuals = simulate(truth, groups, order, 1, np.random.default_rng(2))[0]
+    measured = estimate_noise(residuals, groups, order, np.arange(len(groups)) // 16, "log", free_params=0)
+    assert measured.shared_sd == pytest.approx(0.006, rel=0.4)
+    assert measured.along_sd == pytest.approx(0.003, rel=0.25)
+
+
 @pytest.fixture(scope="module")
 def pilot_fit(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pilot") / "sweep"

@@ -65,6 +65,12 @@ MIN_SHARED_BUDGETS = 4
 #: Largest variance inflation for noise absorbed by the fit (when the law has nearly as many parameters as the
 #: evaluations have independent values, the residuals say little about the noise).
 MAX_ABSORPTION = 4.0
+#: ``None`` (the method): the noise model is estimated from the residuals as they are, so the law's lack of fit
+#: along a run (a smooth curve the law cannot follow) is read as noise of that run and reaches the intervals. An
+#: integer ``k`` (a diagnostic, never the default): each run's least-squares polynomial of degree ``k`` in log
+#: tokens is removed first (:func:`rough_part`), leaving the noise without the misfit, to show how much of a band
+#: is the law's misfit (``benchmarks/misfit_band.py``).
+SMOOTH_REMOVED: int | None = None
 
 
 @dataclass
@@ -178,6 +184,8 @@ def estimate_noise(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray,
         sd = float(np.sqrt(np.sum(residuals**2) / max(n - free_params, 1)))
         return RunNoise(space, sd, 0.0, 0.0, "independent")
     residuals, shared_sd, shared_correlation, _ = _shared_part(np.asarray(residuals, dtype=float), groups, order)
+    if SMOOTH_REMOVED is not None:
+        residuals = rough_part(residuals, groups, order, SMOOTH_REMOVED)
     centered = [residuals[rows] - residuals[rows].mean() for rows in long_runs]
     lengths = np.array([len(c) for c in centered], dtype=float)
     sum_sq = sum(float(np.sum(c**2)) for c in centered)
@@ -212,6 +220,20 @@ def estimate_noise(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray,
                     shared_sd, shared_correlation)
 
 
+def rough_part(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray, degree: int) -> np.ndarray:
+    """The residuals less each run's least-squares polynomial of ``degree`` in log tokens: what is left when the
+    smooth curve of a run (the law's misfit along it, and the slowest part of its noise) is taken out. Runs too
+    short for the polynomial are left as they are."""
+    rest = np.array(residuals, dtype=float)
+    for rows in _runs(np.asarray(groups), np.asarray(order, dtype=float)):
+        if len(rows) > degree + 2:
+            x = np.log(np.maximum(order[rows], 1.0))
+            basis = np.vander(x - x.mean(), degree + 1)
+            coefficients, *_ = np.linalg.lstsq(basis, rest[rows], rcond=None)
+            rest[rows] -= basis @ coefficients
+    return rest
+
+
 def simulate(noise: RunNoise, groups: np.ndarray, order: np.ndarray, replicates: int,
              rng: np.random.Generator) -> np.ndarray:
     """Draws ``replicates`` noise vectors ``(K, n)`` of the model: an offset per run plus AR(1) along each run,
@@ -230,10 +252,10 @@ def simulate(noise: RunNoise, groups: np.ndarray, order: np.ndarray, replicates:
     for rows in _runs(groups, order):
         offset = rng.normal(0.0, noise.offset_sd, replicates)
         level = rng.normal(0.0, noise.along_sd, replicates)
-        out[:, rows[0]] = offset + level
+        out[:, rows[0]] += offset + level  # added to the shared part drawn above
         for row in rows[1:]:
             level = noise.correlation * level + rng.normal(0.0, innovation, replicates)
-            out[:, row] = offset + level
+            out[:, row] += offset + level
     return out
 
 
