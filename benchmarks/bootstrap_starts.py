@@ -1,7 +1,7 @@
 """Bootstrap refits from the fit's best minima only, against refits from diverse starts too (issue 23, item 3).
 
 Each refit of a sweep fit's bootstrap used to start from the fit's three best minima only. Now it also starts
-from ``REFIT_DIVERSE`` starts of the fit's grid chosen far apart (:func:`scaling_laws.fitting.search.refit_seeds`).
+from ``REFIT_DIVERSE`` starts of the fit's grid chosen far apart (:func:`scaling_laws.fitting.refits.refit_seeds`).
 This prints, for both, on synthetic pilots (:func:`scaling_laws.synthetic.pilot_sweep`, 6 fractions x 17
 evaluations, one seed) fitted like ``spt fit`` fits a sweep (train loss and gap, run bootstrap): failed refits,
 refits stopped at the iteration limit, refits that another start moved to a better basin, the median width of
@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from scaling_laws import fit_spt, optimal_fraction, synthetic
-from scaling_laws.fitting import search
+from scaling_laws.fitting import refits
 from scaling_laws.fitting.intervals import outside
 from scaling_laws.fitting.points import select_points
 
@@ -55,15 +55,15 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=64, help="grid starts of each half's fit")
     parser.add_argument("--form", default="spt-regularized", choices=["spt", "spt-regularized"])
     args = parser.parse_args()
-    rows = {"minima only": [], f"+{search.REFIT_DIVERSE} diverse": []}
-    diverse = search.REFIT_DIVERSE
+    rows = {"minima only": [], f"+{refits.REFIT_DIVERSE} diverse": []}
+    diverse = refits.REFIT_DIVERSE
     for sweep in range(args.sweeps):
         _, curves = synthetic.pilot_sweep(seed=1000 + sweep, evaluations=17)
         table = select_points(curves.rename(columns={"domain_fraction": "fraction"})).table
         for (name, outcomes), count in zip(rows.items(), (0, diverse)):
-            search.REFIT_DIVERSE = count  # the module default, read when the refits start
+            refits.REFIT_DIVERSE = count  # the module default, read when the refits start
             outcomes.append(one_fit(table, args.form, args.replicates, args.starts, seed=sweep))
-        search.REFIT_DIVERSE = diverse
+        refits.REFIT_DIVERSE = diverse
         print(f"sweep {sweep}: " + "; ".join(f"{name}: width {o[-1]['width']:.4f} failed {o[-1]['failed']} "
                                              f"unconverged {o[-1]['unconverged']} moved {o[-1]['moved']}"
                                              for name, o in rows.items()), flush=True)

@@ -93,7 +93,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=float, default=None, help="fit the evaluations up to this budget")
     parser.add_argument("--stress", type=int, default=0, help="pilots of each stress generator")
     parser.add_argument("--first-seed", type=int, default=9000)
-    parser.add_argument("--law", default="spt-regularized", choices=["spt", "spt-regularized"])
+    parser.add_argument("--law", default="spt-regularized", choices=["spt", "spt-regularized", "spt-epochs"])
     parser.add_argument("--replicates", type=int, default=200)
     args = parser.parse_args()
     if not args.sweep and not args.stress:

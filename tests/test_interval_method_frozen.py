@@ -11,7 +11,7 @@ constants frozen again, unchanged, plus ``noise.SMOOTH_REMOVED`` (the residuals 
 
 from __future__ import annotations
 
-from scaling_laws.fitting import evaluations, noise, search, spt
+from scaling_laws.fitting import evaluations, noise, refits, search, spt
 
 FROZEN = {
     "noise.PRIOR_DEGREES": (noise.PRIOR_DEGREES, 2.0),
@@ -21,8 +21,8 @@ FROZEN = {
     "noise.MIN_SHARED_BUDGETS": (noise.MIN_SHARED_BUDGETS, 4),
     "noise.MAX_ABSORPTION": (noise.MAX_ABSORPTION, 4.0),
     "noise.SMOOTH_REMOVED": (noise.SMOOTH_REMOVED, None),
-    "search.REFIT_MINIMA": (search.REFIT_MINIMA, 3),
-    "search.REFIT_DIVERSE": (search.REFIT_DIVERSE, 3),
+    "refits.REFIT_MINIMA": (refits.REFIT_MINIMA, 3),
+    "refits.REFIT_DIVERSE": (refits.REFIT_DIVERSE, 3),
     "search.AT_BEST_TOLERANCE": (search.AT_BEST_TOLERANCE, 1e-4),
     "spt.SWEEP_HUBER_DELTA": (spt.SWEEP_HUBER_DELTA, 1e-2),
     "spt.LACK_OF_FIT_RATIO": (spt.LACK_OF_FIT_RATIO, 3.0),

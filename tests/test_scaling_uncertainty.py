@@ -12,8 +12,9 @@ from scaling_laws import FitResult, get_law, optimal_fraction, synthetic
 from scaling_laws.decision import report
 from scaling_laws.decision.narrowing import narrowing
 from scaling_laws.fitting.intervals import OUTSIDE_CAUSE, outside, percentile_interval
+from scaling_laws.fitting.refits import diverse_starts, refit
 from scaling_laws.fitting.result import bootstrap_caveats
-from scaling_laws.fitting.search import Problem, diverse_starts, refit
+from scaling_laws.fitting.search import Problem
 from scaling_laws.numerics.objective import Objective
 from tests.conftest import REPO
 

@@ -11,8 +11,9 @@ import pandas as pd
 from scaling_laws.fitting.data import check_frame, data_caveats, law_inputs, resolve_law
 from scaling_laws.fitting.intervals import percentile_bands
 from scaling_laws.fitting.noise import bootstrap_fits, resolve_method, run_layout
+from scaling_laws.fitting.refits import refit_seeds
 from scaling_laws.fitting.result import FitResult, bootstrap_caveats
-from scaling_laws.fitting.search import Problem, SearchResult, refit_seeds, search
+from scaling_laws.fitting.search import Problem, SearchResult, search
 from scaling_laws.fitting.staged import staged_starts
 from scaling_laws.laws.base import Law
 from scaling_laws.laws.registry import get_law

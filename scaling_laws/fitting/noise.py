@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from scaling_laws.fitting.search import Refits, bootstrap, refit
+from scaling_laws.fitting.refits import Refits, bootstrap, refit
 
 #: Weight (degrees of freedom) of the assumed run offset when repeats measure it too.
 PRIOR_DEGREES = 2.0
@@ -328,7 +328,7 @@ def bootstrap_fits(problem, seeds: np.ndarray, replicates: int, method: str, lay
     Args:
         problem: The full-data :class:`scaling_laws.fitting.search.Problem`.
         seeds: Starts of every refit, the fit's best minimum first (``seeds[0]`` gives the fitted values; see
-            :func:`scaling_laws.fitting.search.refit_seeds`).
+            :func:`scaling_laws.fitting.refits.refit_seeds`).
         replicates: Number of refits ``K``.
         method: ``points`` or ``runs`` (see the module docstring).
         layout: Runs of the rows.

@@ -30,8 +30,8 @@ import pandas as pd
 from scaling_laws.fitting.data import check_frame, law_inputs
 from scaling_laws.fitting.fit import fit, search_law
 from scaling_laws.fitting.noise import RunGroups, estimate_noise, resolve_method, run_layout, simulate
+from scaling_laws.fitting.refits import refit, refit_seeds
 from scaling_laws.fitting.result import FitResult, bootstrap_caveats
-from scaling_laws.fitting.search import refit, refit_seeds
 from scaling_laws.laws.base import Law
 from scaling_laws.laws.epochs import SPTEpochs, unique_tokens_of
 from scaling_laws.laws.spt import FORMS, combine, combine_samples
