@@ -141,6 +141,22 @@ def test_the_part_all_runs_share_at_a_budget_is_drawn_and_recovered():
     assert measured.along_sd == pytest.approx(0.003, rel=0.25)
 
 
+def test_a_runs_smooth_misfit_is_read_as_its_noise_unless_the_diagnostic_takes_it_out(monkeypatch):
+    from scaling_laws.fitting import noise
+
+    groups = np.repeat(np.arange(6), 16)
+    order = np.tile(np.geomspace(2e4, 5e5, 16), 6)
+    rough = np.random.default_rng(3).normal(0.0, 0.003, len(groups))
+    x = np.log(order) - np.log(order).mean()
+    misfit = 0.02 * (groups - 2.5) / 2.5 * x  # each run's curve bends its own way: the law's misfit along it
+    assert np.allclose(noise.rough_part(misfit, groups, order, 2), 0.0, atol=1e-12)
+    as_is = estimate_noise(rough + misfit, groups, order, np.arange(len(groups)) // 16, "log", free_params=0)
+    monkeypatch.setattr(noise, "SMOOTH_REMOVED", 2)
+    taken_out = estimate_noise(rough + misfit, groups, order, np.arange(len(groups)) // 16, "log", free_params=0)
+    assert as_is.along_sd > 3 * taken_out.along_sd and as_is.correlation > 0.8
+    assert taken_out.along_sd == pytest.approx(0.003, rel=0.3)
+
+
 @pytest.fixture(scope="module")
 def pilot_fit(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pilot") / "sweep"
