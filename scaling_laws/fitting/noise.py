@@ -35,6 +35,14 @@ tokens. Read as per-run noise, that miss would move each fraction's curve on its
 scatter delta* far more than the data do; it is estimated as the mean residual across runs at each evaluated
 budget (corrected for the per-run noise the mean still holds) and drawn once per budget for all runs. On the
 quickstart pilot (5 fractions, 17 fitted evaluations each, 2026-11-30) it was half the residual variance.
+
+The residuals hold the law's misfit besides the noise: where the law cannot follow a run's curve, they form a
+smooth curve along it, which the model reads as that run's noise (strongly correlated, so the run's level is
+uncertain by a multiple of the misfit). That is how a misfit that differs between fractions reaches delta*'s band,
+and on real pilots it is most of the band (``benchmarks/misfit_band.py``: 2.4 to 4 times the band the noise
+between evaluations gives alone). It also makes the band too wide when the law's form is wrong: on pilots of an
+epoch-driven law the nominal 90% band covered the true delta* in 100% of 60 sweeps, spanning three quarters of the
+fractions searched (README, *How far the intervals can be trusted*).
 """
 
 from __future__ import annotations
@@ -224,8 +232,8 @@ def rough_part(residuals: np.ndarray, groups: np.ndarray, order: np.ndarray, deg
     """The residuals less each run's least-squares polynomial of ``degree`` in log tokens: what is left when the
     smooth curve of a run (the law's misfit along it, and the slowest part of its noise) is taken out. Runs too
     short for the polynomial are left as they are."""
-    rest = np.array(residuals, dtype=float)
-    for rows in _runs(np.asarray(groups), np.asarray(order, dtype=float)):
+    rest, order = np.array(residuals, dtype=float), np.asarray(order, dtype=float)
+    for rows in _runs(np.asarray(groups), order):
         if len(rows) > degree + 2:
             x = np.log(np.maximum(order[rows], 1.0))
             basis = np.vander(x - x.mean(), degree + 1)
