@@ -21,15 +21,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from scaling_laws import fit_spt, optimal_fraction, stress
-from scaling_laws.fitting import noise
-from scaling_laws.fitting.points import select_points
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.spt_reproduction import fitted_points  # noqa: E402
+from scaling_laws import fit_spt, optimal_fraction, stress  # noqa: E402
+from scaling_laws.fitting import noise  # noqa: E402
+from scaling_laws.fitting.points import select_points  # noqa: E402
 
 LEVEL = 0.9
 SMOOTH_DEGREE = 2
@@ -44,15 +49,6 @@ def smooth_removed(degree: int | None):
         yield
     finally:
         noise.SMOOTH_REMOVED = saved
-
-
-def sweep_table(folder: Path, max_tokens: float | None) -> pd.DataFrame:
-    from sweeps.tables import fit_table, load_sweep
-
-    table = fit_table(load_sweep(folder))
-    if max_tokens:
-        table = table[pd.to_numeric(table["tokens"]) <= max_tokens]
-    return select_points(table, str(folder)).table
 
 
 def band(table: pd.DataFrame, law: str, replicates: int, seed: int, degree: int | None,
@@ -102,8 +98,10 @@ def main() -> int:
         path = Path(folder)
         if not (path / "curves.csv").exists() and not (path / "curves.parquet").exists():
             parser.error(f"--sweep {folder}: no curves.csv or curves.parquet there (run the sweep first)")
-        report(path.name if path.name != "sweep" else path.parent.name, sweep_table(path, args.max_tokens),
-               args.law, args.replicates, 0)
+        table = fitted_points(path)  # the evaluations a fit uses; then the pilot's, as spt_forecast.py cuts them
+        if args.max_tokens:
+            table = table[table["tokens"] <= args.max_tokens].reset_index(drop=True)
+        report(path.name if path.name != "sweep" else path.parent.name, table, args.law, args.replicates, 0)
     widths = {}
     for generator in stress.GENERATORS if args.stress else ():
         truth = stress.true_delta_star(generator, stress.BUDGET)
