@@ -11,7 +11,7 @@ import pytest
 from scaling_laws import FitResult, get_law, optimal_fraction, synthetic
 from scaling_laws.decision import report
 from scaling_laws.decision.narrowing import narrowing
-from scaling_laws.fitting.intervals import OUTSIDE_CAUSE, outside, percentile_interval
+from scaling_laws.fitting.intervals import OUTSIDE_CAUSE, basic_interval, outside, percentile_interval
 from scaling_laws.fitting.refits import diverse_starts, refit
 from scaling_laws.fitting.result import bootstrap_caveats
 from scaling_laws.fitting.search import Problem
@@ -40,18 +40,30 @@ def test_the_percentile_interval_is_reported_as_it_is():
     assert outside(1.0, (2.0, 4.0)) and not outside(3.0, (2.0, 4.0)) and not outside(1.0, None)
 
 
+def test_the_basic_interval_reflects_the_replicates_about_the_estimate_and_stays_in_bounds():
+    draws = [1.0, 2.0, 3.0, 4.0, 10.0]
+    assert percentile_interval(draws, 0.5) == (2.0, 4.0)
+    assert basic_interval(3.0, draws, 0.5) == (2.0, 4.0)  # replicates centred on the estimate: the same
+    assert basic_interval(2.0, draws, 0.5) == (0.0, 2.0)  # replicates that land high: the interval goes low
+    assert basic_interval(2.0, draws, 0.5, bounds=(0.5, 1.5)) == (0.5, 1.5)
+    assert basic_interval(5.0, draws, 0.5, bounds=(0.0, 6.0)) == (6.0, 6.0)
+    assert basic_interval(5.0, [np.nan], 0.9) is None
+
+
 def test_a_delta_star_outside_its_interval_is_flagged_not_hidden():
-    """Replicates all on one side of the estimate (a biased bootstrap): the interval leaves delta* out."""
+    """Replicates all on one side of the estimate (a biased bootstrap): the interval, corrected for that bias,
+    lies on the other side and leaves delta* out."""
     fit = closed_form_fit(np.linspace(1.1, 1.5, 30))  # every replicate wants more domain data
     choice = optimal_fraction(fit, 1e9)
     low, high = choice.fraction_interval
     assert choice.fraction == pytest.approx(0.3 / (0.006 * 1e9**0.3), rel=1e-6)
-    assert choice.fraction < low < high
+    assert low < high < choice.fraction
     line = (f"at T=1e+09, delta* 0.09976 lies outside its 90% interval [{low:.4g}, {high:.4g}] and the model "
             f"multiplier {choice.model_multiplier:.3g}x lies outside its 90% interval "
             f"[{choice.model_multiplier_interval[0]:.3g}x, {choice.model_multiplier_interval[1]:.3g}x]: "
             f"{OUTSIDE_CAUSE}")
-    assert (low, high) == (0.111, 0.1485)  # 1.114x and 1.486x delta*, on the 0.0005 grid
+    # The replicates' central interval is [0.111, 0.1485] (1.114x and 1.486x delta*, on the 0.0005 grid).
+    assert (low, high) == pytest.approx((2 * choice.fraction - 0.1485, 2 * choice.fraction - 0.111), abs=1e-12)
     assert line in report.caveats(fit, [choice])
 
 
@@ -116,7 +128,7 @@ def test_a_sweep_fit_records_its_refits(tmp_path):
 def wide_fit() -> FitResult:
     """A pilot-like fit whose delta* band at 4e5 spans most of [0, 0.5] (the gap amplitude barely determined)."""
     law = get_law("spt-regularized")
-    p = synthetic.SPT_PILOT
+    p = {**synthetic.SPT_PILOT, "a1": 4 * synthetic.SPT_PILOT["a1"]}  # delta* 0.33 at 4e5, inside the range
     samples = np.tile([p[name] for name in law.names], (200, 1))
     samples[:, law.names.index("a1")] *= np.exp(np.random.default_rng(0).normal(0.0, 2.0, 200))
     return FitResult(law="spt-regularized", params=p, objective=0.0, n_points=0, samples=samples,
@@ -129,12 +141,13 @@ def wide_fit() -> FitResult:
 def test_an_undecided_delta_star_is_said_with_the_cells_that_would_narrow_it():
     fit = wide_fit()
     choice = optimal_fraction(fit, 4e5)
-    assert choice.fraction_interval == pytest.approx((0.1935, 0.5))
-    expected = ("at T=4e+05, delta*'s 95% interval [0.194, 0.5] spans 61% of the fractions searched [0, 0.5]: this "
-                "pilot cannot decide delta* at this budget; the cheapest cells to narrow it: seeds 1, 2 at delta=0.5 "
+    assert choice.fraction == pytest.approx(0.3258, abs=1e-4)
+    assert choice.fraction_interval == pytest.approx((0.1516, 0.5), abs=1e-4)
+    expected = ("at T=4e+05, delta*'s 95% interval [0.152, 0.5] spans 70% of the fractions searched [0, 0.5]: this "
+                "pilot cannot decide delta* at this budget; the cheapest cells to narrow it: seeds 1, 2 at delta=0.25 "
                 "(the swept fraction nearest delta*) and delta=0.38 (inside the widest gap of the grid in the band, "
                 "0.25 to 0.5): run spt sweep CONFIG 'grid.domain_fraction=[0, 0.01, 0.03, 0.1, 0.25, 0.38, 0.5]' "
-                "'grid.repeat={domain_fraction: 0.5, seed: [1, 2]}' (add --dry-run to see the plan; the repeat "
+                "'grid.repeat={domain_fraction: 0.25, seed: [1, 2]}' (add --dry-run to see the plan; the repeat "
                 "replaces any grid.repeat of CONFIG, and done cells are skipped)")
     assert expected in report.caveats(fit, [choice])
     narrow = closed_form_fit(np.exp(np.random.default_rng(0).normal(0.0, 0.1, 200)))
@@ -149,7 +162,7 @@ def test_the_suggested_cells_plan_on_the_quickstart_sweep(run_cli, monkeypatch):
     assert code == 0, err
     planned = [line.split()[0] for line in out.splitlines() if line.startswith("delta")]
     assert planned == [f"delta{f:g}-tiny-T400000-seed0" for f in (0.0, 0.01, 0.03, 0.1, 0.25, 0.38, 0.5)] + [
-        "delta0.5-tiny-T400000-seed1", "delta0.5-tiny-T400000-seed2"]
+        "delta0.25-tiny-T400000-seed1", "delta0.25-tiny-T400000-seed2"]
 
 
 def test_the_cli_prints_the_caveat_of_a_delta_star_outside_its_interval(tmp_path, run_cli):
@@ -157,4 +170,4 @@ def test_the_cli_prints_the_caveat_of_a_delta_star_outside_its_interval(tmp_path
     fit.save(tmp_path / "fit.json")
     code, out, err = run_cli("optimal-fraction", "--fit", tmp_path / "fit.json", "--tokens", "1e9")
     assert code == 0, err
-    assert "caveat: at T=1e+09, delta* 0.09976 lies outside its 90% interval [0.111, 0.1485]" in out
+    assert "caveat: at T=1e+09, delta* 0.09976 lies outside its 90% interval [0.05103, 0.08853]" in out

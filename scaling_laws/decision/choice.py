@@ -22,7 +22,8 @@ class FractionChoice:
         loss: That predicted loss at delta* (nats/token).
         fraction_range: The ``[low, high]`` range searched.
         basis: ``"post-finetune"`` (pretraining law plus the fitted fine-tune gain) or ``"pre-finetune"``.
-        fraction_interval: Central bootstrap interval of delta*, as the replicates give it: delta* may lie outside
+        fraction_interval: Bootstrap interval of delta* (the basic interval, see
+            :data:`scaling_laws.decision.optimal.FRACTION_INTERVAL`), as the replicates give it: delta* may lie outside
             it, which the caveats flag (None without bootstrap).
         budget_ratio: T over the largest trained budget (None when the fit does not record it).
         measured_multiplier: The measured compute multiplier at the swept fraction nearest delta*

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from scaling_laws.decision.choice import EXTRAPOLATION_LIMIT
-from scaling_laws.decision.optimal import best_fractions, fraction_range
+from scaling_laws.decision.optimal import best_fractions, fraction_interval, fraction_range
 from scaling_laws.decision.report import fit_warnings
 from scaling_laws.fitting.intervals import percentile_interval
 from scaling_laws.fitting.regime import is_regime_caveat
@@ -124,6 +124,7 @@ class Option:
     loss: float
     finetune_tokens: float = 0.0
     draws: dict[str, np.ndarray] = field(default_factory=dict)
+    fraction_range: tuple[float, float] = (0.0, 1.0)
 
     @property
     def label(self) -> str:
@@ -150,9 +151,13 @@ class Option:
         return self.training_flops(replicate) + self.serving_flops(served_tokens)
 
     def interval(self, key: str, level: float, served_tokens: float = 0.0) -> tuple[float, float] | None:
-        """Bootstrap interval of ``fraction``, ``tokens``, ``loss`` or ``total`` (FLOPs at ``served_tokens``)."""
+        """Bootstrap interval of ``fraction``, ``tokens``, ``loss`` or ``total`` (FLOPs at ``served_tokens``):
+        delta*'s as :func:`scaling_laws.decision.optimal.optimal_fraction` gives it (the basic interval, in the
+        fractions searched), the others the central percentile interval."""
         if not self.replicates:
             return None
+        if key == "fraction":
+            return fraction_interval(self.fraction, self.draws[key], level, self.fraction_range)
         if key == "total":
             return percentile_interval([self.total_flops(served_tokens, k) for k in range(self.replicates)], level)
         return percentile_interval(self.draws[key], level)
@@ -252,7 +257,7 @@ def cost_options(fit: FitResult, question: CostQuestion) -> list[Option]:
 
             fraction, tokens, loss = draw(fit.theta(), True)
             option = Option(kind, float(params), fraction, tokens, loss,
-                            question.tokens_of_finetune if kind == "finetune" else 0.0)
+                            question.tokens_of_finetune if kind == "finetune" else 0.0, fraction_range=search)
             if thetas is not None and len(thetas):
                 columns = np.array([draw(theta, False) for theta in thetas])
                 option.draws = dict(zip(("fraction", "tokens", "loss"), columns.T))

@@ -1,12 +1,15 @@
-"""Bootstrap percentile intervals, reported as the replicates give them, and what a point outside one means.
+"""Bootstrap intervals, reported as the replicates give them, and what a point outside one means.
 
-The interval reported is the central ``level`` percentile interval of the replicates, nothing more. It need not
-contain the estimate it belongs to: when the estimator is biased (the refits land systematically to one side of
-the fit) or unstable (the fit's minimum is not where refits of similar data go), the estimate falls outside the
-central interval of its replicates. That is a signal about the fit, so spt does not hide it by widening the
-interval: it reports the interval as it is and says, in a caveat (its cause: :data:`OUTSIDE_CAUSE`), that the estimate lies
-outside it and what that likely means. (Until 2026-12, spt widened such intervals to contain the estimate;
-issue 23.)
+The interval of a parameter, a loss or a multiplier is the central ``level`` percentile interval of the
+replicates; delta*'s is the basic interval (:func:`basic_interval`: the same percentiles reflected about the
+estimate), which corrects for a bias the refits show instead of doubling it
+(:data:`scaling_laws.decision.optimal.FRACTION_INTERVAL`). Neither is widened. An interval need not contain the
+estimate it belongs to: when the estimator is biased (the refits land systematically to one side of the fit) or
+unstable (the fit's minimum is not where refits of similar data go), the estimate falls outside the central
+interval of its replicates (and then outside the basic interval too). That is a signal about the fit, so spt does
+not hide it by widening the interval: it reports the interval as it is and says, in a caveat (its cause:
+:data:`OUTSIDE_CAUSE`), that the estimate lies outside it and what that likely means. (Until 2026-12, spt widened
+such intervals to contain the estimate; issue 23.)
 """
 
 from __future__ import annotations
@@ -37,6 +40,29 @@ def percentile_interval(draws, level: float) -> tuple[float, float] | None:
     low = float(np.percentile(values, tail, method="lower"))
     high = float(np.percentile(values, 100.0 - tail, method="higher"))
     return low, high
+
+
+def basic_interval(point: float, draws, level: float, bounds: tuple[float, float] | None = None
+                   ) -> tuple[float, float] | None:
+    """The basic bootstrap interval of an estimate: its central ``level`` percentile interval reflected about it,
+    ``(2 point - high, 2 point - low)``, cut to ``bounds`` (the values the quantity can take) when given.
+
+    The percentile interval reads the replicates as draws of the truth; the basic interval reads their spread
+    about the estimate as the spread of the estimate about the truth. The two differ when the replicates land
+    to one side of the fit: the estimator is biased in the bootstrap's world, and the basic interval moves the
+    other way, to correct for it, where the percentile interval moves with the bias and doubles it. It holds the
+    estimate exactly when the percentile interval does.
+
+    Returns:
+        ``(low, high)``, or None when no replicate is usable.
+    """
+    central = percentile_interval(draws, level)
+    if central is None:
+        return None
+    low, high = 2.0 * point - central[1], 2.0 * point - central[0]
+    if bounds is not None:
+        low, high = min(max(low, bounds[0]), bounds[1]), min(max(high, bounds[0]), bounds[1])
+    return float(low), float(high)
 
 
 def percentile_bands(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
