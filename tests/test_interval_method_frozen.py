@@ -5,12 +5,15 @@ A change to any of these changes the method whose coverage was measured: it need
 in a separate change, and this test updated with it (never retuned on the study's own sweeps).
 
 Studies: the first (pilots 5000-5059 of each generator) ran after the freeze of fb2b963; the second (pilots
-20000-20059) runs after the fix that draws the noise part all runs share at a budget (868ddbf), with these
-constants frozen again, unchanged, plus ``noise.SMOOTH_REMOVED`` (the residuals as they are).
+20000-20059) after the fix that draws the noise part all runs share at a budget (868ddbf), with these constants
+frozen again, unchanged, plus ``noise.SMOOTH_REMOVED`` (the residuals as they are); the third (pilots
+70000-70059) runs after delta*'s interval became the basic bootstrap interval (21d6dc2), frozen here with
+``optimal.FRACTION_INTERVAL``, the other constants unchanged.
 """
 
 from __future__ import annotations
 
+from scaling_laws.decision import optimal
 from scaling_laws.fitting import evaluations, noise, refits, search, spt
 
 FROZEN = {
@@ -27,6 +30,7 @@ FROZEN = {
     "spt.SWEEP_HUBER_DELTA": (spt.SWEEP_HUBER_DELTA, 1e-2),
     "spt.LACK_OF_FIT_RATIO": (spt.LACK_OF_FIT_RATIO, 3.0),
     "evaluations.DEFAULT_REPLICATES": (evaluations.DEFAULT_REPLICATES, 200),
+    "optimal.FRACTION_INTERVAL": (optimal.FRACTION_INTERVAL, "basic"),
 }
 
 
