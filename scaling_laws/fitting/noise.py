@@ -6,7 +6,8 @@ followed by one that is good too (correlation along the run). Resampling single 
 independent, as the classic bootstrap does, treats 16 evaluations of one run as 16 runs, and its intervals are
 far too narrow: on synthetic pilots (:func:`scaling_laws.synthetic.pilot_sweep`: 6 fractions x 16 evaluations,
 run offsets 0.5%, AR(1) noise 0.5% with lag-1 correlation 0.7) its nominal 90% intervals for delta* covered the
-true delta* in 42.5% of 40 sweeps, against 95% for the method here (``tests/test_scaling_coverage.py``).
+true delta* in 42.5% of 40 sweeps, against 95% for the method here (``tests/test_scaling_coverage.py``; figures
+of percentile intervals, before delta*'s became the basic interval: now 40% and 85%).
 
 What is done instead is a *parametric bootstrap with a fitted noise model*. The residuals of the fit (log or
 linear, as fitted) are read as a per-run offset plus an AR(1) series along the run; the model's three numbers
@@ -40,9 +41,9 @@ The residuals hold the law's misfit besides the noise: where the law cannot foll
 smooth curve along it, which the model reads as that run's noise (strongly correlated, so the run's level is
 uncertain by a multiple of the misfit). That is how a misfit that differs between fractions reaches delta*'s band,
 and on real pilots it is most of the band (``benchmarks/misfit_band.py``: 2.4 to 4 times the band the noise
-between evaluations gives alone). It also makes the band too wide when the law's form is wrong: on pilots of an
-epoch-driven law the nominal 90% band covered the true delta* in 100% of 60 sweeps, spanning three quarters of the
-fractions searched (README, *How far the intervals can be trusted*).
+between evaluations gives alone). When the law's form is wrong the band is wide: on pilots of an epoch-driven law
+it spans three quarters of the fractions searched, and its nominal 90% covered the true delta* in 100% of 60
+sweeps as a percentile interval, 77% as the basic interval (README, *How far the intervals can be trusted*).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ PRIOR_DEGREES = 2.0
 #: (tests/test_scaling_coverage.py): nominal 90% intervals for delta* covered the truth in 82.5% of 40 sweeps at
 #: 1.0x, 95% at 1.25x and 97.5% at 1.5x (median widths 0.0147, 0.0168, 0.0195 around a true delta* of 0.406,
 #: whose estimates spread by 0.0048), with the offset scaled by the absorption-corrected noise; scaled by the
-#: noise as seen (as now), 92.5% at 1.25x (median width 0.0165).
+#: noise as seen (as now), 92.5% at 1.25x (median width 0.0165). (Percentile intervals; as the basic interval,
+#: delta*'s since 2026-12-06, 85% at 1.25x.)
 ASSUMED_OFFSET = 1.25
 #: Largest lag-1 correlation used (beyond it a run is one long drift, and the estimate is unreliable).
 MAX_CORRELATION = 0.95
