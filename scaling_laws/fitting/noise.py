@@ -40,7 +40,7 @@ quickstart pilot (5 fractions, 17 fitted evaluations each, 2026-11-30) it was ha
 The residuals hold the law's misfit besides the noise: where the law cannot follow a run's curve, they form a
 smooth curve along it, which the model reads as that run's noise (strongly correlated, so the run's level is
 uncertain by a multiple of the misfit). That is how a misfit that differs between fractions reaches delta*'s band,
-and on real pilots it is most of the band (``benchmarks/misfit_band.py``: 2.4 to 4 times the band the noise
+and on real pilots it is much of the band (``benchmarks/misfit_band.py``: 1.5 to 4 times the band the noise
 between evaluations gives alone). When the law's form is wrong the band is wide: on pilots of an epoch-driven law
 it spans three quarters of the fractions searched, and its nominal 90% covered the true delta* in 100% of 60
 sweeps as a percentile interval, 77% as the basic interval (README, *How far the intervals can be trusted*).
