@@ -5,7 +5,7 @@ from ``REFIT_DIVERSE`` starts of the fit's grid chosen far apart (:func:`scaling
 This prints, for both, on synthetic pilots (:func:`scaling_laws.synthetic.pilot_sweep`, 6 fractions x 17
 evaluations, one seed) fitted like ``spt fit`` fits a sweep (train loss and gap, run bootstrap): failed refits,
 refits stopped at the iteration limit, refits that another start moved to a better basin, the median width of
-delta*'s central interval at the largest budget, how often delta* lies outside it, and the seconds per fit.
+delta*'s interval at the largest budget, how often delta* lies outside it, and the seconds per fit.
 
     python benchmarks/bootstrap_starts.py [--sweeps 10] [--replicates 200] [--starts 64] [--form spt-regularized]
 

@@ -21,7 +21,8 @@ assumption the output states, and its own uncertainty is not in the intervals.
 
 Intervals: every number is recomputed on each bootstrap replicate of the law (delta*, T, loss, costs, the
 cheapest option, the break-even), and reported as the central percentile interval at the fit's level, as the
-replicates give it.
+replicates give it; delta*'s as the basic interval, as ``spt optimal-fraction`` reports it
+(:data:`scaling_laws.decision.optimal.FRACTION_INTERVAL`).
 """
 
 from __future__ import annotations
