@@ -19,8 +19,9 @@ _FRACTION_GRID = 1001
 #: method until 2026-12-06). On synthetic pilots of an epoch-driven law, whose delta* the SPT law puts 0.05 too
 #: high (about one standard deviation of the estimate over pilots), the refits land 0.04 higher still, so the
 #: percentile interval doubles the bias; the basic interval reflects it (development pilots 40000-40099 of
-#: :mod:`scaling_laws.stress`, nominal 90%: 86% coverage against 100% at the pilot's budget, 87% against 4% at 4x
-#: it; per-run exponent jitter 73% against 61%; Student-t noise 88% both). Coverage on fresh pilots: README.
+#: :mod:`scaling_laws.stress`, 100 refits, nominal 90%: 84% coverage against 100% at the pilot's budget, 89%
+#: against 5% at 4x it; per-run exponent jitter 72% against 67%; Student-t noise 89% against 92%). Coverage on
+#: fresh pilots: README.
 FRACTION_INTERVAL = "basic"
 #: Largest compute multiplier searched (beyond it the multiplier is reported as infinite).
 _MAX_MULTIPLIER = 1e12
