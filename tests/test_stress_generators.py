@@ -72,5 +72,6 @@ def test_a_small_coverage_run_reports_what_the_benchmark_prints():
         assert row["wilson"] == stress.wilson_interval(round(row["observed"] * 2), 2)
         assert 0.0 < row["median_width"] < 1.0 and 0.0 < row["percentile_width"] < 1.0
         assert row["truth"] == stress.true_delta_star("heavy-tails", row["horizon"] * stress.BUDGET)
-        assert np.isfinite(row["bias"]) and row["spread"] >= 0.0
+        # Two pilots of other seeds give other estimates: their spread is a measured one, not zero.
+        assert np.isfinite(row["bias"]) and row["spread"] > 0.0
     assert rows == stress.coverage("heavy-tails", sweeps=2, replicates=8, first_seed=9000)
